@@ -1,0 +1,145 @@
+"""``manifest.json``: what a TFRecord folder holds, read by training, evaluation and the TF-free reader.
+
+data_prep writes it last (after every shard is complete), so a folder with a manifest is
+a complete build. Required keys::
+
+    {
+      "schema_version": 1,
+      "dataset": "utkface",
+      "label_space": {"name": "age", "minimum": 0, "maximum": 100, "step": 1, "num_classes": 101},
+      "sigma": {"policy": "constant", "value": 2.0},     # or "per_sample"
+      "image_size": 224,
+      "splits": {"train": {"count": 16000, "shards": ["train-00000-of-00016.tfrecord", ...]},
+                 "val": {...}, "test": {...}},
+      ... anything else data_prep reports (skips, duplicates, alignment, histogram, config)
+    }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from tfdldl import example_schema
+from tfdldl.label_space import LabelSpace
+
+
+class ManifestError(ValueError):
+    """A TFRecord folder that is missing, incomplete or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """The parts of a manifest that consumers rely on.
+
+    Attributes:
+      root: the TFRecord folder.
+      label_space: the grid the stored distributions were computed on.
+      image_size: side of the stored aligned faces, pixels.
+      splits: split name -> list of shard paths (absolute).
+      counts: split name -> number of records.
+      sigma: the σ policy dict as written.
+      raw: the whole manifest dict.
+    """
+
+    root: str
+    label_space: LabelSpace
+    image_size: int
+    splits: dict[str, list[str]]
+    counts: dict[str, int]
+    sigma: dict[str, Any]
+    raw: dict[str, Any]
+
+    def shards(self, split: str) -> list[str]:
+        """Shard paths of ``split``; raises ManifestError naming the available splits."""
+        if split not in self.splits:
+            raise ManifestError(
+                f"{self.root} has no split '{split}' (it has: {', '.join(self.splits) or 'none'})"
+            )
+        if self.counts.get(split, 0) == 0:
+            raise ManifestError(
+                f"split '{split}' in {self.root} is empty; rebuild it with data_prep.build "
+                "or choose another split"
+            )
+        return self.splits[split]
+
+    def require_label_space(self, expected: LabelSpace, what: str = "the model") -> None:
+        """Raise ManifestError unless the data's grid equals ``expected``'s."""
+        if not self.label_space.same_grid(expected):
+            raise ManifestError(
+                f"{self.root} was built with label space {self.label_space.describe()} but "
+                f"{what} uses {expected.describe()}; rebuild the data with the model's label "
+                "space or configure the model with the data's"
+            )
+
+
+def read_manifest(root: str | os.PathLike) -> Manifest:
+    """Load and validate ``root/manifest.json``; every shard it names must exist.
+
+    Raises:
+      ManifestError: no folder, no manifest (an unfinished build), bad JSON, a newer
+        schema, or a listed shard missing.
+    """
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise ManifestError(f"TFRecord folder {root} does not exist; build it with data_prep.build")
+    path = os.path.join(root, example_schema.MANIFEST_NAME)
+    if not os.path.exists(path):
+        raise ManifestError(
+            f"{root} has no {example_schema.MANIFEST_NAME}: the build is missing or did not "
+            "finish; rerun data_prep.build (it resumes)"
+        )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+        version = int(raw["schema_version"])
+        label_space = LabelSpace.from_dict(raw["label_space"])
+        image_size = int(raw["image_size"])
+        split_info = raw["splits"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ManifestError(f"{path} is not a valid manifest: {error!r}") from None
+    if version > example_schema.SCHEMA_VERSION:
+        raise ManifestError(
+            f"{path} has schema_version {version}, newer than this tfdldl understands "
+            f"({example_schema.SCHEMA_VERSION}); upgrade tfdldl"
+        )
+    splits, counts = {}, {}
+    for name, info in split_info.items():
+        shards = [os.path.join(root, shard) for shard in info.get("shards", [])]
+        missing = [shard for shard in shards if not os.path.exists(shard)]
+        if missing:
+            raise ManifestError(
+                f"{root}: shard {os.path.basename(missing[0])} of split '{name}' is missing; "
+                "rerun data_prep.build to rebuild it"
+            )
+        splits[name] = shards
+        counts[name] = int(info.get("count", 0))
+    return Manifest(
+        root=root,
+        label_space=label_space,
+        image_size=image_size,
+        splits=splits,
+        counts=counts,
+        sigma=dict(raw.get("sigma", {})),
+        raw=raw,
+    )
+
+
+def write_manifest(root: str | os.PathLike, manifest: dict[str, Any]) -> str:
+    """Write ``manifest`` as ``root/manifest.json`` atomically; returns the path."""
+    path = os.path.join(os.fspath(root), example_schema.MANIFEST_NAME)
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=False, default=_jsonable)
+    os.replace(temporary, path)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
