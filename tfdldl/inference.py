@@ -1,0 +1,227 @@
+"""One way to run a trained model, whatever it was saved as: SavedModel folder or ``.keras`` file.
+
+``tfdldl.predict``, ``tfdldl.evaluate``, ``tfdldl.tflite_export`` and ``tfdldl.bench`` all
+load models through :func:`load_predictor`, so every tool reads the same outputs
+(``value``, ``stddev``, ``distribution``) and the same label space from a model.
+
+Also here: summaries of a predicted distribution (standard deviation, central interval
+from the CDF) and test-time flip averaging (the paper averages a face and its mirror).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from tfdldl.label_space import LabelSpace
+
+
+class ModelLoadError(ValueError):
+    """A --model path that is not a usable tfdldl model; the message says what to pass."""
+
+
+class Predictor(Protocol):
+    """What the tools need from a loaded model.
+
+    Attributes:
+      label_space: the model's label grid.
+      input_size: side of the square face crop the network was built for, pixels.
+      source: the path it was loaded from.
+    """
+
+    label_space: LabelSpace
+    input_size: int
+    source: str
+
+    def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 [N, H, W, 3] RGB 0..255 -> {"value": [N], "stddev": [N], "distribution": [N, K]}."""
+
+    def predict_encoded(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
+        """JPEG/PNG bytes of aligned faces -> the same dict (the ``serving_default`` path)."""
+
+
+def distribution_stddev(distribution: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Standard deviation of each predicted distribution over the label grid.
+
+    Args:
+      distribution: float [N, K], rows sum to 1.
+      grid: float [K], the label values l_k.
+    Returns:
+      float32 [N], label units.
+    """
+    p = np.asarray(distribution, np.float64)
+    grid = np.asarray(grid, np.float64)
+    mean = p @ grid
+    variance = p @ (grid ** 2) - mean ** 2
+    return np.sqrt(np.maximum(variance, 0.0)).astype(np.float32)
+
+
+def central_interval(distribution: np.ndarray, grid: np.ndarray,
+                     mass: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``mass`` interval of each distribution, read off its CDF.
+
+    The lower end is the smallest grid value whose CDF reaches (1 - mass) / 2, the upper
+    end the smallest whose CDF reaches (1 + mass) / 2; so at least ``mass`` of the
+    probability lies in [low, high] (grid values, no interpolation).
+
+    Args:
+      distribution: float [N, K], rows sum to 1.
+      grid: float [K], increasing label values.
+      mass: probability inside the interval, in (0, 1).
+    Returns:
+      (low, high), each float32 [N], label units.
+    """
+    if not 0.0 < mass < 1.0:
+        raise ValueError(f"interval mass must lie in (0, 1), got {mass}")
+    cdf = np.cumsum(np.asarray(distribution, np.float64), axis=-1)
+    cdf /= cdf[:, -1:]
+    grid = np.asarray(grid, np.float32)
+    tail = (1.0 - mass) / 2.0
+    low = np.argmax(cdf >= tail - 1e-9, axis=-1)
+    high = np.argmax(cdf >= 1.0 - tail - 1e-9, axis=-1)
+    return grid[low], grid[high]
+
+
+def predict_flip_averaged(predictor: Predictor, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Average the predictions for ``images`` and their horizontal mirrors (the paper's test).
+
+    Args:
+      predictor: a loaded model.
+      images: float32 [N, H, W, 3] RGB 0..255.
+    Returns:
+      {"value": [N], "stddev": [N], "distribution": [N, K]}: values and distributions
+      are averaged and stddev is recomputed from the averaged distribution (a model
+      without a distribution output keeps the unmirrored stddev and has no
+      "distribution" key).
+    """
+    images = np.asarray(images, np.float32)
+    plain = predictor.predict_images(images)
+    mirrored = predictor.predict_images(images[:, :, ::-1, :])
+    averaged = {"value": 0.5 * (plain["value"] + mirrored["value"]),
+                "stddev": plain["stddev"]}
+    if "distribution" in plain:
+        distribution = 0.5 * (plain["distribution"] + mirrored["distribution"])
+        averaged["distribution"] = distribution.astype(np.float32)
+        averaged["stddev"] = distribution_stddev(distribution, predictor.label_space.grid)
+    return averaged
+
+
+def load_predictor(path: str | os.PathLike) -> Predictor:
+    """Load ``path`` as a predictor.
+
+    Accepts a SavedModel version folder (``saved_models/<name>/<version>``), a model folder
+    holding numbered versions (the highest is used), or a ``.keras`` file.
+
+    Raises:
+      ModelLoadError: the path is missing, is neither kind, or lacks the signatures and
+        label space tfdldl exports.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model {path} does not exist; pass a SavedModel folder "
+                             "(saved_models/<name>/<version>) or a .keras file")
+    if os.path.isfile(path):
+        if not path.endswith(".keras"):
+            raise ModelLoadError(f"model {path} is a file but not a .keras file; pass a "
+                                 "SavedModel folder or a .keras file")
+        return KerasPredictor(path)
+    return SavedModelPredictor(_version_folder(path))
+
+
+def _version_folder(path: str) -> str:
+    """``path`` itself when it holds saved_model.pb, else its highest numbered subfolder that does."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [name for name in os.listdir(path)
+                if re.fullmatch(r"\d+", name)
+                and os.path.exists(os.path.join(path, name, "saved_model.pb"))]
+    if versions:
+        return os.path.join(path, max(versions, key=int))
+    raise ModelLoadError(
+        f"{path} is not a SavedModel: it has no saved_model.pb (nor numbered version folders "
+        "holding one); pass the folder written by tfdldl.export, e.g. saved_models/<name>/1")
+
+
+def resize_square(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of float [N, H, W, 3] to float32 [N, size, size, 3] (no-op when equal)."""
+    images = np.asarray(images, np.float32)
+    if images.shape[1:3] == (size, size):
+        return images
+    import keras
+
+    return keras.ops.convert_to_numpy(
+        keras.ops.image.resize(images, (size, size), interpolation="bilinear"))
+
+
+def _to_numpy(outputs) -> dict[str, np.ndarray]:
+    return {key: np.asarray(value) for key, value in outputs.items()}
+
+
+class SavedModelPredictor:
+    """A SavedModel exported by :func:`tfdldl.export.export_saved_model`."""
+
+    def __init__(self, path: str):
+        from tfdldl import export
+
+        try:
+            self._serving = export.load_serving(path)
+        except Exception as error:  # a foreign or broken SavedModel: say what is missing
+            raise ModelLoadError(
+                f"{path} is not a tfdldl SavedModel ({type(error).__name__}: {error}); it needs "
+                "the 'serving_default' and 'predict_images' signatures and the "
+                "assets/label_space.json that tfdldl.export writes") from None
+        self.source = path
+        self.label_space = self._serving.label_space
+        self.input_size = int(self._serving.input_size)
+
+    def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """See :class:`Predictor`; runs the ``predict_images`` signature."""
+        return _to_numpy(self._serving.predict_images(np.asarray(images, np.float32)))
+
+    def predict_encoded(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
+        """See :class:`Predictor`; runs the ``serving_default`` signature."""
+        return _to_numpy(self._serving(list(encoded)))
+
+
+class KerasPredictor:
+    """A ``.keras`` file saved from :func:`tfdldl.models.build_model`."""
+
+    def __init__(self, path: str):
+        import keras
+
+        from tfdldl import models  # registers the custom layers for deserialisation
+
+        try:
+            self.model = keras.saving.load_model(path, compile=False)
+            self.label_space = models.label_space_of(self.model)
+        except Exception as error:
+            raise ModelLoadError(f"{path} is not a tfdldl .keras model "
+                                 f"({type(error).__name__}: {error})") from None
+        self.source = path
+        self.input_size = int(self.model.input_shape[1])
+
+    def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """See :class:`Predictor`; resizes to the model's input size when needed (bilinear)."""
+        import keras
+
+        images = resize_square(images, self.input_size)
+        outputs = {key: keras.ops.convert_to_numpy(value)
+                   for key, value in self.model(images, training=False).items()}
+        result = {"value": outputs["value"].reshape(-1).astype(np.float32)}
+        if "distribution" in outputs:
+            result["distribution"] = outputs["distribution"].astype(np.float32)
+            result["stddev"] = distribution_stddev(outputs["distribution"],
+                                                   self.label_space.grid)
+        else:  # regression/ranking heads predict no distribution: no spread to report
+            result["stddev"] = np.full(len(images), np.nan, np.float32)
+        return result
+
+    def predict_encoded(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
+        """See :class:`Predictor`; decodes with :func:`tfdldl.image_io.decode_rgb`."""
+        from tfdldl.image_io import decode_rgb
+
+        images = np.stack([decode_rgb(data, f"image {i}") for i, data in enumerate(encoded)])
+        return self.predict_images(images.astype(np.float32))

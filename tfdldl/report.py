@@ -1,0 +1,324 @@
+"""The evaluation report a person looks at: PNG plots and one self-contained HTML page.
+
+Plots (all from NumPy arrays, so they can be tested without a model):
+  * predicted vs true scatter, with the identity line;
+  * mean absolute error and bias per label band (age decade), with sample counts;
+  * the cumulative score curve CS(θ);
+  * a grid of the best and the worst predicted faces, each above its predicted
+    distribution with the true and predicted values marked.
+``report.html`` embeds every PNG (base64) and the metric tables, so it can be mailed or
+opened from anywhere.
+
+matplotlib is an optional extra (``pip install tfdldl[report]``); it is imported on first
+use and its absence is a :class:`ReportError` saying how to install it.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from tfdldl.label_space import LabelSpace
+
+SCATTER_PNG = "scatter.png"
+BANDS_PNG = "error_by_band.png"
+CS_PNG = "cs_curve.png"
+FACES_PNG = "best_worst_faces.png"
+HTML_NAME = "report.html"
+
+
+class ReportError(RuntimeError):
+    """The report cannot be drawn (matplotlib missing); the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceSample:
+    """One evaluated face for the best/worst grid.
+
+    Attributes:
+      image: uint8 [S, S, 3] RGB aligned face.
+      true: the label, label units.
+      predicted: the predicted value, label units.
+      distribution: float [K] predicted distribution (None for models without one).
+    """
+
+    image: np.ndarray
+    true: float
+    predicted: float
+    distribution: np.ndarray | None
+
+
+def _pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend, or a ReportError."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ReportError("the report needs matplotlib, which is not installed; install it "
+                          "with `pip install 'tfdldl[report]'` (or `pip install matplotlib`)"
+                          ) from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: str) -> str:
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    return path
+
+
+def plot_scatter(true: np.ndarray, predicted: np.ndarray, label_space: LabelSpace,
+                 path: str) -> str:
+    """Predicted vs true values, one dot per face, with the identity line.
+
+    Args:
+      true, predicted: float [N], label units.
+      label_space: gives the axis range and the quantity's name.
+      path: PNG to write.
+    Returns:
+      ``path``.
+    """
+    plt = _pyplot()
+    true = np.asarray(true, np.float64)
+    predicted = np.asarray(predicted, np.float64)
+    figure, axes = plt.subplots(figsize=(5.2, 5.0))
+    alpha = float(np.clip(300.0 / max(len(true), 1), 0.15, 0.8))
+    axes.scatter(true, predicted, s=9, alpha=alpha, color="tab:blue", edgecolors="none")
+    low, high = label_space.minimum, label_space.maximum
+    axes.plot([low, high], [low, high], color="black", linewidth=1, label="predicted = true")
+    axes.set_xlim(low, high)
+    axes.set_ylim(low, high)
+    axes.set_aspect("equal")
+    name = label_space.name
+    axes.set_xlabel(f"true {name}")
+    axes.set_ylabel(f"predicted {name}")
+    mae = float(np.mean(np.abs(predicted - true))) if len(true) else float("nan")
+    axes.set_title(f"Predicted vs true {name} (N={len(true)}, MAE {mae:.2f})")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left")
+    return _save(figure, path)
+
+
+def plot_error_by_band(bands: Sequence[Mapping[str, Any]], label_space: LabelSpace,
+                       path: str) -> str:
+    """Bars of mean absolute error per label band, bias as dots, counts above the bars.
+
+    Args:
+      bands: dicts with "low", "high", "count", "mae", "bias" (``tfdldl.evaluate.band_table``);
+        empty bands have mae/bias None.
+      label_space: names the quantity.
+      path: PNG to write.
+    Returns:
+      ``path``.
+    """
+    plt = _pyplot()
+    labels = [f"{band['low']:g}–{band['high']:g}" for band in bands]
+    mae = [np.nan if band["mae"] is None else band["mae"] for band in bands]
+    bias = [np.nan if band["bias"] is None else band["bias"] for band in bands]
+    positions = np.arange(len(bands))
+    figure, axes = plt.subplots(figsize=(max(5.0, 0.7 * len(bands) + 2), 4.0))
+    bars = axes.bar(positions, mae, color="tab:orange", label="MAE")
+    axes.plot(positions, bias, "o", color="tab:purple", label="bias (mean predicted − true)")
+    axes.axhline(0, color="black", linewidth=0.8)
+    for bar, band in zip(bars, bands):
+        height = bar.get_height()
+        axes.annotate(f"n={band['count']}", (bar.get_x() + bar.get_width() / 2,
+                                             0 if np.isnan(height) else height),
+                      ha="center", va="bottom", fontsize=8, xytext=(0, 2),
+                      textcoords="offset points")
+    axes.set_xticks(positions, labels, rotation=45 if len(bands) > 8 else 0)
+    axes.set_xlabel(f"true {label_space.name} band")
+    axes.set_ylabel(f"error ({label_space.name} units)")
+    axes.set_title(f"Error by {label_space.name} band")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_cs_curve(thetas: Sequence[float], scores: Sequence[float], label_space: LabelSpace,
+                  path: str) -> str:
+    """The cumulative score CS(θ): share of faces with |error| ≤ θ, against θ.
+
+    Args:
+      thetas: float [T], error thresholds, label units.
+      scores: float [T], CS values in 0..1.
+      label_space: names the quantity.
+      path: PNG to write.
+    Returns:
+      ``path``.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.2, 4.0))
+    axes.plot(thetas, 100.0 * np.asarray(scores, np.float64), marker="o", markersize=3,
+              color="tab:green")
+    axes.set_xlabel(f"error threshold θ ({label_space.name} units)")
+    axes.set_ylabel("cumulative score CS(θ), %")
+    axes.set_ylim(0, 100)
+    axes.set_xlim(thetas[0], thetas[-1])
+    axes.set_title("Cumulative score")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_face_grid(groups: Sequence[tuple[str, Sequence[FaceSample]]], label_space: LabelSpace,
+                   path: str) -> str:
+    """Faces with their predicted distributions, one row pair (faces, distributions) per group.
+
+    Args:
+      groups: (title, faces) pairs, e.g. ("best predicted", [...]), ("worst predicted", [...]).
+      label_space: the grid the distributions live on.
+      path: PNG to write.
+    Returns:
+      ``path``.
+    """
+    plt = _pyplot()
+    columns = max(1, max(len(faces) for _, faces in groups))
+    figure = plt.figure(figsize=(1.9 * columns, 3.0 * len(groups) + 0.4))
+    outer = figure.add_gridspec(len(groups), 1, hspace=0.35)
+    grid = label_space.grid
+    for g, (title, faces) in enumerate(groups):
+        inner = outer[g].subgridspec(2, columns, height_ratios=[1.0, 0.4], hspace=0.05,
+                                     wspace=0.15)
+        for c, face in enumerate(faces):
+            image_axes = figure.add_subplot(inner[0, c])
+            image_axes.imshow(face.image)
+            image_axes.set_xticks([])
+            image_axes.set_yticks([])
+            error = face.predicted - face.true
+            image_axes.set_title(f"true {face.true:g}, pred {face.predicted:.1f}\n"
+                                 f"error {error:+.1f}".replace("-0.0", "0.0"), fontsize=8)
+            if c == 0:
+                image_axes.set_ylabel(title, fontsize=10)
+            dist_axes = figure.add_subplot(inner[1, c])
+            if face.distribution is not None:
+                dist_axes.fill_between(grid, face.distribution, step="mid", color="tab:blue",
+                                       alpha=0.6)
+            dist_axes.axvline(face.true, color="tab:green", linewidth=1.2)
+            dist_axes.axvline(face.predicted, color="tab:red", linewidth=1.2, linestyle="--")
+            dist_axes.set_xlim(label_space.minimum, label_space.maximum)
+            dist_axes.set_yticks([])
+            dist_axes.tick_params(labelsize=7)
+    figure.suptitle("Best and worst predicted faces with their predicted distributions "
+                    "(green: true, red dashed: predicted)", fontsize=10)
+    return _save(figure, path)
+
+
+def select_best_worst(true: np.ndarray, predicted: np.ndarray,
+                      count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes of the ``count`` smallest and ``count`` largest absolute errors.
+
+    Returns:
+      (best, worst): int arrays; best ascending by |error|, worst descending. With fewer
+      than 2·count samples the two may overlap.
+    """
+    error = np.abs(np.asarray(predicted, np.float64) - np.asarray(true, np.float64))
+    order = np.argsort(error, kind="stable")
+    count = min(count, len(order))
+    return order[:count], order[::-1][:count]
+
+
+def _image_tag(path: str, alt: str) -> str:
+    with open(path, "rb") as handle:
+        data = base64.b64encode(handle.read()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def write_html(out_dir: str, results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
+    """Write ``out_dir/report.html``: headline metrics, band table and the embedded PNGs.
+
+    Args:
+      out_dir: folder for the page.
+      results: the evaluation dict (``tfdldl.evaluate.compute_results`` plus context).
+      figures: caption -> PNG path, in display order.
+    Returns:
+      The HTML path.
+    """
+    headline_keys = ["count", "mae", "bias", "rmse", "pearson", "epsilon_error",
+                     "mean_predicted_stddev", "flip_averaged"]
+    headline = "".join(
+        f"<tr><th>{html.escape(key)}</th><td>{_format(results.get(key))}</td></tr>"
+        for key in headline_keys if key in results)
+    cs_at = "".join(f"<tr><th>CS@{html.escape(theta)}</th><td>{_format(score)}</td></tr>"
+                    for theta, score in results.get("cs_at", {}).items())
+    band_rows = "".join(
+        f"<tr><td>{band['low']:g}–{band['high']:g}</td><td>{band['count']}</td>"
+        f"<td>{_format(band['mae'])}</td><td>{_format(band['bias'])}</td></tr>"
+        for band in results.get("bands", []))
+    pictures = "".join(f"<figure>{_image_tag(path, caption)}<figcaption>"
+                       f"{html.escape(caption)}</figcaption></figure>"
+                       for caption, path in figures.items())
+    space = results.get("label_space", {})
+    title = (f"tfdldl evaluation: {results.get('model', '')} on "
+             f"{results.get('data', '')} [{results.get('split', '')}]")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1400px; }}
+table {{ border-collapse: collapse; margin: 1em 2em 1em 0; display: inline-table;
+         vertical-align: top; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 10px; text-align: right; }}
+figure {{ display: inline-block; margin: 1em; vertical-align: top; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Label space: {html.escape(str(space.get('name', '')))} [{_format(space.get('minimum'))},
+{_format(space.get('maximum'))}] step {_format(space.get('step'))}.
+Errors are predicted − true, in label units.</p>
+<table><caption>Metrics</caption>{headline}</table>
+<table><caption>Cumulative score</caption>{cs_at}</table>
+<table><caption>By band</caption><tr><th>band</th><th>count</th><th>MAE</th><th>bias</th></tr>
+{band_rows}</table>
+<div>{pictures}</div>
+</body></html>
+"""
+    path = os.path.join(out_dir, HTML_NAME)
+    with open(path + ".partial", "w", encoding="utf-8") as handle:
+        handle.write(page)
+    os.replace(path + ".partial", path)
+    return path
+
+
+def write_report(out_dir: str, results: Mapping[str, Any], true: np.ndarray,
+                 predicted: np.ndarray, label_space: LabelSpace,
+                 faces: Sequence[tuple[str, Sequence[FaceSample]]]) -> dict[str, str]:
+    """Draw every plot into ``out_dir`` and the HTML page that embeds them.
+
+    Args:
+      out_dir: output folder (created).
+      results: the evaluation dict; needs "bands" and "cs" ({"thetas", "values"}).
+      true, predicted: float [N], label units.
+      label_space: the model's label space.
+      faces: (title, samples) groups for the face grid (may be empty).
+    Returns:
+      name -> path of every file written ("scatter", "bands", "cs", "faces", "html").
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    written = {
+        "scatter": plot_scatter(true, predicted, label_space,
+                                os.path.join(out_dir, SCATTER_PNG)),
+        "bands": plot_error_by_band(results["bands"], label_space,
+                                    os.path.join(out_dir, BANDS_PNG)),
+        "cs": plot_cs_curve(results["cs"]["thetas"], results["cs"]["values"], label_space,
+                            os.path.join(out_dir, CS_PNG)),
+    }
+    if faces and any(samples for _, samples in faces):
+        written["faces"] = plot_face_grid(faces, label_space, os.path.join(out_dir, FACES_PNG))
+    captions = {"scatter": "Predicted vs true", "bands": "Error by band",
+                "cs": "Cumulative score", "faces": "Best and worst predicted faces"}
+    written["html"] = write_html(out_dir, results,
+                                 {captions[key]: path for key, path in written.items()})
+    return written
