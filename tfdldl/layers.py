@@ -1,0 +1,135 @@
+"""Custom Keras layers of the DLDL-v2 networks (``keras.ops`` only: any Keras 3 backend).
+
+- :class:`Expectation`: ŷ = Σ_k p̂_k l_k, the expectation of the predicted distribution.
+- :class:`RankingCount`: the ranking baseline's value, ``minimum + step * #(p_k > 0.5)``.
+- :class:`RegressionValue`: the MR baseline's value from one Dense unit.
+- :class:`HybridPooling`: the official code's "hybrid pooling", a 2x2 max-pool followed by
+  an average over the whole remaining map (7x7 at 224 px).
+- :func:`distribution_stddev`: the predicted distribution's standard deviation.
+
+The three value layers have no trainable weights; each holds the label space in its
+config, so :func:`tfdldl.models.label_space_of` can read the grid back from a saved model.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tfdldl.label_space import LabelSpace
+
+PACKAGE = "tfdldl"
+
+
+def distribution_stddev(distribution, grid):
+    """Standard deviation sqrt(Σ_k p_k (l_k - ŷ)²) of predicted distributions.
+
+    Args:
+      distribution: float [N, K], rows sum to 1 (a softmax output).
+      grid: float [K], the label values l_k (``LabelSpace.grid``).
+    Returns:
+      float32 [N], label units; never NaN for valid distributions (the variance is clipped
+      at 0 against rounding).
+    """
+    p = ops.cast(distribution, "float32")
+    grid = ops.cast(ops.convert_to_tensor(grid), "float32")
+    mean = ops.sum(p * grid, axis=-1, keepdims=True)
+    variance = ops.sum(p * ops.square(grid - mean), axis=-1)
+    return ops.sqrt(ops.maximum(variance, 0.0))
+
+
+class LabelSpaceLayer(keras.layers.Layer):
+    """Base of the layers that map a head's output to a value in label units.
+
+    Holds the label space (``minimum``, ``maximum``, ``step``, ``label_name``) in its config;
+    has no weights. Outputs are float32 whatever the compute policy (mixed precision safe).
+    """
+
+    def __init__(self, minimum: float, maximum: float, step: float,
+                 label_name: str = "label", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.label_space = LabelSpace(float(minimum), float(maximum), float(step), label_name)
+
+    @classmethod
+    def from_label_space(cls, label_space: LabelSpace, **kwargs):
+        """Construct from a :class:`LabelSpace` (``kwargs`` go to ``keras.layers.Layer``)."""
+        return cls(label_space.minimum, label_space.maximum, label_space.step,
+                   label_space.name, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "minimum": self.label_space.minimum,
+            "maximum": self.label_space.maximum,
+            "step": self.label_space.step,
+            "label_name": self.label_space.name,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Expectation(LabelSpaceLayer):
+    """ŷ = Σ_k p̂_k l_k: the expectation of a distribution over the label grid.
+
+    Input: float [N, K] probabilities (rows sum to 1). Output: float32 [N], label units.
+    """
+
+    def call(self, distribution):
+        grid = ops.convert_to_tensor(self.label_space.grid)
+        return ops.sum(ops.cast(distribution, "float32") * grid, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RankingCount(LabelSpaceLayer):
+    """The ranking baseline's value: ``minimum + step * #{k : P(y > l_k) > 0.5}``.
+
+    Input: float [N, K-1] sigmoid outputs. Output: float32 [N], label units. Not
+    differentiable (a count); the ranking loss trains the sigmoid outputs instead.
+    """
+
+    def call(self, ranking):
+        above = ops.cast(ops.greater(ops.cast(ranking, "float32"), 0.5), "float32")
+        return self.label_space.minimum + self.label_space.step * ops.sum(above, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RegressionValue(LabelSpaceLayer):
+    """The MR baseline's value: ``centre + half_range * r`` for one Dense output r.
+
+    A fixed (non-trainable) affine map, so that the Dense unit works at unit scale
+    whatever the label units (ages 0..100, ratings 1..5); the loss still sees label
+    units. Input: float [N, 1]. Output: float32 [N].
+    """
+
+    def call(self, raw):
+        space = self.label_space
+        centre = 0.5 * (space.minimum + space.maximum)
+        half_range = 0.5 * (space.maximum - space.minimum)
+        return centre + half_range * ops.cast(ops.squeeze(raw, axis=-1), "float32")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HybridPooling(keras.layers.Layer):
+    """Hybrid pooling of the official DLDL-v2 code: 2x2 max-pool, then a global average.
+
+    At 224 px the max-pool turns the 14x14 conv5 map into 7x7 and the average covers those
+    7x7 cells (the official 7x7 average pool); other input sizes average over whatever
+    map remains. Input: [N, H, W, C] with H, W >= 2. Output: [N, C].
+    """
+
+    def call(self, features):
+        pooled = ops.max_pool(features, pool_size=2, strides=2, padding="valid")
+        return ops.mean(pooled, axis=(1, 2))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])

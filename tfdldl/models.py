@@ -1,0 +1,131 @@
+"""ThinAgeNet and TinyAgeNet (DLDL-v2's VGG16-layout networks) with their heads.
+
+Layout (numbers are output channels, ``M`` a 2x2 max-pool)::
+
+    thin  32,32,M, 64,64,M, 128x3,M, 256x3,M, 256x3,M
+    tiny  16,16,M, 32,32,M,  64x3,M, 128x3,M, 128x3,M
+
+Each conv is 3x3 "same", no bias, then BatchNorm and ReLU. With hybrid pooling the last
+``M`` is part of the pooling (max-pool then an average over the remaining map); with GAP
+the conv5 map is averaged directly. At 224 px, K = 101: 3.71M (thin) and 0.93M (tiny)
+parameters.
+
+The model takes RGB in 0..255 (float32 [N, S, S, 3]) and rescales to [-1, 1] itself, so
+every caller (training, export, prediction) shares one preprocessing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import keras
+
+from tfdldl import layers as dldl_layers
+from tfdldl.label_space import LabelSpace
+
+ARCHITECTURES = {
+    "thin": ((32, 32), (64, 64), (128, 128, 128), (256, 256, 256), (256, 256, 256)),
+    "tiny": ((16, 16), (32, 32), (64, 64, 64), (128, 128, 128), (128, 128, 128)),
+}
+HEADS = ("distribution", "regression", "ranking")
+POOLINGS = ("hybrid", "gap")
+# Five 2x2 max-pools: the smallest input that leaves a 1x1 map.
+MIN_INPUT_SIZE = 32
+# BatchNorm as in the Torch original (momentum 0.1 there = 0.9 here, eps 1e-5).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_size: int = 224,
+                pooling: Literal["hybrid", "gap"] = "hybrid",
+                head: Literal["distribution", "regression", "ranking"] = "distribution",
+                width: Optional[float] = None) -> keras.Model:
+    """Build ThinAgeNet or TinyAgeNet with one of the paper's heads.
+
+    Args:
+      arch: "thin" (ThinAgeNet) or "tiny" (TinyAgeNet).
+      label_space: the label grid; K = ``label_space.num_classes``.
+      input_size: S, the side of the square input in pixels (>= 32).
+      pooling: "hybrid" (max-pool + average, the paper's HP) or "gap" (global average).
+      head: "distribution" (Dense(K) softmax + expectation; DLDL-v2, DLDL, ER, DEX),
+        "regression" (Dense(1); MR) or "ranking" (Dense(K-1) sigmoid; Ranking).
+      width: optional channel multiplier (None = the paper's widths).
+    Returns:
+      A functional ``keras.Model`` named ``<arch>agenet``. Input float32 [N, S, S, 3], RGB
+      0..255. Outputs (a dict): "distribution" [N, K] + "value" [N]; or "value" [N]; or
+      "ranking" [N, K-1] + "value" [N]. "value" is in label units.
+    Raises:
+      ValueError: unknown arch/pooling/head, input_size < 32, or width <= 0.
+    """
+    _check_choice("arch", arch, tuple(ARCHITECTURES))
+    _check_choice("pooling", pooling, POOLINGS)
+    _check_choice("head", head, HEADS)
+    if int(input_size) < MIN_INPUT_SIZE:
+        raise ValueError(f"input_size {input_size} is too small: the network halves the image "
+                         f"five times, so it needs at least {MIN_INPUT_SIZE} px")
+    if width is not None and not width > 0:
+        raise ValueError(f"width must be a positive channel multiplier, got {width}")
+
+    images = keras.Input((input_size, input_size, 3), name="images", dtype="float32")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
+    blocks = ARCHITECTURES[arch]
+    for b, channels in enumerate(blocks, start=1):
+        for c, filters in enumerate(channels, start=1):
+            x = _conv_bn_relu(x, _scaled(filters, width), f"conv{b}_{c}")
+        if b < len(blocks):  # the last block's pool belongs to hybrid pooling (or none: GAP)
+            x = keras.layers.MaxPooling2D(2, name=f"pool{b}")(x)
+    if pooling == "hybrid":
+        features = dldl_layers.HybridPooling(name="hybrid_pool")(x)
+    else:
+        features = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+
+    outputs = _head(features, label_space, head)
+    return keras.Model(images, outputs, name=f"{arch}agenet")
+
+
+def label_space_of(model: keras.Model) -> LabelSpace:
+    """The label space a model from :func:`build_model` predicts on (read from its layers).
+
+    Raises:
+      ValueError: the model has no label-space layer (it was not built by build_model).
+    """
+    for layer in model.layers:
+        if isinstance(layer, dldl_layers.LabelSpaceLayer):
+            return layer.label_space
+    raise ValueError(f"model {model.name!r} has no tfdldl label-space layer (Expectation, "
+                     "RankingCount or RegressionValue); build it with tfdldl.models.build_model")
+
+
+def _check_choice(what: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _scaled(filters: int, width: Optional[float]) -> int:
+    return filters if width is None else max(1, int(round(filters * width)))
+
+
+def _conv_bn_relu(x, filters: int, name: str):
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                            kernel_initializer="he_normal", name=name)(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                        name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _head(features, label_space: LabelSpace, head: str) -> dict:
+    """The output dict for ``head`` on pooled features [N, C]."""
+    k = label_space.num_classes
+    if head == "distribution":
+        logits = keras.layers.Dense(k, name="logits")(features)
+        distribution = keras.layers.Activation("softmax", dtype="float32",
+                                               name="distribution")(logits)
+        value = dldl_layers.Expectation.from_label_space(label_space, name="value")(distribution)
+        return {"distribution": distribution, "value": value}
+    if head == "ranking":
+        ranking = keras.layers.Dense(k - 1, activation="sigmoid", dtype="float32",
+                                     name="ranking")(features)
+        value = dldl_layers.RankingCount.from_label_space(label_space, name="value")(ranking)
+        return {"ranking": ranking, "value": value}
+    raw = keras.layers.Dense(1, name="regression")(features)
+    return {"value": dldl_layers.RegressionValue.from_label_space(label_space, name="value")(raw)}
