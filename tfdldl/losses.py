@@ -1,0 +1,231 @@
+"""DLDL-v2's loss and the paper's baselines, selectable by name (``keras.ops`` only).
+
+=========  =================  ==============================================  ==========
+name       head               loss per output                                  paper
+=========  =================  ==============================================  ==========
+dldl_v2    distribution       KL(p ‖ p̂) on "distribution" + λ·|ŷ - y| on "value"  DLDL-v2
+dldl       distribution       KL(p ‖ p̂) on "distribution"                        DLDL
+er         distribution       |ŷ - y| on "value"                                 ER
+dex        distribution       -log p̂[argmax p] on "distribution"                 DEX
+mr_l1      regression         |ŷ - y| on "value"                                 MR ℓ1
+mr_l2      regression         (ŷ - y)² on "value"                                MR ℓ2
+ranking    ranking            binary cross-entropy over the K-1 "ranking" outputs  Ranking
+=========  =================  ==============================================  ==========
+
+KL normalisation (``kl_normalization``), the one convention that changes the balance
+between KL and λ·L1:
+
+- ``"sum"``: KL summed over the K classes, averaged over the batch (Keras' own
+  ``KLDivergence``); KL weighs about K times more than in the original code.
+- ``"mean"``: KL averaged over all N·K elements, as the original Torch code
+  (``nn.DistKLDivCriterion`` with size averaging) does, while L1 is averaged over N.
+
+Every loss returns per-sample values and leaves the batch reduction to
+``keras.losses.Loss`` ("sum_over_batch_size"), which Keras scales correctly under
+``tf.distribute`` strategies.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import keras
+from keras import ops
+
+from tfdldl.label_space import LabelSpace
+
+PACKAGE = "tfdldl"
+# Probabilities are clipped to [EPSILON, 1] before a log: no -inf, no NaN gradient.
+EPSILON = 1e-7
+KL_NORMALIZATIONS = ("sum", "mean")
+HEAD_OF_LOSS = {
+    "dldl_v2": "distribution",
+    "dldl": "distribution",
+    "er": "distribution",
+    "dex": "distribution",
+    "mr_l1": "regression",
+    "mr_l2": "regression",
+    "ranking": "ranking",
+}
+LOSS_NAMES = tuple(HEAD_OF_LOSS)
+
+
+def head_for_loss(name: str) -> str:
+    """The model head a loss needs: "distribution", "regression" or "ranking"."""
+    _check_loss_name(name)
+    return HEAD_OF_LOSS[name]
+
+
+def build_loss(name: str, label_space: LabelSpace, lam: float = 1.0,
+               kl_normalization: Literal["sum", "mean"] = "sum"
+               ) -> tuple[dict[str, keras.losses.Loss], dict[str, float]]:
+    """The losses and loss weights for ``model.compile`` for one of the paper's methods.
+
+    Args:
+      name: one of ``LOSS_NAMES`` (see the module table).
+      label_space: the grid the model predicts on; the distribution and ranking losses
+        check the width of what they receive against its K.
+      lam: λ, the weight of the expectation L1 in dldl_v2 (>= 0; the paper uses 1).
+      kl_normalization: "sum" or "mean" (see the module doc); used by dldl_v2 and dldl.
+    Returns:
+      (losses, loss_weights): dicts keyed by model output name ("distribution", "value",
+      "ranking"), to pass as ``model.compile(loss=losses, loss_weights=loss_weights)``.
+    Raises:
+      ValueError: unknown name or normalisation, or a negative/non-finite λ.
+    """
+    _check_loss_name(name)
+    if kl_normalization not in KL_NORMALIZATIONS:
+        raise ValueError(f"unknown kl_normalization {kl_normalization!r}; choose 'sum' "
+                         "(sum over classes, Keras style) or 'mean' (mean over N*K, the "
+                         "original Torch code)")
+    lam = float(lam)
+    if not (lam >= 0.0 and lam < float("inf")):
+        raise ValueError(f"lam (the weight of the expectation L1) must be finite and >= 0, "
+                         f"got {lam}")
+    k = label_space.num_classes
+    if name == "dldl_v2":
+        return ({"distribution": LabelDistributionKL(k, kl_normalization),
+                 "value": AbsoluteError(name="expectation_l1")},
+                {"distribution": 1.0, "value": lam})
+    if name == "dldl":
+        return {"distribution": LabelDistributionKL(k, kl_normalization)}, {"distribution": 1.0}
+    if name == "dex":
+        return {"distribution": ArgmaxCrossEntropy(k)}, {"distribution": 1.0}
+    if name == "mr_l2":
+        return {"value": SquaredError()}, {"value": 1.0}
+    if name == "ranking":
+        return {"ranking": RankingCrossEntropy(k)}, {"ranking": 1.0}
+    # er (on the expectation) and mr_l1 (on a regressed scalar): the same L1 on "value".
+    return {"value": AbsoluteError(name=f"{name}_l1")}, {"value": 1.0}
+
+
+def _check_loss_name(name: str) -> None:
+    if name not in HEAD_OF_LOSS:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
+
+
+def _check_width(tensor, expected: int, what: str) -> None:
+    """Fail with a readable message when the last axis is known and is not ``expected``."""
+    width = tensor.shape[-1]
+    if width is not None and int(width) != expected:
+        raise ValueError(f"{what} has {int(width)} entries per sample but the label space has "
+                         f"{expected}; the model, the targets and the loss must share one label "
+                         "space")
+
+
+class _ClassLoss(keras.losses.Loss):
+    """A loss over K (or K-1) values per sample; checks the width, holds ``num_classes``."""
+
+    def __init__(self, num_classes: int, name: str, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = int(num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config["num_classes"] = self.num_classes
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LabelDistributionKL(_ClassLoss):
+    """KL(p ‖ p̂) = Σ_k p_k (log p_k - log p̂_k) between target and predicted distributions.
+
+    y_true: float [N, K] target distributions (rows sum to 1). y_pred: float [N, K] softmax
+    outputs. Per-sample value: the sum over K ("sum") or the mean over K ("mean"); the
+    batch mean is Keras' reduction, so "mean" equals the mean over all N·K elements.
+    """
+
+    def __init__(self, num_classes: int, kl_normalization: str = "sum", name="kl", **kwargs):
+        super().__init__(num_classes, name=name, **kwargs)
+        if kl_normalization not in KL_NORMALIZATIONS:
+            raise ValueError(f"unknown kl_normalization {kl_normalization!r}; choose one of "
+                             f"{KL_NORMALIZATIONS}")
+        self.kl_normalization = kl_normalization
+
+    def call(self, y_true, y_pred):
+        _check_width(y_pred, self.num_classes, "the predicted distribution")
+        _check_width(y_true, self.num_classes, "the target distribution")
+        p = ops.cast(y_true, "float32")
+        log_ratio = ops.log(ops.clip(p, EPSILON, 1.0)) - ops.log(
+            ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0))
+        terms = p * log_ratio  # 0 where p = 0
+        if self.kl_normalization == "mean":
+            return ops.mean(terms, axis=-1)
+        return ops.sum(terms, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config["kl_normalization"] = self.kl_normalization
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ArgmaxCrossEntropy(_ClassLoss):
+    """DEX: cross-entropy -log p̂_c with c = argmax_k of the target distribution.
+
+    y_true: float [N, K] target distributions (a one-hot works too). y_pred: float [N, K]
+    softmax outputs. Per-sample value: -log p̂_c (p̂ clipped at 1e-7).
+    """
+
+    def __init__(self, num_classes: int, name="dex_cross_entropy", **kwargs):
+        super().__init__(num_classes, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        _check_width(y_pred, self.num_classes, "the predicted distribution")
+        _check_width(y_true, self.num_classes, "the target distribution")
+        one_hot = ops.one_hot(ops.argmax(y_true, axis=-1), self.num_classes, dtype="float32")
+        log_q = ops.log(ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0))
+        return -ops.sum(one_hot * log_q, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RankingCrossEntropy(_ClassLoss):
+    """Ranking: binary cross-entropy of the K-1 "y > l_k" classifiers, mean over the K-1.
+
+    y_true: float [N, K-1] targets in {0, 1} (``LabelSpace.ranking``). y_pred: float
+    [N, K-1] sigmoid outputs (clipped to [1e-7, 1 - 1e-7]). Per-sample value: the mean
+    binary cross-entropy over the K-1 classifiers.
+    """
+
+    def __init__(self, num_classes: int, name="ranking_cross_entropy", **kwargs):
+        super().__init__(num_classes, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        _check_width(y_pred, self.num_classes - 1, "the ranking output")
+        _check_width(y_true, self.num_classes - 1, "the ranking target")
+        t = ops.cast(y_true, "float32")
+        q = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON)
+        return -ops.mean(t * ops.log(q) + (1.0 - t) * ops.log(1.0 - q), axis=-1)
+
+
+def _flat(y):
+    """float32 [N] from a per-sample scalar given as [N] or [N, 1]."""
+    return ops.reshape(ops.cast(y, "float32"), (-1,))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AbsoluteError(keras.losses.Loss):
+    """|ŷ - y| per sample, label units: ER and DLDL-v2's expectation term, MR ℓ1.
+
+    y_true, y_pred: float [N] (or [N, 1]). Per-sample value: float32 [N].
+    """
+
+    def __init__(self, name="absolute_error", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return ops.abs(_flat(y_pred) - _flat(y_true))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SquaredError(keras.losses.Loss):
+    """(ŷ - y)² per sample, squared label units: MR ℓ2.
+
+    y_true, y_pred: float [N] (or [N, 1]). Per-sample value: float32 [N].
+    """
+
+    def __init__(self, name="squared_error", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return ops.square(_flat(y_pred) - _flat(y_true))
