@@ -1,0 +1,122 @@
+"""tfdldl.evaluate on real TFRecords (synthetic faces) and a real exported tiny model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep.synthetic import write_tfrecord_set
+from tfdldl import evaluate, example_schema
+from tfdldl.label_space import AGE, LabelSpace
+from tfdldl.manifest import ManifestError, read_manifest, write_manifest
+from tiny_models import REPO_ROOT, tiny_saved_model
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    data = write_tfrecord_set(str(root / "data"), AGE, {"train": 64, "test": 40},
+                              image_size=SIZE)
+    saved_model, keras_file = tiny_saved_model(str(root), AGE, SIZE, data, epochs=3)
+    return {"root": root, "data": data, "saved_model": saved_model, "keras": keras_file}
+
+
+def _direct(saved_model, data, split="test"):
+    """Labels, σ and flip-averaged predictions computed without tfdldl's reader or predictor."""
+    loaded = tf.saved_model.load(saved_model)
+    predict = loaded.signatures["predict_images"]
+    labels, sigmas, images = [], [], []
+    for record in tf.data.TFRecordDataset(read_manifest(data).shards(split)):
+        example = tf.train.Example.FromString(record.numpy())
+        feature = example.features.feature
+        labels.append(feature[example_schema.LABEL].float_list.value[0])
+        sigmas.append(feature[example_schema.SIGMA].float_list.value[0])
+        jpeg = feature[example_schema.IMAGE].bytes_list.value[0]
+        images.append(tf.io.decode_jpeg(jpeg, channels=3).numpy())  # as training decodes
+    images = np.stack(images).astype(np.float32)
+    plain = predict(images=tf.constant(images))["value"].numpy()
+    mirrored = predict(images=tf.constant(images[:, :, ::-1].copy()))["value"].numpy()
+    return np.array(labels), np.array(sigmas), 0.5 * (plain + mirrored)
+
+
+def test_results_json_matches_a_direct_computation(setup, tmp_path):
+    out = tmp_path / "eval"
+    results = evaluate.evaluate(setup["saved_model"], setup["data"], "test", str(out),
+                                report=False)
+    written = json.loads((out / evaluate.RESULTS_NAME).read_text())
+    assert written == json.loads(json.dumps(results))
+    for key in ("count", "mae", "bias", "rmse", "pearson", "epsilon_error", "cs", "cs_at",
+                "bands", "label_space", "flip_averaged", "mean_predicted_stddev"):
+        assert key in written, key
+
+    true, _, value = _direct(setup["saved_model"], setup["data"])
+    error = value - true
+    assert written["count"] == len(true) == 40
+    assert written["mae"] == pytest.approx(np.abs(error).mean(), abs=1e-3)
+    assert written["bias"] == pytest.approx(error.mean(), abs=1e-3)
+    assert written["rmse"] == pytest.approx(np.sqrt((error ** 2).mean()), abs=1e-3)
+    assert written["pearson"] == pytest.approx(np.corrcoef(value, true)[0, 1], abs=1e-3)
+    assert written["cs_at"]["5"] == pytest.approx(np.mean(np.abs(error) <= 5))
+    assert written["epsilon_error"] is None  # synthetic data has a constant σ
+    assert sum(band["count"] for band in written["bands"]) == 40
+    decade = [band for band in written["bands"] if band["low"] == 20][0]
+    inside = (true >= 20) & (true < 30)
+    assert decade["count"] == inside.sum()
+    if inside.any():
+        assert decade["mae"] == pytest.approx(np.abs(error[inside]).mean(), abs=1e-3)
+
+
+def test_epsilon_error_uses_each_faces_sigma_when_the_data_has_one(setup):
+    manifest = read_manifest(setup["data"])
+    raw = dict(manifest.raw, sigma={"policy": "per_sample"})
+    write_manifest(setup["data"], raw)
+    try:
+        results = evaluate.evaluate(setup["saved_model"], setup["data"], "test")
+    finally:
+        write_manifest(setup["data"], manifest.raw)
+    true, sigma, value = _direct(setup["saved_model"], setup["data"])
+    expected = np.mean(1.0 - np.exp(-(value - true) ** 2 / (2.0 * sigma ** 2)))
+    assert results["epsilon_error"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_keras_file_and_saved_model_agree_and_no_flip_differs(setup):
+    from_saved = evaluate.evaluate(setup["saved_model"], setup["data"], "test", flip=False)
+    from_keras = evaluate.evaluate(setup["keras"], setup["data"], "test", flip=False)
+    assert from_keras["mae"] == pytest.approx(from_saved["mae"], abs=1e-3)
+    assert from_saved["flip_averaged"] is False
+
+
+def test_label_space_mismatch_is_refused_in_python_and_on_the_command_line(setup, tmp_path):
+    other = LabelSpace(0.0, 50.0, 1.0, name="age")
+    data = write_tfrecord_set(str(tmp_path / "other"), other, {"test": 4}, image_size=SIZE)
+    with pytest.raises(ManifestError, match="label space"):
+        evaluate.evaluate(setup["saved_model"], data, "test")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tfdldl.evaluate", "--model", setup["saved_model"],
+         "--data", data, "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 2
+    assert "age [0, 50] step 1 (K=51)" in done.stderr
+    assert "age [0, 100] step 1 (K=101)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not os.path.exists(tmp_path / "out" / evaluate.RESULTS_NAME)
+
+
+def test_command_line_writes_results_and_report(setup, tmp_path):
+    out = tmp_path / "eval"
+    done = subprocess.run(
+        [sys.executable, "-m", "tfdldl.evaluate", "--model", setup["saved_model"],
+         "--data", setup["data"], "--split", "test", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "MAE" in done.stdout
+    for name in ("results.json", "report.html", "scatter.png", "cs_curve.png",
+                 "error_by_band.png", "best_worst_faces.png"):
+        assert (out / name).stat().st_size > 0, name
