@@ -1,0 +1,117 @@
+"""tfdldl.predict on real UTKFace photos (MTCNN + alignment + a real SavedModel) and bad inputs."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfdldl import predict
+from tfdldl.face_align import FaceAligner
+from tfdldl.image_io import read_rgb
+from tfdldl.inference import ModelLoadError, load_predictor
+from tfdldl.label_space import AGE
+from tiny_models import REPO_ROOT, tiny_saved_model
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    return tiny_saved_model(str(tmp_path_factory.mktemp("predict")), AGE, SIZE)[0]
+
+
+@pytest.fixture(scope="module")
+def photos(utkface_dir):
+    files = sorted(glob.glob(os.path.join(utkface_dir, "*.jpg")))
+    return files[100:4000:1300]  # three people of different ages
+
+
+def test_each_utkface_photo_gives_one_face_equal_to_serving_default(saved_model, photos):
+    predictor = load_predictor(saved_model)
+    aligner = FaceAligner(output_size=predictor.input_size)
+    results = list(predict.predict_paths(photos, predictor, aligner, batch_size=2))
+    assert [frame.name for frame, _ in results] == photos
+    serving = tf.saved_model.load(saved_model).signatures["serving_default"]
+    for (frame, rows), path in zip(results, photos):
+        assert len(rows) == 1 and rows[0].status == predict.STATUS_FACE, rows
+        row = rows[0]
+        assert AGE.minimum <= row.value <= AGE.maximum
+        assert row.low <= row.value <= row.high and row.stddev > 0
+        assert 0.7 <= row.confidence <= 1.0 and row.width > 50  # ONet threshold 0.7
+        # The same photo through the shared aligner, then the serving signature on PNG bytes.
+        crop = aligner.detect_and_align(read_rgb(path))[0].image
+        png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1].tobytes()
+        expected = serving(images=tf.constant([png]))
+        assert row.value == pytest.approx(float(expected["value"][0]), abs=1e-4)
+        assert row.stddev == pytest.approx(float(expected["stddev"][0]), abs=1e-4)
+
+
+def test_command_line_reports_bad_inputs_and_processes_the_others(saved_model, photos,
+                                                                   tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    noise = tmp_path / "noise.png"
+    cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 256, (120, 120, 3), np.uint8))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (200, 200))
+    for _ in range(3):
+        writer.write(cv2.imread(photos[0]))
+    writer.release()
+    out = tmp_path / "rows.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "tfdldl.predict", photos[0], str(text), str(empty), str(noise),
+         str(tmp_path / "missing_*.jpg"), str(video), "--model", saved_model,
+         "--format", "jsonl", "--output", str(out), "--draw", str(tmp_path / "drawn"),
+         "--video_stride", "2"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_file = {row["file"]: row for row in rows}
+    assert by_file[photos[0]]["status"] == "face"
+    assert "not an image" in by_file[str(text)]["message"]
+    assert "no images" in by_file[str(empty)]["message"]
+    assert by_file[str(noise)]["status"] == "no face"
+    assert "matches no file" in by_file[str(tmp_path / "missing_*.jpg")]["message"]
+    assert by_file[f"{video}#frame=0"]["status"] == "face"
+    assert by_file[f"{video}#frame=2"]["value"] == pytest.approx(by_file[f"{video}#frame=0"]["value"], abs=0.5)
+    assert f"{video}#frame=1" not in by_file
+    assert "Traceback" not in done.stderr
+    drawn = os.listdir(tmp_path / "drawn")
+    assert len(drawn) == 4  # the photo, the noise picture, two video frames
+    assert all(cv2.imread(str(tmp_path / "drawn" / name)) is not None for name in drawn)
+
+
+def test_table_and_csv_formats(saved_model):
+    import io
+
+    row = predict.FaceRow("a.jpg", predict.STATUS_FACE, face=0, x=1, y=2, width=30,
+                          height=40, value=33.3, stddev=4.0, low=27.0, high=40.0,
+                          confidence=0.99)
+    table, comma = io.StringIO(), io.StringIO()
+    predict.RowWriter(table, "table", "age").write(row)
+    predict.RowWriter(comma, "csv").write(row)
+    assert "age" in table.getvalue().splitlines()[0]
+    assert "[27, 40]" in table.getvalue()
+    assert comma.getvalue().splitlines()[1].startswith("a.jpg,face,0,1,2,30,40,33.3,4.0,27.0,40.0")
+
+
+def test_model_folders_without_the_signatures_are_refused(tmp_path):
+    module = tf.Module()
+    module.scale = tf.Variable(2.0)
+    tf.saved_model.save(module, str(tmp_path / "foreign"))
+    with pytest.raises(ModelLoadError, match="serving_default"):
+        load_predictor(str(tmp_path / "foreign"))
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ModelLoadError, match="no saved_model.pb"):
+        load_predictor(str(tmp_path / "nothing"))
+    (tmp_path / "weights.h5").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match=".keras"):
+        load_predictor(str(tmp_path / "weights.h5"))

@@ -1,0 +1,411 @@
+"""Predict age (or attractiveness) for every face in photos, folders, globs or videos.
+
+    python -m tfdldl.predict photos/ "more/*.jpg" clip.mp4 --model saved_models/utkface/1 \
+        --format table --draw annotated/
+
+Each photo goes through the same MTCNN detector and 5-point template as the training data
+(:class:`tfdldl.face_align.FaceAligner`), every detected face is aligned and predicted in
+batches, and one row per face is reported: file, face index (0 = most confident), box,
+value, standard deviation and central interval of the predicted distribution, and the
+detector's confidence. A photo without a face gets one "no face" row; an unreadable file
+or an empty folder gets one "error" row with the reason, and the other inputs go on.
+
+``--aligned`` skips detection for inputs that are already aligned faces (each whole image,
+centre-cropped to a square, is one face). Videos (by extension) contribute every
+``--video_stride``-th frame, named ``clip.mp4#frame=120``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import json
+import math
+import os
+import sys
+from typing import IO, Iterator, Sequence
+
+import numpy as np
+
+from tfdldl.inference import Predictor, central_interval
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+FORMATS = ("table", "jsonl", "csv")
+STATUS_FACE, STATUS_NO_FACE, STATUS_ERROR = "face", "no face", "error"
+
+
+@dataclasses.dataclass
+class FaceRow:
+    """One line of the report.
+
+    Attributes:
+      file: the input (a path, or ``path#frame=N`` for a video frame).
+      status: "face", "no face" or "error".
+      face: index of the face in its photo, 0 = most confident (None unless status "face").
+      x, y, width, height: the detection box in the photo, pixels.
+      value: the prediction (years for age).
+      stddev: standard deviation of the predicted distribution, label units.
+      low, high: central interval of the predicted distribution holding ``interval_mass``.
+      confidence: the face detector's probability, 0..1 (None with --aligned).
+      message: the reason for an "error" row.
+    """
+
+    file: str
+    status: str
+    face: int | None = None
+    x: float | None = None
+    y: float | None = None
+    width: float | None = None
+    height: float | None = None
+    value: float | None = None
+    stddev: float | None = None
+    low: float | None = None
+    high: float | None = None
+    confidence: float | None = None
+    message: str = ""
+
+
+@dataclasses.dataclass
+class Frame:
+    """A decoded picture to look for faces in: a photo, or one video frame."""
+
+    name: str
+    rgb: np.ndarray
+
+
+@dataclasses.dataclass
+class InputError:
+    """An input that yielded no picture, with the reason."""
+
+    name: str
+    message: str
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+def _is_media(path: str, videos: bool) -> bool:
+    extension = os.path.splitext(path)[1].lower()
+    return extension in IMAGE_EXTENSIONS or (videos and extension in VIDEO_EXTENSIONS)
+
+
+def expand_inputs(arguments: Sequence[str], videos: bool) -> list[str | InputError]:
+    """Turn command-line arguments into a list of files, in argument order.
+
+    A file is taken as given, whatever its extension (a non-image is then reported by
+    the reader); a folder contributes its images (and videos when ``videos``), searched
+    recursively and sorted; anything else is a glob pattern (``**`` recursive). A folder
+    or pattern that yields nothing becomes an :class:`InputError`.
+    """
+    wanted = IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ())
+    expanded: list[str | InputError] = []
+    for argument in arguments:
+        if os.path.isfile(argument):
+            expanded.append(argument)
+        elif os.path.isdir(argument):
+            found = sorted(os.path.join(root, name)
+                           for root, _, names in os.walk(argument) for name in names
+                           if _is_media(name, videos))
+            expanded.extend(found or [InputError(argument, (
+                f"folder contains no images (looked recursively for "
+                f"{', '.join(wanted)})"))])
+        else:
+            found = sorted(path for path in glob.glob(argument, recursive=True)
+                           if os.path.isfile(path))
+            expanded.extend(found or [InputError(argument, (
+                "no such file or folder" if not glob.has_magic(argument)
+                else "the pattern matches no file"))])
+    return expanded
+
+
+def read_frames(path: str, video_stride: int) -> Iterator[Frame | InputError]:
+    """The pictures of one input file: the photo, or every ``video_stride``-th video frame."""
+    from tfdldl.image_io import ImageReadError, read_rgb
+
+    if video_stride > 0 and os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
+        yield from _video_frames(path, video_stride)
+        return
+    try:
+        yield Frame(path, read_rgb(path))
+    except ImageReadError as error:
+        yield InputError(path, error.reason)
+
+
+def _video_frames(path: str, stride: int) -> Iterator[Frame | InputError]:
+    import cv2
+
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        yield InputError(path, "OpenCV cannot open this video (unknown codec or not a video)")
+        return
+    index = 0
+    read_any = False
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            read_any = True
+            if index % stride == 0:
+                yield Frame(f"{path}#frame={index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            index += 1
+    finally:
+        capture.release()
+    if not read_any:
+        yield InputError(path, "the video has no readable frame")
+
+
+# -- prediction --------------------------------------------------------------------------
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _faces_of(frames: list[Frame], aligner, aligned: bool):
+    """(box, confidence, crop) per face, per frame; best face first."""
+    if aligned:
+        return [[((0.0, 0.0, float(f.rgb.shape[1]), float(f.rgb.shape[0])), None,
+                  aligner.center_crop(f.rgb))] for f in frames]
+    return [[(face.box, face.confidence, face.image) for face in faces]
+            for faces in aligner.detect_and_align_batch([f.rgb for f in frames])]
+
+
+def predict_frames(frames: list[Frame], predictor: Predictor, aligner, aligned: bool = False,
+                   interval_mass: float = 0.9) -> list[list[FaceRow]]:
+    """Rows for each frame: one per face, or a single "no face" row.
+
+    Args:
+      frames: pictures, predicted together (one detection batch, one model batch).
+      predictor: the loaded model.
+      aligner: a FaceAligner whose output_size is the model's input size.
+      aligned: the frames are aligned faces already (no detection).
+      interval_mass: probability inside the reported [low, high] interval.
+    """
+    faces = _faces_of(frames, aligner, aligned)
+    crops = [crop for per_frame in faces for _, _, crop in per_frame]
+    outputs = (predictor.predict_images(np.stack(crops).astype(np.float32)) if crops else {})
+    if "distribution" in outputs:
+        low, high = central_interval(outputs["distribution"], predictor.label_space.grid,
+                                     interval_mass)
+    rows, position = [], 0
+    for frame, per_frame in zip(frames, faces):
+        if not per_frame:
+            rows.append([FaceRow(frame.name, STATUS_NO_FACE)])
+            continue
+        frame_rows = []
+        for index, (box, confidence, _) in enumerate(per_frame):
+            has_interval = "distribution" in outputs
+            frame_rows.append(FaceRow(
+                frame.name, STATUS_FACE, face=index,
+                x=box[0], y=box[1], width=box[2], height=box[3],
+                value=float(outputs["value"][position]),
+                stddev=_finite(outputs["stddev"][position]),
+                low=float(low[position]) if has_interval else None,
+                high=float(high[position]) if has_interval else None,
+                confidence=confidence))
+            position += 1
+        rows.append(frame_rows)
+    return rows
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
+                  batch_size: int = 32, video_stride: int = 0, aligned: bool = False,
+                  interval_mass: float = 0.9) -> Iterator[tuple[Frame | None, list[FaceRow]]]:
+    """Predict every face in ``arguments`` (files, folders, globs, videos), ``batch_size`` pictures at a time.
+
+    Yields:
+      (frame, rows) per picture in input order; frame is None for an input error.
+    """
+    def pictures():
+        for item in expand_inputs(arguments, videos=video_stride > 0):
+            if isinstance(item, InputError):
+                yield item
+            else:
+                yield from read_frames(item, video_stride)
+
+    for chunk in _chunks(pictures(), batch_size):
+        frames = [item for item in chunk if isinstance(item, Frame)]
+        predicted = iter(predict_frames(frames, predictor, aligner, aligned, interval_mass)
+                         if frames else [])
+        for item in chunk:
+            if isinstance(item, InputError):
+                yield None, [FaceRow(item.name, STATUS_ERROR, message=item.message)]
+            else:
+                yield item, next(predicted)
+
+
+# -- output ------------------------------------------------------------------------------
+
+FIELDS = [field.name for field in dataclasses.fields(FaceRow)]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+class RowWriter:
+    """Writes rows as an aligned text table, JSON lines or CSV to ``stream``."""
+
+    def __init__(self, stream: IO[str], kind: str, value_name: str = "value"):
+        if kind not in FORMATS:
+            raise ValueError(f"unknown format '{kind}'; choose one of {', '.join(FORMATS)}")
+        self.stream, self.kind, self.value_name = stream, kind, value_name
+        self._csv = None
+        if kind == "csv":
+            self._csv = csv.DictWriter(stream, fieldnames=FIELDS)
+            self._csv.writeheader()
+        elif kind == "table":
+            self._table_line(["file", "face", "x", "y", "w", "h", value_name, "std",
+                              "interval", "conf", "status"])
+
+    def _table_line(self, cells: list[str]) -> None:
+        widths = [40, 4, 6, 6, 6, 6, 7, 6, 13, 5, 0]
+        self.stream.write(" ".join(cell.rjust(width) if 0 < i < 10 else cell.ljust(width)
+                                   for i, (cell, width) in enumerate(zip(cells, widths)))
+                          .rstrip() + "\n")
+
+    def write(self, row: FaceRow) -> None:
+        """Write one row."""
+        data = dataclasses.asdict(row)
+        if self.kind == "jsonl":
+            self.stream.write(json.dumps(data) + "\n")
+        elif self.kind == "csv":
+            self._csv.writerow({key: "" if value is None else value for key, value in data.items()})
+        else:
+            interval = ("" if row.low is None else f"[{row.low:g}, {row.high:g}]")
+            status = row.status + (f": {row.message}" if row.message else "")
+            confidence = "" if row.confidence is None else f"{row.confidence:.3f}"
+            self._table_line([row.file, _cell(row.face), _cell(row.x), _cell(row.y),
+                              _cell(row.width), _cell(row.height), _cell(row.value),
+                              _cell(row.stddev), interval, confidence, status])
+        self.stream.flush()
+
+
+def draw(frame: Frame, rows: Sequence[FaceRow], out_dir: str, value_name: str = "age") -> str:
+    """Write ``frame`` with each face's box and ``value ± stddev`` drawn, as a JPEG in ``out_dir``.
+
+    Returns:
+      The written path (the input's path flattened into one file name).
+    """
+    import cv2
+
+    image = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    for row in rows:
+        if row.status != STATUS_FACE:
+            cv2.putText(image, "no face", (5, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
+                        (0, 0, 255), thickness, cv2.LINE_AA)
+            continue
+        top_left = (round(row.x), round(row.y))
+        bottom_right = (round(row.x + row.width), round(row.y + row.height))
+        cv2.rectangle(image, top_left, bottom_right, (0, 255, 0), thickness)
+        label = f"{value_name} {row.value:.0f}" + ("" if row.stddev is None
+                                                   else f" +/-{row.stddev:.0f}")
+        scale = max(0.4, row.width / 160.0)
+        (text_width, text_height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX,
+                                                       scale, thickness)
+        origin = (top_left[0], max(text_height + 2, top_left[1] - 4))
+        cv2.rectangle(image, (origin[0], origin[1] - text_height - 2),
+                      (origin[0] + text_width, origin[1] + 2), (0, 0, 0), -1)
+        cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0),
+                    thickness, cv2.LINE_AA)
+    os.makedirs(out_dir, exist_ok=True)
+    source, _, frame_number = frame.name.partition("#frame=")
+    flat = os.path.splitext(os.path.normpath(source).lstrip(os.sep).replace(os.sep, "__"))[0]
+    suffix = f"_frame{int(frame_number):06d}" if frame_number else ""
+    path = os.path.join(out_dir, flat + suffix + ".jpg")
+    cv2.imwrite(path, image)
+    return path
+
+
+# -- command line ------------------------------------------------------------------------
+
+def main(argv) -> int:
+    """absl entry point; exit 0 when some input was processed, 1 when none, 2 on bad flags/model."""
+    from absl import flags
+
+    from tfdldl.face_align import FaceAligner
+    from tfdldl.inference import ModelLoadError, load_predictor
+
+    values = flags.FLAGS
+    paths = argv[1:]
+    if not paths:
+        print("error: give at least one photo, folder, glob or video to predict on",
+              file=sys.stderr)
+        return 2
+    if values.batch_size < 1 or values.video_stride < 0:
+        print("error: --batch_size must be >= 1 and --video_stride >= 0", file=sys.stderr)
+        return 2
+    try:
+        predictor = load_predictor(values.model)
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    aligner = FaceAligner(output_size=predictor.input_size,
+                          min_face_size=values.min_face_size)
+    stream = open(values.output, "w", encoding="utf-8", newline="") if values.output else sys.stdout
+    counts = {STATUS_FACE: 0, STATUS_NO_FACE: 0, STATUS_ERROR: 0}
+    try:
+        writer = RowWriter(stream, values.format, predictor.label_space.name)
+        for frame, rows in predict_paths(paths, predictor, aligner, values.batch_size,
+                                         values.video_stride, values.aligned,
+                                         values.interval):
+            for row in rows:
+                writer.write(row)
+                counts[row.status] += 1
+            if values.draw and frame is not None:
+                draw(frame, rows, values.draw, predictor.label_space.name)
+    finally:
+        if values.output:
+            stream.close()
+    print(f"{counts[STATUS_FACE]} face(s), {counts[STATUS_NO_FACE]} picture(s) without a "
+          f"face, {counts[STATUS_ERROR]} input error(s)"
+          + (f"; rows in {values.output}" if values.output else "")
+          + (f"; drawings in {values.draw}" if values.draw else ""), file=sys.stderr)
+    return 0 if counts[STATUS_FACE] + counts[STATUS_NO_FACE] else 1
+
+
+def define_flags() -> None:
+    """The command-line flags of ``python -m tfdldl.predict``."""
+    from absl import flags
+
+    flags.DEFINE_string("model", None, "SavedModel folder (saved_models/<name>/<version>) or "
+                        ".keras file.", required=True)
+    flags.DEFINE_enum("format", "table", list(FORMATS), "Output format.")
+    flags.DEFINE_string("output", None, "Write rows to this file instead of stdout.")
+    flags.DEFINE_string("draw", None, "Folder for copies of the photos with boxes and values.")
+    flags.DEFINE_integer("batch_size", 32, "Pictures detected and predicted together.")
+    flags.DEFINE_integer("video_stride", 0, "Read videos, keeping every Nth frame "
+                         "(0: videos are not read).")
+    flags.DEFINE_bool("aligned", False, "Inputs are aligned faces: no detection.")
+    flags.DEFINE_integer("min_face_size", 20, "Smallest face to detect, pixels.")
+    flags.DEFINE_float("interval", 0.9, "Probability inside the reported interval.")
+
+
+def run() -> None:
+    """Console-script entry point (``tfdldl-predict``)."""
+    from absl import app
+
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
