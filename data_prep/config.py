@@ -1,0 +1,197 @@
+"""The typed config of one dataset build (``configs/data/<set>.yaml``).
+
+Loaded with :func:`tfdldl.config.load_config` into :class:`DataConfig`; unknown keys and
+wrong types are :class:`tfdldl.config.ConfigError` naming the key and the file. Relative
+paths in a config are relative to the current directory (the project root), like every
+command in the README.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Literal, Optional, Sequence
+
+from data_prep.duplicates import DEFAULT_NEAR_THRESHOLD
+from data_prep.splits import SplitSpec
+from tfdldl.config import ConfigError, load_config
+from tfdldl.label_space import LabelSpace
+
+
+@dataclasses.dataclass
+class AdapterConfig:
+    """Which dataset reader to use (data_prep.adapters.make_adapter) and its options.
+
+    Attributes:
+      name: registry name, e.g. "utkface", "fgnet", "benchmark_json", "chalearn_csv",
+        "scut_fbp5500", "generic_csv".
+      options: keyword arguments of that adapter (its folder, label file, ...).
+    """
+
+    name: str = "generic_csv"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LabelSpaceConfig:
+    """The label grid (see tfdldl.label_space.LabelSpace): min, max, step in label units."""
+
+    name: str = "age"
+    minimum: float = 0.0
+    maximum: float = 100.0
+    step: float = 1.0
+
+    def build(self) -> LabelSpace:
+        """The :class:`LabelSpace` this section describes."""
+        return LabelSpace(self.minimum, self.maximum, self.step, self.name)
+
+
+@dataclasses.dataclass
+class SigmaConfig:
+    """σ of each record's Gaussian label distribution, in label units.
+
+    Attributes:
+      policy: "constant" gives every record ``value``; "per_sample" takes the adapter's
+        σ (ChaLearn's annotator std) and falls back to ``value`` where a record has none.
+      value: the constant σ, or the per-sample fallback.
+    """
+
+    policy: Literal["constant", "per_sample"] = "constant"
+    value: float = 2.0
+
+
+@dataclasses.dataclass
+class AlignmentConfig:
+    """Face detection and alignment (tfdldl.face_align.FaceAligner).
+
+    Attributes:
+      output_size: side of the stored aligned faces, pixels.
+      min_face_size: smallest face MTCNN looks for, pixels. Pre-cropped sets, whose faces
+        fill the image, can raise it (60 on UTKFace's 200 px crops) for a much faster
+        detector pyramid.
+      thresholds: MTCNN's PNet, RNet, ONet face-probability thresholds.
+      scale_factor: MTCNN's image-pyramid ratio.
+      max_side: longer sides above this are downscaled before detection, pixels.
+      precropped: the images are already face crops (UTKFace, the synthetic demo set);
+        required for ``on_no_face: center_crop``.
+      on_no_face: "skip" counts an image without a detected face as skipped (no_face);
+        "center_crop" keeps its central square instead and counts it as a fallback.
+    """
+
+    output_size: int = 224
+    min_face_size: int = 20
+    thresholds: list[float] = dataclasses.field(default_factory=lambda: [0.6, 0.7, 0.7])
+    scale_factor: float = 0.709
+    max_side: int = 1024
+    precropped: bool = False
+    on_no_face: Literal["skip", "center_crop"] = "skip"
+
+
+@dataclasses.dataclass
+class DuplicatesConfig:
+    """Duplicate detection before splitting (data_prep.duplicates).
+
+    Attributes:
+      near_threshold: the largest Hamming distance (bits of a 256-bit dHash) at which two
+        images count as near-identical; 0 finds byte- and pixel-identical copies only.
+    """
+
+    near_threshold: int = DEFAULT_NEAR_THRESHOLD
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    """Where and how the TFRecords are written.
+
+    Attributes:
+      dir: output folder (shards, manifest.json, skipped.tsv, contact_sheet.png).
+      records_per_shard: a split of N records gets ceil(N / this) shards; each shard is
+        one unit of parallel work and of resuming.
+      jpeg_quality: JPEG quality of the stored aligned faces, 1..100.
+      contact_sheet_faces: aligned faces shown in contact_sheet.png (0: none).
+    """
+
+    dir: str = "data/out"
+    records_per_shard: int = 1000
+    jpeg_quality: int = 95
+    contact_sheet_faces: int = 64
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """One dataset build: what to read, how to label, align, split and write it.
+
+    Attributes:
+      dataset: a name for the manifest and logs, e.g. "utkface".
+      adapter: the dataset reader.
+      label_space: the label grid the distributions are computed on.
+      sigma: the σ policy.
+      alignment: face detection and alignment.
+      splits: how records are split (data_prep.splits.SplitSpec).
+      duplicates: duplicate detection settings.
+      output: where and how to write.
+      workers: parallel alignment processes (each loads its own MTCNN).
+      seed: makes splits and shard membership reproducible.
+      limit: build only the first N records the adapter yields (0: all); for quick trials.
+    """
+
+    dataset: str = "dataset"
+    adapter: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
+    label_space: LabelSpaceConfig = dataclasses.field(default_factory=LabelSpaceConfig)
+    sigma: SigmaConfig = dataclasses.field(default_factory=SigmaConfig)
+    alignment: AlignmentConfig = dataclasses.field(default_factory=AlignmentConfig)
+    splits: SplitSpec = dataclasses.field(default_factory=SplitSpec)
+    duplicates: DuplicatesConfig = dataclasses.field(default_factory=DuplicatesConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    workers: int = 2
+    seed: int = 0
+    limit: int = 0
+
+
+def load_data_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DataConfig:
+    """Load and check a data config.
+
+    Raises:
+      ConfigError: unknown keys, wrong types, or values that cannot work together.
+    """
+    config = load_config(path, DataConfig, overrides)
+    check(config, os.fspath(path))
+    return config
+
+
+def check(config: DataConfig, source: str = "<config>") -> None:
+    """Raise ConfigError for values the schema's types cannot rule out."""
+    problems: list[str] = []
+    try:
+        config.label_space.build()
+    except ValueError as error:
+        problems.append(f"label_space: {error}")
+    alignment, output = config.alignment, config.output
+    if alignment.on_no_face == "center_crop" and not alignment.precropped:
+        problems.append("alignment.on_no_face: center_crop needs alignment.precropped: true "
+                        "(the centre of a full photo is not a face)")
+    if len(alignment.thresholds) != 3:
+        problems.append("alignment.thresholds needs 3 values (PNet, RNet, ONet)")
+    if alignment.output_size < 16:
+        problems.append("alignment.output_size must be at least 16")
+    if not 0 < alignment.scale_factor < 1:
+        problems.append("alignment.scale_factor must lie in (0, 1)")
+    if config.sigma.value < 0:
+        problems.append("sigma.value must be >= 0")
+    if output.records_per_shard < 1:
+        problems.append("output.records_per_shard must be >= 1")
+    if not 1 <= output.jpeg_quality <= 100:
+        problems.append("output.jpeg_quality must lie in 1..100")
+    if config.workers < 1:
+        problems.append("workers must be >= 1")
+    if config.limit < 0:
+        problems.append("limit must be >= 0 (0 builds everything)")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def sigma_of(config: SigmaConfig, per_sample: Optional[float]) -> float:
+    """The σ a record gets under ``config``, given the adapter's own σ (or None)."""
+    if config.policy == "per_sample" and per_sample is not None:
+        return float(per_sample)
+    return float(config.value)

@@ -1,0 +1,186 @@
+"""One shard of a build: read, align, encode and write its planned records, then a sidecar.
+
+A shard's membership is decided before any alignment (data_prep.build plans every
+shard), so each shard is an independent unit of parallel work and of resuming: a shard
+whose file and sidecar both exist with the same fingerprint is finished and is not
+redone. The sidecar (``.build/<shard>.json``) keeps what the manifest needs about the
+shard (faces written, their alignment, every skip), so the manifest can be written after
+a resumed build without aligning anything again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Callable, Optional
+
+import cv2
+import numpy as np
+
+from tfdldl import example_schema
+from tfdldl.face_align import FaceAligner
+from tfdldl.image_io import ImageReadError, read_rgb
+from tfdldl.label_space import LabelSpace
+
+SIDECAR_DIR = ".build"
+# Images read, detected and encoded together inside a shard (bounds memory).
+CHUNK = 64
+ALIGNED, CENTER_CROP = "aligned", "center_crop"
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """A record planned into a shard.
+
+    Attributes:
+      path: absolute image path.
+      source: path relative to the dataset root, stored in the TFRecord.
+      label: y in label units (inside the label space).
+      sigma: σ in label units.
+      subject: subject id or "".
+      gender: 0, 1 or -1.
+    """
+
+    path: str
+    source: str
+    label: float
+    sigma: float
+    subject: str = ""
+    gender: int = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything besides the items that determines a shard's bytes.
+
+    Attributes:
+      label_space: LabelSpace.to_dict() of the distributions' grid.
+      output_size, min_face_size, thresholds, scale_factor, max_side: FaceAligner's.
+      on_no_face: "skip" or "center_crop".
+      jpeg_quality: quality of the stored JPEGs.
+    """
+
+    label_space: dict
+    output_size: int
+    min_face_size: int
+    thresholds: tuple
+    scale_factor: float
+    max_side: int
+    on_no_face: str
+    jpeg_quality: int
+
+    def aligner(self) -> FaceAligner:
+        """A FaceAligner with these settings."""
+        return FaceAligner(self.output_size, self.min_face_size, self.thresholds,
+                           self.scale_factor, self.max_side)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """Shard ``index`` of ``count`` of ``split``, with its items and settings."""
+
+    split: str
+    index: int
+    count: int
+    items: tuple[Item, ...]
+    settings: Settings
+
+    @property
+    def name(self) -> str:
+        """The shard's file name."""
+        return example_schema.shard_name(self.split, self.index, self.count)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that determines the shard's content."""
+        payload = json.dumps([dataclasses.asdict(self.settings), self.split, self.index,
+                              self.count, [dataclasses.astuple(i) for i in self.items],
+                              example_schema.SCHEMA_VERSION], sort_keys=True)
+        return hashlib.sha1(payload.encode("utf-8")).hexdigest()
+
+
+def sidecar_path(out_dir: str, shard: str) -> str:
+    """Where the sidecar of ``shard`` lives."""
+    return os.path.join(out_dir, SIDECAR_DIR, shard + ".json")
+
+
+def read_finished(task: ShardTask, out_dir: str) -> Optional[dict[str, Any]]:
+    """The sidecar of ``task`` if the shard is finished with the same fingerprint, else None."""
+    if not os.path.exists(os.path.join(out_dir, task.name)):
+        return None
+    try:
+        with open(sidecar_path(out_dir, task.name), encoding="utf-8") as handle:
+            sidecar = json.load(handle)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return sidecar if sidecar.get("fingerprint") == task.fingerprint() else None
+
+
+def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
+        on_progress: Callable[[int, int], None] = lambda done, skipped: None) -> dict[str, Any]:
+    """Align the task's items, write its shard atomically, then its sidecar.
+
+    Args:
+      task: the shard to build.
+      out_dir: the output folder.
+      aligner: a FaceAligner built from ``task.settings`` (reused across shards).
+      on_progress: called after each chunk with (images done, images skipped) in it.
+    Returns:
+      The sidecar dict: ``faces`` [source, label, confidence or None, method] per written
+      record, ``skips`` [path, reason, detail] per dropped item.
+    """
+    from data_prep.tfrecord_writer import FaceExample, write_shard
+
+    settings = task.settings
+    space = LabelSpace.from_dict(settings.label_space)
+    examples, faces, skips = [], [], []
+    for start in range(0, len(task.items), CHUNK):
+        chunk = task.items[start:start + CHUNK]
+        images, readable = [], []
+        for item in chunk:
+            try:
+                images.append(read_rgb(item.path))
+                readable.append(item)
+            except ImageReadError as error:
+                skips.append([item.path, "unreadable_image", error.reason])
+        skipped_before = len(skips)
+        for item, image, found in zip(readable, images, aligner.detect_batch(images)):
+            if found:
+                face = aligner.align(image, found[0].landmarks)
+                confidence, method = found[0].confidence, ALIGNED
+            elif settings.on_no_face == CENTER_CROP:
+                face, confidence, method = aligner.center_crop(image), None, CENTER_CROP
+            else:
+                skips.append([item.path, "no_face",
+                              "MTCNN found no face; lower alignment.min_face_size or, for a "
+                              "pre-cropped set, use alignment.on_no_face: center_crop"])
+                continue
+            examples.append(FaceExample(
+                jpeg=_encode_jpeg(face, settings.jpeg_quality), image_size=settings.output_size,
+                label=item.label, sigma=item.sigma,
+                distribution=space.gaussian(np.float32(item.label), item.sigma),
+                subject=item.subject, gender=item.gender, source=item.source))
+            faces.append([item.source, item.label, confidence, method])
+        on_progress(len(chunk), len(chunk) - len(readable) + len(skips) - skipped_before)
+    written = write_shard(os.path.join(out_dir, task.name), examples)
+    sidecar = {"fingerprint": task.fingerprint(), "split": task.split, "shard": task.name,
+               "written": written, "faces": faces, "skips": skips}
+    _write_json_atomic(sidecar_path(out_dir, task.name), sidecar)
+    return sidecar
+
+
+def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode an aligned face as JPEG")
+    return encoded.tobytes()
+
+
+def _write_json_atomic(path: str, data: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = path + ".partial"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(temporary, path)

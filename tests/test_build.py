@@ -1,0 +1,221 @@
+"""data_prep.build end to end on real UTKFace faces with real-world dirt mixed in.
+
+One build (2 worker processes, real MTCNN) is shared by most tests; the TFRecords are
+read back with tf.data.
+"""
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep import build as build_module
+from data_prep.config import DataConfig, load_data_config
+from tfdldl import example_schema as schema
+from tfdldl.config import ConfigError, from_dict
+from tfdldl.label_space import AGE
+from tfdldl.manifest import read_manifest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOOD = (
+    "1_1_1_20170109191050443.jpg.chip.jpg",
+    "24_1_2_20170116171604159.jpg.chip.jpg",
+    "26_1_1_20170113012119680.jpg.chip.jpg",
+    "28_1_3_20170104222837663.jpg.chip.jpg",
+    "32_0_1_20170113183229559.jpg.chip.jpg",
+    "36_1_3_20170117173858390.jpg.chip.jpg",
+    "44_0_3_20170119184239800.jpg.chip.jpg",
+    "53_1_0_20170110160643282.jpg.chip.jpg",
+    "65_0_0_20170117171434763.jpg.chip.jpg",
+    "96_1_2_20170105174624519.jpg.chip.jpg",
+)
+MALFORMED = "39_1_20170116174525125.jpg.chip.jpg"  # a real UTKFace name missing a field
+CORRUPT = "30_0_0_20170101000000001.jpg.chip.jpg"
+TOO_OLD = "110_0_0_20170101000000002.jpg.chip.jpg"
+# A byte-identical copy of GOOD[2] labelled with another age: a conflicting duplicate.
+DUPLICATE = "27_1_1_20170113012119680.jpg.chip.jpg"
+
+
+def _config(images, out, **sections) -> DataConfig:
+    data = {
+        "dataset": "utkface_sample",
+        "adapter": {"name": "utkface", "options": {"root": str(images)}},
+        "alignment": {"output_size": 64, "min_face_size": 40, "precropped": True},
+        "splits": {"ratios": [0.5, 0.25, 0.25]},
+        "output": {"dir": str(out), "records_per_shard": 3, "contact_sheet_faces": 8},
+        "workers": 2,
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return from_dict(DataConfig, data, source="test")
+
+
+@pytest.fixture(scope="module")
+def sample(utkface_dir, tmp_path_factory):
+    """Real faces plus a malformed name, a truncated JPEG, an age of 110 and a duplicate."""
+    images = tmp_path_factory.mktemp("utk") / "images"
+    images.mkdir()
+    for name in GOOD + (MALFORMED,):
+        shutil.copy(os.path.join(utkface_dir, name), images / name)
+    shutil.copy(os.path.join(utkface_dir, GOOD[2]), images / DUPLICATE)
+    shutil.copy(os.path.join(utkface_dir, GOOD[0]), images / TOO_OLD)
+    data = open(os.path.join(utkface_dir, GOOD[1]), "rb").read()
+    (images / CORRUPT).write_bytes(data[: len(data) // 2])
+    return images
+
+
+@pytest.fixture(scope="module")
+def built(sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("built") / "tfrecords"
+    config = _config(sample, out)
+    lines = []
+    manifest = build_module.build(config, log=lines.append)
+    return config, out, manifest, lines
+
+
+def _read(shards):
+    features = {
+        schema.IMAGE: tf.io.FixedLenFeature([], tf.string),
+        schema.LABEL: tf.io.FixedLenFeature([], tf.float32),
+        schema.SIGMA: tf.io.FixedLenFeature([], tf.float32),
+        schema.DISTRIBUTION: tf.io.FixedLenFeature([AGE.num_classes], tf.float32),
+        schema.SOURCE: tf.io.FixedLenFeature([], tf.string),
+        schema.IMAGE_SIZE: tf.io.FixedLenFeature([], tf.int64),
+        schema.VERSION: tf.io.FixedLenFeature([], tf.int64),
+    }
+    dataset = tf.data.TFRecordDataset(shards).map(
+        lambda record: tf.io.parse_single_example(record, features))
+    return [{key: value.numpy() for key, value in example.items()} for example in dataset]
+
+
+def test_records_read_back_with_labels_and_distributions(built):
+    _, out, _, _ = built
+    manifest = read_manifest(out)
+    assert manifest.label_space == AGE and manifest.image_size == 64
+    sources = []
+    for split in schema.SPLITS:
+        examples = _read(manifest.splits[split])
+        assert len(examples) == manifest.counts[split]
+        for example in examples:
+            name = os.path.basename(example[schema.SOURCE].decode())
+            sources.append(name)
+            assert example[schema.LABEL] == float(name.split("_")[0])
+            distribution = example[schema.DISTRIBUTION]
+            assert distribution.sum() == pytest.approx(1.0, abs=1e-5)
+            assert AGE.grid[distribution.argmax()] == example[schema.LABEL]
+            assert example[schema.SIGMA] == pytest.approx(2.0)
+            assert example[schema.VERSION] == schema.SCHEMA_VERSION
+            face = tf.io.decode_jpeg(example[schema.IMAGE]).numpy()
+            assert face.shape == (64, 64, 3) and example[schema.IMAGE_SIZE] == 64
+    assert sorted(sources) == sorted(GOOD + (DUPLICATE,))  # every good face, once
+
+
+def test_every_bad_input_is_counted_with_its_reason(built):
+    _, out, manifest, _ = built
+    assert manifest["skips"]["by_reason"] == {
+        "malformed_name": 1, "unreadable_image": 1, "label_out_of_range": 1}
+    rows = [line.rstrip("\n").split("\t") for line in open(out / "skipped.tsv")][1:]
+    by_file = {os.path.basename(path): (reason, detail) for path, reason, detail in rows}
+    assert by_file[MALFORMED][0] == "malformed_name"
+    assert by_file[CORRUPT] == ("unreadable_image", by_file[CORRUPT][1])
+    assert "truncated JPEG" in by_file[CORRUPT][1]
+    assert by_file[TOO_OLD][0] == "label_out_of_range" and "110" in by_file[TOO_OLD][1]
+    alignment = manifest["alignment"]
+    assert alignment["detected"] == alignment["attempted"] == len(GOOD) + 1
+    assert alignment["mean_confidence"] > 0.9 and alignment["center_cropped"] == 0
+
+
+def test_duplicates_share_a_split_and_conflicts_are_reported(built):
+    _, out, manifest, _ = built
+    split_of = {}
+    for split in schema.SPLITS:
+        for example in _read(read_manifest(out).splits[split]):
+            split_of[os.path.basename(example[schema.SOURCE].decode())] = split
+    assert split_of[DUPLICATE] == split_of[GOOD[2]]
+    assert DUPLICATE in json.dumps(manifest["duplicates"])
+
+
+def test_manifest_reports_histogram_config_and_contact_sheet(built):
+    config, out, manifest, lines = built
+    total = sum(info["count"] for info in manifest["splits"].values())
+    histogram = collections.Counter()
+    for split in schema.SPLITS:
+        histogram.update(manifest["label_histogram"][split])
+    assert sum(histogram.values()) == total == manifest["records"]["written"]
+    assert histogram["26"] == 1 and histogram["27"] == 1
+    assert manifest["config"]["alignment"]["min_face_size"] == 40
+    assert manifest["seconds"] > 0
+    assert os.path.getsize(out / "contact_sheet.png") > 1000
+    assert any("images/s" in line and "ETA" in line for line in lines)  # progress
+    assert any("faces detected" in line for line in lines)  # summary
+
+
+def test_resume_rebuilds_only_the_missing_shard(built, sample):
+    config, out, first, _ = built
+    shards = sorted(p for p in os.listdir(out) if p.endswith(".tfrecord"))
+    victim = out / shards[0]
+    others = {name: os.path.getmtime(out / name) for name in shards[1:]}
+    os.remove(victim)
+    (out / (shards[1] + ".partial")).write_bytes(b"left over by a killed run")
+    lines = []
+    again = build_module.build(config, log=lines.append)
+    assert victim.exists() and not (out / (shards[1] + ".partial")).exists()
+    assert {name: os.path.getmtime(out / name) for name in shards[1:]} == others
+    assert again["this_run"]["images_aligned"] == len(_read([str(victim)]))
+    assert again["splits"] == first["splits"]
+    assert any(f"{len(shards) - 1} of {len(shards)} shards already finished" in line
+               for line in lines)
+
+
+def test_csv_dataset_with_missing_file(utkface_dir, tmp_path):
+    rows = ["path,label", f"{GOOD[3]},28", f"{GOOD[4]},32", "gone.jpg,40", f"{GOOD[5]},-3"]
+    for name in (GOOD[3], GOOD[4], GOOD[5]):
+        shutil.copy(os.path.join(utkface_dir, name), tmp_path / name)
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    config = _config(tmp_path, tmp_path / "out", workers=1,
+                     adapter={"name": "generic_csv",
+                              "options": {"labels": str(tmp_path / "labels.csv")}},
+                     splits={"ratios": [1.0, 0.0, 0.0]})
+    manifest = build_module.build(config, log=lambda line: None)
+    reasons = manifest["skips"]["by_reason"]
+    assert reasons.get("missing_file") == 1 and reasons.get("label_out_of_range") == 1
+    assert manifest["splits"]["train"]["count"] == 2
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("dataset: x\nalignment:\n  min_face_sise: 40\n")
+    with pytest.raises(ConfigError, match="unknown key 'alignment.min_face_sise'.*min_face_size"):
+        load_data_config(path)
+    result = subprocess.run([sys.executable, "-m", "data_prep.build", "--config", str(path)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 2
+    assert "unknown key 'alignment.min_face_sise'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_center_crop_needs_precropped_and_missing_dataset_is_clear(tmp_path):
+    path = tmp_path / "crop.yaml"
+    path.write_text("alignment: {on_no_face: center_crop}\n")
+    with pytest.raises(ConfigError, match="precropped"):
+        load_data_config(path)
+    config = _config(tmp_path / "absent", tmp_path / "out")
+    with pytest.raises(build_module.BuildError, match="absent"):
+        build_module.build(config, log=lambda line: None)
+
+
+def test_every_shipped_data_config_loads():
+    folder = os.path.join(REPO_ROOT, "configs", "data")
+    names = sorted(name for name in os.listdir(folder) if name.endswith(".yaml"))
+    assert "utkface.yaml" in names and "synthetic.yaml" in names
+    for name in names:
+        config = load_data_config(os.path.join(folder, name))
+        assert config.label_space.build().num_classes > 1
+    assert np.isclose(load_data_config(os.path.join(folder, "scut_fbp5500.yaml"))
+                      .label_space.step, 0.1)
