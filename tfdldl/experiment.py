@@ -1,0 +1,212 @@
+"""The typed experiment config read by ``python -m tfdldl.train --config configs/<exp>.yaml``.
+
+One YAML file per experiment; every key below has the paper's default, so a file only
+states what differs. Loaded with :func:`tfdldl.config.load_config`: a typo or a wrong
+type is a :class:`tfdldl.config.ConfigError` naming the key and the file.
+
+Sizes are pixels, learning rates are per step, epochs count passes over the train split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Literal, Optional, Sequence
+
+from tfdldl.config import ConfigError, load_config
+
+LossName = Literal["dldl_v2", "dldl", "er", "dex", "mr_l1", "mr_l2", "ranking"]
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the TFRecords are (a folder written by data_prep.build, with manifest.json).
+
+    The label space is not configured here: it is read from the manifest, and the model is
+    built on it.
+    """
+
+    tfrecords: str = "data/utkface"
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    shuffle_buffer: int = 4096
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The network (tfdldl.models.build_model) and optional starting weights."""
+
+    arch: Literal["thin", "tiny"] = "thin"
+    input_size: int = 224
+    pooling: Literal["hybrid", "gap"] = "hybrid"
+    width: Optional[float] = None
+    # A .keras or .weights.h5 file to start from (fine-tuning); None trains from scratch.
+    initial_weights: Optional[str] = None
+
+
+@dataclasses.dataclass
+class LossConfig:
+    """The training loss (tfdldl.losses.build_loss); the head follows from the name."""
+
+    name: LossName = "dldl_v2"
+    lam: float = 1.0
+    kl_normalization: Literal["sum", "mean"] = "sum"
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """Optimizer and learning-rate schedule (paper: Adam 1e-3, x0.1 every 30 epochs).
+
+    schedule "step": lr x decay_factor every decay_every_epochs; "cosine": linear warm-up
+    over warmup_epochs then cosine decay to 0 at the last epoch; "constant".
+    """
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    decay_every_epochs: int = 30
+    decay_factor: float = 0.1
+    warmup_epochs: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The training loop.
+
+    batch_size is the GLOBAL batch (split across replicas; must be divisible by their
+    number). steps_per_epoch None means one pass over the train split (remainder dropped).
+    backup_every_steps: the resumable backup is written every this many steps and at the
+    end of every epoch, so a kill loses at most that many steps.
+    """
+
+    epochs: int = 60
+    batch_size: int = 128
+    steps_per_epoch: Optional[int] = None
+    backup_every_steps: int = 200
+    jit_compile: bool = False
+    verbose: int = 1
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    """The paper's training augmentation; each part can be switched off.
+
+    rescale: the face is resized to side s = U(rescale_min, rescale_max) x input size (the
+    paper's 112..224 at 224 px) and a random input-size window is cropped around it (zero
+    padding where the window leaves the image).
+    """
+
+    enabled: bool = True
+    flip: bool = True
+    grayscale_probability: float = 0.5
+    rescale: bool = True
+    rescale_min: float = 0.5
+    rescale_max: float = 1.0
+    rotation_degrees: float = 15.0
+    color_jitter: float = 0.4
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Where the SavedModel goes: ``<saved_models_dir>/<name>/<version>/``.
+
+    name "" means the experiment's name.
+    """
+
+    enabled: bool = True
+    name: str = ""
+    version: int = 1
+    saved_models_dir: str = "saved_models"
+
+
+@dataclasses.dataclass
+class DistributionConfig:
+    """tf.distribute strategy.
+
+    "auto": MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else
+    MirroredStrategy over all GPUs when there are several, else the default strategy.
+    "mirrored": MirroredStrategy over the GPUs, or over all logical CPU devices when
+    there is no GPU. sync_batch_norm: BatchNorm statistics over the global batch when
+    there are several replicas (so the result does not depend on the replica count).
+    """
+
+    strategy: Literal["auto", "mirrored", "multi_worker", "default"] = "auto"
+    sync_batch_norm: bool = True
+
+
+@dataclasses.dataclass
+class Experiment:
+    """A whole training run. ``output_dir`` "" means ``runs/<name>``."""
+
+    name: str = "experiment"
+    seed: int = 0
+    deterministic: bool = False
+    output_dir: str = ""
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    distribution: DistributionConfig = dataclasses.field(default_factory=DistributionConfig)
+
+    @property
+    def run_dir(self) -> str:
+        """The run's output folder."""
+        return self.output_dir or os.path.join("runs", self.name)
+
+    @property
+    def export_name(self) -> str:
+        """The model name under saved_models/."""
+        return self.export.name or self.name
+
+
+def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
+    """Load and validate an experiment YAML file (plus ``key=value`` overrides).
+
+    Raises:
+      ConfigError: unknown key, wrong type, or values out of their range (each message
+        names the key and the file).
+    """
+    experiment = load_config(path, Experiment, overrides)
+    validate(experiment, path)
+    return experiment
+
+
+def validate(experiment: Experiment, source: str) -> None:
+    """Range checks that types alone cannot express; raises ConfigError naming the key."""
+    checks = [
+        ("train.epochs", experiment.train.epochs >= 1, "must be >= 1"),
+        ("train.batch_size", experiment.train.batch_size >= 1, "must be >= 1"),
+        ("train.steps_per_epoch",
+         experiment.train.steps_per_epoch is None or experiment.train.steps_per_epoch >= 1,
+         "must be >= 1 or null"),
+        ("train.backup_every_steps", experiment.train.backup_every_steps >= 1, "must be >= 1"),
+        ("model.input_size", experiment.model.input_size >= 32, "must be >= 32 pixels"),
+        ("optimizer.learning_rate", experiment.optimizer.learning_rate > 0, "must be > 0"),
+        ("optimizer.decay_every_epochs", experiment.optimizer.decay_every_epochs >= 1,
+         "must be >= 1"),
+        ("optimizer.warmup_epochs",
+         0 <= experiment.optimizer.warmup_epochs < experiment.train.epochs,
+         "must lie in [0, train.epochs)"),
+        ("augment.grayscale_probability",
+         0.0 <= experiment.augment.grayscale_probability <= 1.0, "must lie in [0, 1]"),
+        ("augment.rescale_min",
+         0.0 < experiment.augment.rescale_min <= experiment.augment.rescale_max,
+         "must be > 0 and <= augment.rescale_max"),
+        ("augment.rotation_degrees", 0.0 <= experiment.augment.rotation_degrees < 180.0,
+         "must lie in [0, 180)"),
+        ("augment.color_jitter", 0.0 <= experiment.augment.color_jitter < 1.0,
+         "must lie in [0, 1)"),
+        ("data.shuffle_buffer", experiment.data.shuffle_buffer >= 1, "must be >= 1"),
+        ("export.version", experiment.export.version >= 1, "must be >= 1"),
+        ("name", bool(experiment.name) and "/" not in experiment.name,
+         "must be a non-empty name without '/'"),
+    ]
+    for key, ok, requirement in checks:
+        if not ok:
+            raise ConfigError(f"{source}: '{key}' {requirement}")

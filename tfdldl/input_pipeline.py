@@ -1,0 +1,191 @@
+"""tf.data input: TFRecord shards -> (images, targets) batches for training and evaluation.
+
+Training stream (``training=True``): for each epoch e (and each pass n over the split
+within it, when ``steps_per_epoch`` asks for more than one pass), the shard list is
+shuffled with a seed derived from (seed, e, n), shards are read in parallel (interleave),
+records are shuffled within blocks of ``shuffle_buffer`` with stateless seeds, batched
+(remainder dropped) and cut to exactly ``steps_per_epoch`` batches. (Stateless shuffles
+rather than ``Dataset.shuffle``, whose seed cannot be a tensor under a global seed.) Batch g of the whole run (g = e * steps_per_epoch + step) is
+then parsed, decoded, resized and augmented with the stateless seed (seed, g).
+
+So the stream is a pure function of (seed, epoch, step): a run resumed at global batch g
+(``first_epoch`` + ``skip_batches``) sees exactly the batches an uninterrupted run would
+have seen from g on (in ``deterministic`` mode, which also fixes the order in which
+parallel readers deliver records).
+
+Evaluation stream (``training=False``): shards and records in file order, no
+augmentation, the last batch may be smaller.
+
+Images are float32 [N, S, S, 3], RGB in 0..255 (the model rescales inside). Targets are a
+dict keyed by the model's output names: "distribution" float32 [N, K] (the stored Gaussian
+label distribution), "value" float32 [N] (the label), "ranking" float32 [N, K-1]
+([y > l_k], as LabelSpace.ranking).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from tfdldl import augment, example_schema
+from tfdldl.experiment import AugmentConfig
+from tfdldl.label_space import LabelSpace
+from tfdldl.manifest import Manifest, ManifestError
+
+TARGET_NAMES = ("distribution", "value", "ranking")
+# Shards read at once by the interleave.
+MAX_PARALLEL_SHARDS = 16
+# Passes over the split one epoch may take (steps_per_epoch beyond one pass); a bound only.
+PASSES_LIMIT = 1_000_000
+
+
+def steps_per_epoch(manifest: Manifest, split: str, batch_size: int) -> int:
+    """Full batches in one pass over ``split``.
+
+    Raises:
+      ManifestError: the split is missing, empty, or smaller than one batch.
+    """
+    manifest.shards(split)  # raises for a missing or empty split
+    steps = manifest.counts[split] // batch_size
+    if steps == 0:
+        raise ManifestError(
+            f"split '{split}' of {manifest.root} has {manifest.counts[split]} records, fewer "
+            f"than one batch of {batch_size}; lower train.batch_size or build more data")
+    return steps
+
+
+def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Sequence[str],
+                 training: bool, augment_cfg: Optional[AugmentConfig] = None,
+                 image_size: Optional[int] = None, seed: int = 0, deterministic: bool = False,
+                 *, label_space: Optional[LabelSpace] = None,
+                 steps_per_epoch: Optional[int] = None, shuffle_buffer: int = 4096,
+                 first_epoch: int = 0,
+                 epochs: int = 1, skip_batches: int = 0,
+                 shard: Optional[tuple[int, int]] = None) -> tf.data.Dataset:
+    """The dataset of ``split``: (images float32 [N, S, S, 3] 0..255, targets dict).
+
+    Args:
+      manifest: the TFRecord folder (tfdldl.manifest.read_manifest).
+      split: split name ("train", "val", "test").
+      batch_size: records per batch (per worker when ``shard`` is given).
+      outputs: the model's output names; targets are made for those in TARGET_NAMES.
+      training: shuffle, augment, drop the remainder, and run epochs as described above.
+      augment_cfg: augmentation (training only); None = no augmentation.
+      image_size: S, the model's input side; None = the stored size.
+      seed: seed of every shuffle and augmentation.
+      deterministic: fix the order of parallel reads (reproducible, a little slower).
+      label_space: when given, the data must have been built on it (else ManifestError).
+      steps_per_epoch: training batches per epoch; None = one pass over the split.
+      shuffle_buffer: records are shuffled within consecutive blocks of this many (on top
+        of a shuffled shard order); data_prep already shuffles records into shards.
+      first_epoch, epochs: the training stream covers epochs [first_epoch, epochs).
+      skip_batches: batches of ``first_epoch`` already done (resuming mid-epoch).
+      shard: (count, index): keep every count-th record from index on (one worker's part).
+    Raises:
+      ManifestError: missing/empty split, other label space, too few records, unknown output.
+    """
+    if label_space is not None:
+        manifest.require_label_space(label_space)
+    unknown = [name for name in outputs if name not in TARGET_NAMES]
+    if unknown:
+        raise ManifestError(f"no target can be made for model output(s) {unknown}; "
+                            f"the input pipeline knows {', '.join(TARGET_NAMES)}")
+    files = manifest.shards(split)
+    size = int(image_size or manifest.image_size)
+    decode = _decoder(manifest.label_space, [n for n in outputs if n in TARGET_NAMES], size)
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic or shard is not None)
+    if not training:
+        records = _records(tf.constant(files), options.deterministic, shard)
+        dataset = records.batch(batch_size).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        if shard is None:  # a known length: Keras then knows where an evaluation ends
+            batches = -(-manifest.counts[split] // batch_size)
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+        return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+    steps = steps_per_epoch or _passes(manifest, split, batch_size, shard)
+    if skip_batches >= steps:
+        raise ValueError(f"skip_batches {skip_batches} must be < steps_per_epoch {steps}")
+
+    def one_pass(pass_seed):
+        order = tf.random.experimental.stateless_shuffle(tf.constant(files), pass_seed)
+        blocks = _records(order, options.deterministic, shard).batch(shuffle_buffer)
+        return blocks.enumerate().map(
+            lambda i, block: tf.random.experimental.stateless_shuffle(
+                block, tf.random.experimental.stateless_fold_in(pass_seed, i))).unbatch()
+
+    def epoch_batches(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        passes = tf.data.Dataset.range(PASSES_LIMIT).map(
+            lambda n: tf.random.experimental.stateless_fold_in(epoch_seed, n))
+        return (passes.flat_map(one_pass)
+                .batch(batch_size, drop_remainder=True).take(steps))
+
+    def augmented(index, serialized):
+        images, targets = decode(serialized)
+        if augment_cfg is not None:
+            images = augment.augment_batch(
+                images, tf.stack([tf.constant(seed, tf.int64), index]), augment_cfg)
+        return images, targets
+
+    dataset = (tf.data.Dataset.range(first_epoch, epochs)
+               .flat_map(epoch_batches)
+               .enumerate(start=first_epoch * steps)
+               .skip(skip_batches)
+               .map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
+               .apply(tf.data.experimental.assert_cardinality(
+                   (epochs - first_epoch) * steps - skip_batches)))
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _passes(manifest: Manifest, split: str, batch_size: int,
+            shard: Optional[tuple[int, int]]) -> int:
+    """Full batches in one pass over this worker's part of ``split``."""
+    workers = shard[0] if shard else 1
+    return steps_per_epoch(manifest, split, batch_size * workers)
+
+
+def _records(files: tf.Tensor, deterministic: bool,
+             shard: Optional[tuple[int, int]]) -> tf.data.Dataset:
+    """Serialized records of ``files``, read in parallel; one worker's part when sharded."""
+    count = int(files.shape[0])
+    records = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(count, MAX_PARALLEL_SHARDS),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shard is not None:
+        records = records.shard(*shard)
+    return records
+
+
+def _decoder(label_space: LabelSpace, outputs: Sequence[str], size: int):
+    """A function: serialized records [N] -> (images [N, S, S, 3] float32, targets)."""
+    k = label_space.num_classes
+    features = {
+        example_schema.IMAGE: tf.io.FixedLenFeature([], tf.string),
+        example_schema.LABEL: tf.io.FixedLenFeature([], tf.float32),
+    }
+    if "distribution" in outputs:
+        features[example_schema.DISTRIBUTION] = tf.io.FixedLenFeature([k], tf.float32)
+    thresholds = tf.constant(label_space.grid[:-1] + 0.5 * label_space.step, tf.float32)
+
+    def decode_one(encoded):
+        image = tf.io.decode_jpeg(encoded, channels=3)
+        image = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear")
+        return tf.ensure_shape(image, [size, size, 3])
+
+    def decode(serialized):
+        parsed = tf.io.parse_example(serialized, features)
+        images = tf.map_fn(decode_one, parsed[example_schema.IMAGE],
+                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        label = parsed[example_schema.LABEL]
+        targets = {}
+        if "distribution" in outputs:
+            targets["distribution"] = parsed[example_schema.DISTRIBUTION]
+        if "value" in outputs:
+            targets["value"] = label
+        if "ranking" in outputs:
+            targets["ranking"] = tf.cast(label[:, None] > thresholds[None, :], tf.float32)
+        return images, targets
+
+    return decode
