@@ -25,6 +25,7 @@ setup(
         "lz4>=4",
         "pyyaml>=6",
         "absl-py>=2",
+        "tensorboard>=2.16",  # tfdldl.train's TensorBoard logs (tensorflow no longer pulls it in)
     ],
     extras_require={
         "report": ["matplotlib>=3.7"],

@@ -1,0 +1,551 @@
+"""Train a DLDL-v2 model (or a baseline) from TFRecords; resumable; exported for TF Serving.
+
+    python -m tfdldl.train --config configs/utkface_thin.yaml [--set train.epochs=3 ...]
+
+The run folder (``output_dir``, default ``runs/<name>``) receives:
+
+    config.yaml           the resolved experiment (file + overrides)
+    train.log             what the run did, including resumes and the final metrics
+    training_log.csv      one row per epoch: losses, metrics, val metrics, learning rate
+    tensorboard/          TensorBoard scalars
+    best.weights.h5       the weights with the lowest validation MAE
+    backup/               the resumable state (deleted when the run has finished)
+    model.keras           the final (best-by-validation) model, for fine-tuning
+    results.json          test-split metrics, flip-averaged (tfdldl.evaluate.compute_results)
+
+and the SavedModel goes to ``<export.saved_models_dir>/<name>/<version>/`` with a
+``models.config`` beside it (tfdldl.export).
+
+Kill it at any moment and run the same command again: it resumes at the last backup
+(every ``train.backup_every_steps`` steps and each epoch end) and finishes the planned
+epochs; see tfdldl.resume.
+
+Under MultiWorkerMirroredStrategy Keras' ``model.fit`` does not work (keras#20585), so the
+run uses :func:`_custom_loop` there: the same compiled model, losses, optimizer, callbacks
+and data stream, stepped with ``strategy.run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from tfdldl import callbacks as callbacks_module
+from tfdldl import distribute, input_pipeline, resume
+from tfdldl.config import ConfigError, save_config, to_dict
+from tfdldl.experiment import Experiment, OptimizerConfig, load_experiment
+from tfdldl.manifest import Manifest, ManifestError, read_manifest
+
+CSV_LOG = "training_log.csv"
+BEST_WEIGHTS = "best.weights.h5"
+KERAS_MODEL = "model.keras"
+RESULTS = "results.json"
+# The validation metric that picks the best checkpoint (Keras logs metric "mae" on "value").
+MONITOR = "val_value_mae"
+
+log = logging.getLogger("tfdldl.train")
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped before the planned epochs (NaN/Inf loss)."""
+
+
+class RunFolderError(ValueError):
+    """The run folder holds a finished run."""
+
+
+@dataclasses.dataclass
+class Plan:
+    """Where the run stands: steps per epoch, epochs, and the restored position."""
+
+    steps_per_epoch: int
+    epochs: int
+    done_steps: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(epoch, step within it) of the next step to run."""
+        return divmod(self.done_steps, self.steps_per_epoch)
+
+
+def train(experiment: Experiment, strategy=None) -> dict[str, Any]:
+    """Run ``experiment`` to the end (or resume it); returns the results dict.
+
+    Args:
+      experiment: the validated config.
+      strategy: a tf.distribute strategy; None picks one from ``experiment.distribution``.
+        It is created here FIRST, before any tensor (MultiWorkerMirroredStrategy needs that).
+    Returns:
+      The results written to results.json ({} on non-chief workers).
+    Raises:
+      ManifestError: missing/empty data, data built on another label space.
+      DistributionError: batch not divisible by the replicas, bad TF_CONFIG.
+      TrainingStopped: NaN/Inf loss (the message says where and what to try).
+      RunFolderError: the run folder already holds a finished run.
+    """
+    trained = fit_model(experiment, strategy)
+    if not trained.chief:
+        return {}
+    results = _finish(trained.model, experiment, trained.manifest, trained.plan)
+    trained.backup.remove()
+    return results
+
+
+@dataclasses.dataclass
+class Trained:
+    """What :func:`fit_model` leaves: the trained model and where it came from."""
+
+    model: Any
+    manifest: Manifest
+    plan: Plan
+    backup: resume.StepBackup
+    chief: bool
+
+
+def fit_model(experiment: Experiment, strategy=None) -> Trained:
+    """Everything of :func:`train` up to the end of the last epoch (no export, no test).
+
+    Same arguments and errors as :func:`train`.
+    """
+    if strategy is None:
+        strategy = distribute.make_strategy(experiment.distribution.strategy)
+    import keras
+    import tensorflow as tf
+
+    distribute.check_global_batch(experiment.train.batch_size, strategy)
+    chief = distribute.is_chief(strategy)
+    run_dir = experiment.run_dir
+    manifest = read_manifest(experiment.data.tfrecords)
+    _check_splits(manifest, experiment)
+    _prepare_run_dir(run_dir, experiment, chief)
+
+    keras.utils.set_random_seed(experiment.seed)
+    if experiment.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    steps = experiment.train.steps_per_epoch or input_pipeline.steps_per_epoch(
+        manifest, experiment.data.train_split, experiment.train.batch_size)
+    with strategy.scope():
+        model = build_compiled_model(experiment, manifest, steps)
+    backup = resume.StepBackup(os.path.join(run_dir, "backup"),
+                               experiment.train.backup_every_steps, writer=chief)
+    plan = Plan(steps, experiment.train.epochs, backup.restore(model))
+    if plan.done_steps:
+        log.info("resuming from the backup at step %d of %d (epoch %d, step %d)",
+                 plan.done_steps, plan.total_steps, *plan.position)
+    log.info("%s on %s: %d replica(s), global batch %d, %d steps x %d epochs, data %s (%s)",
+             model.name, type(strategy).__name__, strategy.num_replicas_in_sync,
+             experiment.train.batch_size, steps, plan.epochs, manifest.root,
+             manifest.label_space.describe())
+
+    sync = experiment.distribution.sync_batch_norm and strategy.num_replicas_in_sync > 1
+    with distribute.synchronized_batch_norm(model, sync):
+        if distribute.needs_custom_loop(strategy):
+            _custom_loop(model, experiment, manifest, plan, backup, strategy, chief)
+        else:
+            _fit(model, experiment, manifest, plan, backup)
+    return Trained(model, manifest, plan, backup, chief)
+
+
+def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_epoch: int):
+    """The model on the data's label space, compiled with the configured loss and optimizer.
+
+    Call inside ``strategy.scope()``.
+    """
+    import keras
+
+    from tfdldl import losses, metrics, models
+
+    space = manifest.label_space
+    config = experiment.model
+    model = models.build_model(config.arch, space, input_size=config.input_size,
+                               pooling=config.pooling,
+                               head=losses.head_for_loss(experiment.loss.name),
+                               width=config.width)
+    if config.initial_weights:
+        _load_initial_weights(model, config.initial_weights)
+    manifest.require_label_space(models.label_space_of(model))
+    loss, loss_weights = losses.build_loss(experiment.loss.name, space, experiment.loss.lam,
+                                           experiment.loss.kl_normalization)
+    model.compile(optimizer=make_optimizer(experiment.optimizer, steps_per_epoch,
+                                           experiment.train.epochs),
+                  loss=loss, loss_weights=loss_weights,
+                  metrics=metrics.build_metrics(_task(space)),
+                  jit_compile=experiment.train.jit_compile)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
+    """The Keras optimizer with its per-step learning-rate schedule.
+
+    "step": lr x decay_factor^floor(epoch / decay_every_epochs); "cosine": linear warm-up
+    from 0 over warmup_epochs, then cosine decay to 0 at the end; "constant".
+    """
+    import keras
+
+    schedules = keras.optimizers.schedules
+    lr = config.learning_rate
+    total = steps_per_epoch * epochs
+    if config.schedule == "step":
+        boundaries = list(range(config.decay_every_epochs * steps_per_epoch, total,
+                                config.decay_every_epochs * steps_per_epoch))
+        values = [lr * config.decay_factor ** i for i in range(len(boundaries) + 1)]
+        rate = schedules.PiecewiseConstantDecay(boundaries, values) if boundaries else lr
+    elif config.schedule == "cosine":
+        warmup = int(round(config.warmup_epochs * steps_per_epoch))
+        rate = schedules.CosineDecay(0.0 if warmup else lr, max(1, total - warmup),
+                                     warmup_target=lr if warmup else None,
+                                     warmup_steps=warmup)
+    else:
+        rate = lr
+    if config.name == "adam":
+        return keras.optimizers.Adam(rate, weight_decay=config.weight_decay or None)
+    if config.name == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.SGD(rate, momentum=config.momentum,
+                                weight_decay=config.weight_decay or None)
+
+
+def _task(label_space) -> str:
+    return "attractiveness" if label_space.name == "attractiveness" else "age"
+
+
+def _load_initial_weights(model, path: str) -> None:
+    """Start from a .keras model or .weights.h5 file (fine-tuning); same architecture."""
+    import keras
+
+    if not os.path.exists(path):
+        raise ConfigError(f"model.initial_weights {path} does not exist")
+    if path.endswith(".keras"):
+        source = keras.saving.load_model(path, compile=False)
+        model.set_weights(source.get_weights())
+    else:
+        model.load_weights(path)
+
+
+def _check_splits(manifest: Manifest, experiment: Experiment) -> None:
+    """Fail early (ManifestError) on a missing or empty split."""
+    for split in (experiment.data.train_split, experiment.data.val_split,
+                  experiment.data.test_split):
+        if split:
+            manifest.shards(split)
+
+
+def _prepare_run_dir(run_dir: str, experiment: Experiment, chief: bool) -> None:
+    """Create the run folder, refuse a finished one, write config.yaml, start train.log."""
+    if os.path.exists(os.path.join(run_dir, RESULTS)) and not os.path.exists(
+            os.path.join(run_dir, "backup")):
+        raise RunFolderError(f"{run_dir} holds a finished run ({RESULTS} exists); set another "
+                             "output_dir (--set output_dir=...) or delete that folder")
+    if not chief:
+        return
+    os.makedirs(run_dir, exist_ok=True)
+    save_config(experiment, os.path.join(run_dir, "config.yaml"))
+    handler = logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.handlers = [handler, logging.StreamHandler(sys.stdout)]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _datasets(experiment: Experiment, manifest: Manifest, plan: Plan, model,
+              first_epoch: int, epochs: int, skip: int, batch_size: int,
+              shard: Optional[tuple[int, int]] = None):
+    """(train stream over epochs [first_epoch, epochs) from step ``skip``, val dataset)."""
+    common = dict(outputs=list(model.output_names), image_size=experiment.model.input_size,
+                  seed=experiment.seed, deterministic=experiment.deterministic,
+                  label_space=manifest.label_space)
+    train = input_pipeline.make_dataset(
+        manifest, experiment.data.train_split, batch_size, training=True,
+        augment_cfg=experiment.augment, steps_per_epoch=plan.steps_per_epoch,
+        shuffle_buffer=experiment.data.shuffle_buffer,
+        first_epoch=first_epoch, epochs=epochs, skip_batches=skip, shard=shard, **common)
+    val = None
+    if experiment.data.val_split:
+        val = input_pipeline.make_dataset(manifest, experiment.data.val_split,
+                                          experiment.train.batch_size, training=False,
+                                          **common)
+    return train, val
+
+
+def _callbacks(experiment: Experiment, backup: resume.StepBackup, first_epoch: int,
+               chief: bool, tensorboard: bool = True) -> list:
+    """NaN stop, CSV log, best checkpoint, TensorBoard, backup (in that order)."""
+    import keras
+
+    run_dir = experiment.run_dir
+    stop = callbacks_module.StopOnNaN()
+    if not chief:
+        return [stop, backup]
+    kept = resume.truncate_csv_log(os.path.join(run_dir, CSV_LOG), first_epoch)
+    best = min((float(row[MONITOR]) for row in kept if row.get(MONITOR)), default=None)
+    callbacks = [stop, callbacks_module.LearningRateLog(), keras.callbacks.CSVLogger(
+        os.path.join(run_dir, CSV_LOG), append=True)]
+    if experiment.data.val_split:
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, BEST_WEIGHTS), monitor=MONITOR, mode="min",
+            save_best_only=True, save_weights_only=True, initial_value_threshold=best))
+    if tensorboard and _tensorboard_installed():
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"),
+                                                     write_graph=False))
+    return callbacks + [backup]
+
+
+def _tensorboard_installed() -> bool:
+    """Whether the tensorboard package is importable (else the run says so and skips it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return False
+    return True
+
+
+def _raise_if_stopped(callbacks: Sequence) -> None:
+    for callback in callbacks:
+        stopped = isinstance(callback, callbacks_module.StopOnNaN) and callback.stopped_at
+        if stopped:
+            epoch, batch, loss = callback.stopped_at
+            raise TrainingStopped(
+                f"training stopped: the loss became {loss} at epoch {epoch}, step {batch}. "
+                "The last good state is kept in the run's backup/. Lower "
+                "optimizer.learning_rate, check the data for bad labels/distributions, or "
+                "try loss.kl_normalization=mean")
+
+
+def _fit(model, experiment: Experiment, manifest: Manifest, plan: Plan,
+         backup: resume.StepBackup) -> None:
+    """Keras ``model.fit``: the rest of the interrupted epoch first, then the others."""
+    epoch, step = plan.position
+    verbose = experiment.train.verbose
+    phases = []
+    if step and epoch < plan.epochs:
+        phases.append((epoch, epoch + 1, step))
+        epoch += 1
+    if epoch < plan.epochs:
+        phases.append((epoch, plan.epochs, 0))
+    for first, last, skip in phases:
+        train, val = _datasets(experiment, manifest, plan, model, first, last, skip,
+                               experiment.train.batch_size)
+        callbacks = _callbacks(experiment, backup, first, chief=True)
+        model.fit(train, epochs=last, initial_epoch=first, shuffle=False,
+                  steps_per_epoch=plan.steps_per_epoch - skip, validation_data=val,
+                  callbacks=callbacks, verbose=verbose)
+        _raise_if_stopped(callbacks)
+
+
+def _custom_loop(model, experiment: Experiment, manifest: Manifest, plan: Plan,
+                 backup: resume.StepBackup, strategy, chief: bool) -> None:
+    """Training under MultiWorkerMirroredStrategy, where ``model.fit`` fails.
+
+    Uses the compiled model's own loss (``model.compute_loss``: the losses and weights
+    from tfdldl.losses, scaled for the replica count exactly as in ``model.fit``), its
+    optimizer and metrics, and the same callbacks and data stream as :func:`_fit`.
+    """
+    import keras
+    import tensorflow as tf
+
+    global_batch = experiment.train.batch_size
+    resolver = strategy.cluster_resolver
+    workers = max(1, len(resolver.cluster_spec().as_dict().get("worker", []))
+                  + len(resolver.cluster_spec().as_dict().get("chief", [])))
+    epoch, step = plan.position
+    train_data, val_data = _datasets(
+        experiment, manifest, plan, model, epoch, plan.epochs, step, global_batch // workers,
+        shard=(workers, _worker_index(resolver)))
+    train_data = train_data.with_options(_no_autoshard())
+    iterator = iter(strategy.experimental_distribute_dataset(train_data))
+
+    def replica_step(images, targets):
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            # Keras' compiled loss: the local batch mean already divided by the replica
+            # count, as in model.fit, so the all-reduced gradient is the global mean's.
+            loss = model.compute_loss(x=images, y=targets, y_pred=outputs, training=True)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        images, targets = next(iterator)
+        losses = strategy.run(replica_step, args=(images, targets))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    callbacks = keras.callbacks.CallbackList(
+        _callbacks(experiment, backup, epoch, chief, tensorboard=False),
+        model=model, add_progbar=chief and experiment.train.verbose > 0,
+        verbose=experiment.train.verbose, epochs=plan.epochs,
+        steps=plan.steps_per_epoch)
+    model.stop_training = False
+    callbacks.on_train_begin()
+    for epoch in range(epoch, plan.epochs):
+        callbacks.on_epoch_begin(epoch)
+        total, count = 0.0, 0
+        for batch in range(step, plan.steps_per_epoch):
+            callbacks.on_train_batch_begin(batch)
+            total += float(train_step(iterator))
+            count += 1
+            callbacks.on_train_batch_end(batch, {"loss": total / count})
+            if model.stop_training:
+                break
+        step = 0
+        logs = {"loss": total / max(count, 1)}
+        if val_data is not None and not model.stop_training:
+            logs.update(_validate(model, val_data))
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callbacks.on_train_end()
+    _raise_if_stopped(callbacks.callbacks)
+
+
+def _validate(model, dataset) -> dict[str, float]:
+    """Validation loss and compiled metrics on ``dataset``, computed on this worker alone.
+
+    Every worker holds the same weights, so every worker gets the same numbers (and takes
+    the same checkpoint and stop decisions) without any collective op.
+    """
+    model.reset_metrics()
+    loss_sum, count = 0.0, 0
+    for images, targets in dataset:
+        outputs = model(images, training=False)
+        size = int(images.shape[0])
+        loss = model.compute_loss(x=images, y=targets, y_pred=outputs, training=False)
+        loss_sum += float(loss) * size
+        count += size
+        model.compute_metrics(images, targets, outputs, sample_weight=None)
+    logs = {f"val_{key}": float(value) for key, value in model.get_metrics_result().items()
+            if key != "loss"}
+    logs["val_loss"] = loss_sum / max(count, 1)
+    return logs
+
+
+def _worker_index(resolver) -> int:
+    """This worker's index among all workers (chief first)."""
+    spec = resolver.cluster_spec().as_dict()
+    offset = len(spec.get("chief", []))
+    return resolver.task_id if resolver.task_type == "chief" else offset + resolver.task_id
+
+
+def _no_autoshard():
+    """Dataset options turning tf.distribute's auto-sharding off (make_dataset shards)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
+def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan) -> dict[str, Any]:
+    """Best weights -> model.keras, SavedModel export, flip-averaged test metrics -> results.json."""
+    from tfdldl import evaluate, export
+
+    run_dir = experiment.run_dir
+    best_path = os.path.join(run_dir, BEST_WEIGHTS)
+    chosen = "final"
+    if os.path.exists(best_path):
+        model.load_weights(best_path)
+        chosen = "best validation MAE"
+    keras_path = export.save_keras(model, os.path.join(run_dir, KERAS_MODEL))
+    evaluated = keras_path
+    saved_model = None
+    config = to_dict(experiment)
+    if experiment.export.enabled:
+        saved_model = export.export_saved_model(
+            model, experiment.export.saved_models_dir, experiment.export_name,
+            experiment.export.version, config)
+        export.write_models_config(experiment.export.saved_models_dir)
+        evaluated = saved_model
+    results: dict[str, Any] = {"experiment": experiment.name, "weights": chosen,
+                               "epochs": plan.epochs, "steps": plan.total_steps,
+                               "keras_model": os.path.abspath(keras_path),
+                               "saved_model": saved_model and os.path.abspath(saved_model)}
+    results.update(_best_epoch(run_dir))
+    if experiment.data.test_split:
+        test = evaluate.evaluate(evaluated, manifest.root, experiment.data.test_split,
+                                 out_dir=None, flip=True,
+                                 batch_size=experiment.train.batch_size, report=False)
+        results["test"] = test
+        log.info("test (flip-averaged) %s", evaluate.summary(test).replace("\n", "; "))
+    path = os.path.join(run_dir, RESULTS)
+    with open(path + ".partial", "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=2)
+    os.replace(path + ".partial", path)
+    log.info("wrote %s%s", path, f" and {saved_model}" if saved_model else "")
+    return results
+
+
+def _best_epoch(run_dir: str) -> dict[str, Any]:
+    """{"best_epoch", "best_val_mae"} read from the CSV log (empty without validation)."""
+    import csv
+
+    path = os.path.join(run_dir, CSV_LOG)
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get(MONITOR)]
+    if not rows:
+        return {}
+    best = min(rows, key=lambda row: float(row[MONITOR]))
+    value = float(best[MONITOR])
+    return {"best_epoch": int(best["epoch"]),
+            "best_val_mae": value if math.isfinite(value) else None}
+
+
+def main(argv: Sequence[str]) -> int:
+    """absl entry point: exit 2 with a one-line message on bad input, 1 on a NaN stop."""
+    from absl import flags
+
+    if len(argv) > 1:
+        print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+        return 2
+    values = flags.FLAGS
+    try:
+        experiment = load_experiment(values.config, values.set or [])
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        strategy = distribute.make_strategy(experiment.distribution.strategy)
+        train(experiment, strategy)
+    except (ConfigError, ManifestError, distribute.DistributionError, RunFolderError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingStopped as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def define_flags() -> None:
+    """The command-line flags of ``python -m tfdldl.train``."""
+    from absl import flags
+
+    flags.DEFINE_string("config", None, "Experiment YAML (configs/<experiment>.yaml).",
+                        required=True)
+    flags.DEFINE_multi_string("set", [], "Override a config key: --set train.epochs=3 "
+                              "(repeatable; the value is YAML).")
+
+
+def run() -> None:
+    """Console-script entry point (``tfdldl-train``)."""
+    from absl import app
+
+    define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()
