@@ -34,6 +34,7 @@ Methods (``SplitSpec.method``):
     4     6 7 8 9 0 1         2 3      4 5
     ====  ==================  =======  =======
 
+    So folders 3 and 4 are tested twice over the 5 splits and folders 6 and 7 never.
     Databases whose folders are only 0, 1, 2 (CLAP2016, CACD2000) use folder 0 = train,
     1 = val, 2 = test for every s. Other folder numbers (FG-Net's file numbers its 82
     subjects as folders 1..82) are an error: use ``kfold`` or ``ratio``, which keep each

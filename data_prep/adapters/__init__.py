@@ -54,8 +54,9 @@ def make_adapter(name: str, **options: Any) -> Adapter:
     """The adapter registered as ``name``, built from ``options``.
 
     Raises:
-      AdapterError (a tfdldl.config.ConfigError): unknown name (the message lists the known
-        ones), unknown or missing options, or options of the wrong type.
+      tfdldl.config.ConfigError (AdapterError for the first two): an unknown name (the
+        message lists the known ones), missing options, unknown options, options of the
+        wrong type or value.
       FileNotFoundError: a root folder or label file that does not exist.
     """
     if name not in ADAPTERS:
