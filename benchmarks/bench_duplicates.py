@@ -35,7 +35,8 @@ def main() -> None:
     print(f"byte-identical groups {report['exact_groups']}, duplicate groups {len(groups)} "
           f"({report['images_in_groups']} images, largest {report['largest_group']})")
     print(f"conflicting groups {report['conflicting_groups']} (largest age spread {spread:g})")
-    print(f"undecodable {report['undecodable']}, seconds {seconds:.1f}")
+    print(f"undecodable {report['undecodable']}, seconds {seconds:.1f} "
+          f"(reading and hashing {report['seconds_reading']:.1f})")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,7 @@ def find_groups(records: Sequence[Record], near_threshold: int = DEFAULT_NEAR_TH
     start = time.monotonic()
     paths = [record.path for record in records]
     prints = fingerprint(paths, workers)
+    hashed = time.monotonic()
     exact = exact_pairs(prints)
     near = near_pairs(prints, near_threshold)
     groups = connected_groups(len(paths), exact + near)
@@ -225,6 +226,7 @@ def find_groups(records: Sequence[Record], near_threshold: int = DEFAULT_NEAR_TH
         "conflicting_groups": len(conflicts),
         "conflicts": conflicts,
         "group_paths": [[paths[i] for i in group] for group in groups],
+        "seconds_reading": round(hashed - start, 2),
         "seconds": round(time.monotonic() - start, 2),
     }
     return [[paths[i] for i in group] for group in groups], report

@@ -85,7 +85,8 @@ def test_utkface_real_names(utkface_dir):
 
 
 def test_utkface_bad_names_and_non_images(tmp_path):
-    _touch(tmp_path, "26_1_2_20170116174525125.jpg.chip.jpg", "26_2_2_20170116174525125.jpg.chip.jpg",
+    _touch(tmp_path, "26_1_2_20170116174525125.jpg.chip.jpg",
+           "26_2_2_20170116174525125.jpg.chip.jpg",
            "26_1_7_20170116174525125.jpg.chip.jpg", "x6_1_2_20170116174525125.jpg.chip.jpg",
            "26_1_2_2017011617452512.jpg.chip.jpg", "26_1_2.jpg", "notes.txt", ".DS_Store")
     (tmp_path / "extra").mkdir()

@@ -40,7 +40,8 @@ def made_up(tmp_path_factory):
         put(f"distinct_{i:02d}.jpg", _jpeg(_scene(i)), 20 + i)
     put("copy_of_00.jpg", (folder / "distinct_00.jpg").read_bytes(), 21)  # conflicting age
     put("reencoded_01.jpg", _jpeg(_scene(1), quality=60), 21)
-    put("resized_02.jpg", _jpeg(cv2.resize(_scene(2), (131, 131), interpolation=cv2.INTER_AREA)), 22)
+    smaller = cv2.resize(_scene(2), (131, 131), interpolation=cv2.INTER_AREA)
+    put("resized_02.jpg", _jpeg(smaller), 22)
     put("mirrored_03.jpg", _jpeg(_scene(3)[:, ::-1]), 23)
     brighter = np.clip(_scene(4).astype(np.int16) + 25, 0, 255).astype(np.uint8)
     ok, png = cv2.imencode(".png", brighter)
@@ -105,12 +106,16 @@ def test_union_find_joins_chains():
     assert connected_groups(3, []) == []
 
 
-# Same photos in the real UTKFace release, checked by eye (see the report of issue 3).
+# Same photos in the real UTKFace release, checked by eye while tuning the threshold.
 KNOWN_UTKFACE = [
-    ("10_0_0_20170110225451638.jpg.chip.jpg", "9_0_0_20170110220148443.jpg.chip.jpg"),  # 1 bit
-    ("22_0_1_20170113133326664.jpg.chip.jpg", "22_0_1_20170113133327736.jpg.chip.jpg"),  # mirrored
-    ("61_0_0_20170111203523343.jpg.chip.jpg", "67_0_0_20170120225145905.jpg.chip.jpg"),  # 28 bits, r .999
-    ("103_0_2_20170112213001988.jpg.chip.jpg", "80_0_2_20170111201008732.jpg.chip.jpg"),  # same bytes
+    # 1 bit apart, ages 10 and 9
+    ("10_0_0_20170110225451638.jpg.chip.jpg", "9_0_0_20170110220148443.jpg.chip.jpg"),
+    # mirror images of each other
+    ("22_0_1_20170113133326664.jpg.chip.jpg", "22_0_1_20170113133327736.jpg.chip.jpg"),
+    # 28 bits apart, thumbnail correlation 0.999
+    ("61_0_0_20170111203523343.jpg.chip.jpg", "67_0_0_20170120225145905.jpg.chip.jpg"),
+    # the same bytes
+    ("103_0_2_20170112213001988.jpg.chip.jpg", "80_0_2_20170111201008732.jpg.chip.jpg"),
 ]
 
 
