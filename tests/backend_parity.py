@@ -1,0 +1,99 @@
+"""Forward pass, losses and metrics of tiny models, computed on whichever Keras backend runs.
+
+tests/test_backend_agnostic.py calls :func:`compute` in the TensorFlow test process (which
+also writes the weights) and runs this file under ``KERAS_BACKEND=torch`` / ``jax`` in a
+subprocess that loads the same weights; the two results must agree. The inputs come from
+a seeded NumPy generator, so both sides see the same numbers.
+
+Usage: ``python tests/backend_parity.py WEIGHTS_DIR OUT.npz``
+"""
+
+import os
+import sys
+
+import keras
+import numpy as np
+
+from tfdldl import layers, losses, metrics, models
+from tfdldl.label_space import SCUT_FBP5500
+
+SPACE = SCUT_FBP5500  # Δl = 0.1
+SIZE = 32
+HEADS = ("distribution", "ranking", "regression")
+
+
+def inputs():
+    """Fixed images [8, 32, 32, 3] (0..255), labels [8], per-sample σ [8]."""
+    rng = np.random.default_rng(7)
+    images = rng.uniform(0, 255, (8, SIZE, SIZE, 3)).astype(np.float32)
+    labels = rng.uniform(SPACE.minimum, SPACE.maximum, 8).astype(np.float32)
+    sigmas = rng.uniform(0.05, 0.5, 8).astype(np.float32)
+    return images, labels, sigmas
+
+
+def compute(weights_dir: str, write_weights: bool) -> dict:
+    """All compared quantities as float arrays, keyed by a readable name.
+
+    Args:
+      weights_dir: holds ``<head>.weights.h5`` for the three heads.
+      write_weights: initialise the models from seeds and save their weights there (the
+        reference side); otherwise load them.
+    """
+    images, labels, sigmas = inputs()
+    targets = {"distribution": SPACE.gaussian(labels, sigmas), "value": labels,
+               "ranking": SPACE.ranking(labels)}
+    results, outputs = {}, {}
+    for i, head in enumerate(HEADS):
+        if write_weights:  # (set_random_seed would import TensorFlow on other backends)
+            keras.utils.set_random_seed(i)
+        model = models.build_model("tiny", SPACE, input_size=SIZE, head=head)
+        path = os.path.join(weights_dir, f"{head}.weights.h5")
+        if write_weights:
+            model.save_weights(path)
+        else:
+            model.load_weights(path)
+        for training in (True, False):  # BatchNorm: batch statistics, then moving ones
+            out = model(images, training=training)
+            for name, tensor in out.items():
+                results[f"{head}/{name}/training={training}"] = keras.ops.convert_to_numpy(tensor)
+        for name, tensor in out.items():  # inference outputs feed the losses and metrics
+            outputs[f"value/{head}" if name == "value" else name] = tensor
+
+    results["stddev"] = keras.ops.convert_to_numpy(
+        layers.distribution_stddev(outputs["distribution"], SPACE.grid))
+    for name in losses.LOSS_NAMES:
+        for normalization in ("sum", "mean"):
+            loss_fns, weights = losses.build_loss(name, SPACE, lam=0.7,
+                                                  kl_normalization=normalization)
+            head = losses.head_for_loss(name)
+            total = 0.0
+            for key, fn in loss_fns.items():
+                pred = outputs[f"value/{head}"] if key == "value" else outputs[key]
+                total += weights[key] * float(keras.ops.convert_to_numpy(
+                    fn(targets[key], pred)))
+            results[f"loss/{name}/{normalization}"] = np.float64(total)
+
+    # Metrics on fixed predictions: an untrained model's values barely vary, which makes
+    # Pearson ill-conditioned (float32 rounding differences between backends show up).
+    value = labels + np.random.default_rng(8).normal(scale=0.4, size=8).astype(np.float32)
+    for metric in (metrics.MeanAbsoluteError(), metrics.RootMeanSquaredError(),
+                   metrics.CumulativeScore(0.5), metrics.PearsonCorrelation()):
+        metric.update_state(labels[:5], value[:5])
+        metric.update_state(labels[5:], value[5:])
+        results[f"metric/{metric.name}"] = keras.ops.convert_to_numpy(metric.result())
+    epsilon = metrics.EpsilonError()
+    epsilon.update_state(np.stack([labels, sigmas], axis=1), value)
+    results["metric/epsilon_error"] = keras.ops.convert_to_numpy(epsilon.result())
+    return results
+
+
+def main(weights_dir: str, out_path: str) -> None:
+    results = compute(weights_dir, write_weights=False)
+    results["backend"] = np.array(keras.backend.backend())
+    # The core must not need TensorFlow on another backend.
+    results["tensorflow_imported"] = np.array("tensorflow" in sys.modules)
+    np.savez(out_path, **results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
