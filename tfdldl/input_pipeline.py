@@ -97,7 +97,9 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
     options = tf.data.Options()
     options.deterministic = bool(deterministic or shard is not None)
     if not training:
-        records = _records(tf.constant(files), options.deterministic, shard)
+        records = tf.data.TFRecordDataset(files)  # file order, as tfdldl.evaluate reads
+        if shard is not None:
+            records = records.shard(*shard)
         dataset = records.batch(batch_size).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
         if shard is None:  # a known length: Keras then knows where an evaluation ends
             batches = -(-manifest.counts[split] // batch_size)

@@ -173,8 +173,7 @@ def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_e
                                head=losses.head_for_loss(experiment.loss.name),
                                width=config.width)
     if config.initial_weights:
-        _load_initial_weights(model, config.initial_weights)
-    manifest.require_label_space(models.label_space_of(model))
+        _load_initial_weights(model, config.initial_weights, manifest)
     loss, loss_weights = losses.build_loss(experiment.loss.name, space, experiment.loss.lam,
                                            experiment.loss.kl_normalization)
     model.compile(optimizer=make_optimizer(experiment.optimizer, steps_per_epoch,
@@ -221,14 +220,23 @@ def _task(label_space) -> str:
     return "attractiveness" if label_space.name == "attractiveness" else "age"
 
 
-def _load_initial_weights(model, path: str) -> None:
-    """Start from a .keras model or .weights.h5 file (fine-tuning); same architecture."""
+def _load_initial_weights(model, path: str, manifest: Manifest) -> None:
+    """Start from a .keras model or .weights.h5 file (fine-tuning); same architecture.
+
+    Raises:
+      ConfigError: the file does not exist.
+      ManifestError: the .keras model predicts on another label space than the data's.
+    """
     import keras
+
+    from tfdldl import models
 
     if not os.path.exists(path):
         raise ConfigError(f"model.initial_weights {path} does not exist")
     if path.endswith(".keras"):
         source = keras.saving.load_model(path, compile=False)
+        manifest.require_label_space(models.label_space_of(source),
+                                     what=f"model.initial_weights {path}")
         model.set_weights(source.get_weights())
     else:
         model.load_weights(path)
@@ -263,9 +271,11 @@ def _datasets(experiment: Experiment, manifest: Manifest, plan: Plan, model,
               first_epoch: int, epochs: int, skip: int, batch_size: int,
               shard: Optional[tuple[int, int]] = None):
     """(train stream over epochs [first_epoch, epochs) from step ``skip``, val dataset)."""
+    from tfdldl.models import label_space_of
+
     common = dict(outputs=list(model.output_names), image_size=experiment.model.input_size,
                   seed=experiment.seed, deterministic=experiment.deterministic,
-                  label_space=manifest.label_space)
+                  label_space=label_space_of(model))
     train = input_pipeline.make_dataset(
         manifest, experiment.data.train_split, batch_size, training=True,
         augment_cfg=experiment.augment, steps_per_epoch=plan.steps_per_epoch,

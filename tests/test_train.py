@@ -1,0 +1,137 @@
+"""tfdldl.train end to end on real synthetic TFRecords with a tiny model, and its refusals."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_prep.synthetic import write_tfrecord_set
+from data_prep.tfrecord_writer import FaceExample, write_shard
+from tfdldl import distribute, example_schema, train
+from tfdldl.config import ConfigError
+from tfdldl.experiment import load_experiment
+from tfdldl.label_space import AGE, SCUT_FBP5500
+from tfdldl.manifest import ManifestError, read_manifest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPACE = AGE  # 0..100 years: results.json then has CS@5 among its CS thresholds
+
+
+def _config(tmp_path, data, name="run", extra=""):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""
+name: {name}
+output_dir: {tmp_path / name}
+data: {{tfrecords: {data}}}
+model: {{arch: tiny, input_size: 32, width: 0.5}}
+optimizer: {{learning_rate: 0.003, schedule: cosine, warmup_epochs: 1}}
+train: {{epochs: 2, batch_size: 8, backup_every_steps: 3, verbose: 0}}
+export: {{saved_models_dir: {tmp_path / 'saved_models'}}}
+{extra}""")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    return write_tfrecord_set(str(root / "age"), SPACE, {"train": 32, "val": 8, "test": 8},
+                              image_size=32)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data):
+    tmp_path = tmp_path_factory.mktemp("train_run")
+    experiment = load_experiment(_config(tmp_path, data), ["seed=1"])
+    results = train.train(experiment)
+    return tmp_path, experiment, results
+
+
+def test_a_run_writes_every_output(finished):
+    tmp_path, experiment, results = finished
+    run = tmp_path / "run"
+    for name in ("config.yaml", "train.log", "training_log.csv", "best.weights.h5",
+                 "model.keras", "results.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (run / "backup").exists()  # removed once everything was written
+    assert "seed: 1" in (run / "config.yaml").read_text()  # the resolved config
+    with open(run / "training_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    # Cosine schedule: warm-up to 0.003 over epoch 0, then down to 0 at the last step.
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.003)
+    assert float(rows[1]["learning_rate"]) < 1e-6
+    written = json.loads((run / "results.json").read_text())
+    assert written == json.loads(json.dumps(results))
+    test = written["test"]
+    assert test["count"] == 8 and test["flip_averaged"] and np.isfinite(test["mae"])
+    assert "5" in test["cs_at"] and test["epsilon_error"] is None  # constant σ here
+    assert written["steps"] == 8 and written["best_epoch"] in (0, 1)
+    version = tmp_path / "saved_models" / "run" / "1"
+    assert (version / "saved_model.pb").is_file()
+    assert (tmp_path / "saved_models" / "models.config").is_file()
+    assert written["saved_model"] == str(version)
+
+
+def test_a_finished_run_folder_is_not_overwritten(finished):
+    _, experiment, _ = finished
+    with pytest.raises(train.RunFolderError, match="finished run"):
+        train.train(experiment)
+
+
+def test_initial_weights_on_another_label_space_are_refused(finished, tmp_path):
+    other = write_tfrecord_set(str(tmp_path / "scut"), SCUT_FBP5500,
+                               {"train": 16, "val": 8, "test": 8}, image_size=32)
+    model = finished[0] / "run" / "model.keras"
+    experiment = load_experiment(_config(tmp_path, other),
+                                 [f"model.initial_weights={model}"])
+    with pytest.raises(ManifestError,
+                       match=r"built with label space attractiveness \[1, 5\].*uses age \[0, 100"):
+        train.train(experiment)
+
+
+def test_missing_data_and_bad_batch_are_clear_errors(data, tmp_path):
+    with pytest.raises(ManifestError, match="does not exist"):
+        train.train(load_experiment(_config(tmp_path, tmp_path / "nowhere")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="has no manifest.json.*rerun data_prep.build"):
+        train.train(load_experiment(_config(tmp_path, tmp_path / "empty")))
+    with pytest.raises(ManifestError, match="no split 'validation'.*it has: train, val, test"):
+        train.train(load_experiment(_config(tmp_path, data), ["data.val_split=validation"]))
+    with pytest.raises(distribute.DistributionError, match="not divisible by the 2 replicas"):
+        train.train(load_experiment(_config(tmp_path, data), ["train.batch_size=7"]),
+                    distribute.make_strategy("mirrored"))
+
+
+def test_nan_loss_stops_cleanly_with_a_message(tmp_path):
+    root = write_tfrecord_set(str(tmp_path / "nan"), SPACE, {"train": 16, "val": 8},
+                              image_size=32, shards_per_split=1)
+    manifest = read_manifest(root)
+    jpeg = next(iter(__import__("tensorflow").data.TFRecordDataset(manifest.shards("val"))))
+    example = __import__("tensorflow").train.Example.FromString(jpeg.numpy())
+    encoded = example.features.feature[example_schema.IMAGE].bytes_list.value[0]
+    broken = [FaceExample(jpeg=encoded, image_size=32, label=10.0, sigma=2.0,
+                          distribution=np.full(SPACE.num_classes, np.nan, np.float32))] * 16
+    write_shard(manifest.shards("train")[0], broken)  # a corrupt build: NaN targets
+    experiment = load_experiment(_config(tmp_path, root, name="nanrun"),
+                                 ["data.test_split=''"])
+    with pytest.raises(train.TrainingStopped, match=r"loss became nan at epoch 0, step 0"):
+        train.train(experiment)
+    run = tmp_path / "nanrun"
+    assert not (run / "results.json").exists() and not (run / "model.keras").exists()
+
+
+def test_cli_config_typo_exits_2_without_traceback(data, tmp_path):
+    config = _config(tmp_path, data, extra="trian: {epochs: 1}\n")
+    with pytest.raises(ConfigError, match="unknown key 'trian'; did you mean 'train'"):
+        load_experiment(config)
+    process = subprocess.run(
+        [sys.executable, "-m", "tfdldl.train", "--config", config, "--set", "train.epochs=x"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert process.returncode == 2
+    assert "unknown key 'trian'" in process.stderr and "Traceback" not in process.stderr
