@@ -1,0 +1,369 @@
+"""Training batches made on the host with NumPy + OpenCV, for Keras on JAX or PyTorch.
+
+The TensorFlow-free twin of :mod:`tfdldl.input_pipeline` + :mod:`tfdldl.augment`, with the
+same semantics:
+
+- each epoch e shuffles the split with the seed (seed, e); batches drop the remainder and
+  the stream repeats within an epoch when ``steps_per_epoch`` asks for more than one pass;
+- each face is decoded (JPEG, 3 channels), resized to the input size S when the stored
+  size differs (bilinear, no antialiasing, like ``tf.image.resize``), then augmented:
+  ONE affine resampling (bilinear, zero fill) composing the horizontal flip (p = 0.5), the
+  rescale by s = U(rescale_min, rescale_max) about the centre, the rotation
+  U(-r, +r) degrees and the random shift (crop) of :func:`tfdldl.augment.random_transforms`;
+  then colour jitter (brightness, contrast, saturation, each U(1 - j, 1 + j)), then
+  grayscale with probability p, then clipping to 0..255;
+- targets: "distribution" (the stored Gaussian), "value" (the label), "ranking"
+  ([y > l_k], :meth:`LabelSpace.ranking`), for the model outputs asked for.
+
+Differences, on purpose: the random numbers come from NumPy (``default_rng((seed, g))``
+for global batch g), not TensorFlow's stateless RNG, so the draws differ while their
+distributions are the same; the geometric resampling is done on uint8 and the finished
+image is rounded to uint8 (two roundings of at most 0.5 grey level each), which quarters
+the bytes that travel to the accelerator (the model casts to float32 itself); and OpenCV
+decodes JPEG with libjpeg's accurate integer DCT (= ``tf.io.decode_jpeg(dct_method=
+"INTEGER_ACCURATE")``, bit for bit) where TensorFlow's default is INTEGER_FAST, about 1
+grey level apart on average (at most 5 on UTKFace photos).
+
+Work is spread over a pool of ``spawn``-ed worker processes (all cores by default). The
+encoded JPEGs sit once in shared memory; each worker decodes and augments a whole batch
+straight into a slot of a shared ring buffer, and the training process copies the slot
+out, so no image is pickled. Nothing here imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import multiprocessing
+import os
+import time
+from multiprocessing import shared_memory
+from typing import Iterator, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from tfdldl.experiment import AugmentConfig
+from tfdldl.label_space import LabelSpace
+from tfdldl.tfrecord_reader import FaceArrays
+
+# ITU-R BT.601 luma weights: the same constant as tfdldl.augment.LUMA, kept here so that
+# this module imports no TensorFlow (a test checks the two agree).
+LUMA = np.asarray((0.2989, 0.5870, 0.1140), np.float32)
+TARGET_NAMES = ("distribution", "value", "ranking")
+# Seconds to wait for the worker pool to start, and for any one batch, before giving up
+# (a worker that crashed is replaced by the pool, but its batch never arrives).
+START_TIMEOUT_S = 300
+BATCH_TIMEOUT_S = 600
+
+
+class HostPipelineError(ValueError):
+    """Data the host pipeline cannot use (undecodable JPEG, too few records, ...)."""
+
+
+def decode_image(jpeg: bytes, size: int, where: str = "record") -> np.ndarray:
+    """Decode an encoded face to RGB uint8 [size, size, 3].
+
+    Resized with bilinear interpolation (no antialiasing, half-pixel centres, as
+    ``tf.image.resize(method="bilinear")``) only when its side is not ``size``.
+
+    Raises:
+      HostPipelineError: the bytes are not a decodable image (``where`` names it).
+    """
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise HostPipelineError(f"{where}: the stored image bytes ({len(jpeg)}) could not be "
+                                "decoded as JPEG/PNG; rebuild the data")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.shape[0] != size or image.shape[1] != size:
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+def affine_matrix(size: int, mirror: float, scale: float, angle: float,
+                  shift: Sequence[float]) -> np.ndarray:
+    """The output-pixel -> input-pixel map of one augmented image, float64 [2, 3].
+
+    The same map as one row of :func:`tfdldl.augment.random_transforms`: input = the
+    mirror (x only) of R(-angle) (output - centre - shift) / scale + centre.
+
+    Args:
+      size: S, the square image side, pixels.
+      mirror: -1 to flip horizontally, +1 not to.
+      scale: the zoom factor s (> 1 enlarges the face).
+      angle: rotation, radians.
+      shift: (dx, dy) offset of the scaled image's centre, pixels.
+    """
+    centre = (size - 1.0) / 2.0
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    a0, a1 = mirror * cos, mirror * sin
+    b0, b1 = -sin, cos
+    x0, y0 = centre + shift[0], centre + shift[1]
+    return np.asarray([[a0, a1, centre - a0 * x0 - a1 * y0],
+                       [b0, b1, centre - b0 * x0 - b1 * y0]], np.float64)
+
+
+def random_affine(rng: np.random.Generator, size: int, config: AugmentConfig) -> np.ndarray:
+    """Draw one image's geometric augmentation as :func:`affine_matrix`'s [2, 3] map."""
+    mirror = -1.0 if config.flip and rng.random() < 0.5 else 1.0
+    low, high = (config.rescale_min, config.rescale_max) if config.rescale else (1.0, 1.0)
+    scale = rng.uniform(low, high)
+    limit = math.radians(config.rotation_degrees)
+    angle = rng.uniform(-limit, limit)
+    slack = abs(1.0 - scale) * size / 2.0
+    shift = rng.uniform(-1.0, 1.0, size=2) * slack
+    return affine_matrix(size, mirror, scale, angle, shift)
+
+
+def warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Resample ``image`` [S, S, C] through the output->input ``matrix`` [2, 3].
+
+    Bilinear, zero outside the image (as ``ImageProjectiveTransformV3`` with CONSTANT
+    fill 0). Same dtype out as in.
+    """
+    size = image.shape[1], image.shape[0]
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def grayscale(image: np.ndarray) -> np.ndarray:
+    """Luma of RGB ``image`` [..., 3], float32 [..., 1]."""
+    return (image.astype(np.float32, copy=False) @ LUMA)[..., None]
+
+
+def color_jitter(image: np.ndarray, brightness: float, contrast: float,
+                 saturation: float) -> np.ndarray:
+    """Scale brightness, contrast and saturation of one image, as tfdldl.augment.color_jitter.
+
+    Brightness multiplies the image; contrast blends with the image's mean luma;
+    saturation blends with each pixel's luma. float32 [S, S, 3] in and out (not clipped).
+    """
+    image = image * np.float32(brightness)
+    mean = grayscale(image).mean(dtype=np.float32)
+    image = (image - mean) * np.float32(contrast) + mean
+    luma = grayscale(image)
+    return (image - luma) * np.float32(saturation) + luma
+
+
+def augment_image(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """One training image through the enabled augmentations of ``config``.
+
+    Args:
+      image: uint8 [S, S, 3] RGB.
+      rng: this image's random source.
+      config: which parts are on and their strengths.
+    Returns:
+      uint8 [S, S, 3] RGB (float result clipped to 0..255 and rounded).
+    """
+    if not config.enabled:
+        return image
+    if config.flip or config.rescale or config.rotation_degrees > 0:
+        image = warp(image, random_affine(rng, image.shape[0], config))
+    result = image.astype(np.float32)
+    if config.color_jitter > 0:
+        low, high = 1.0 - config.color_jitter, 1.0 + config.color_jitter
+        result = color_jitter(result, *rng.uniform(low, high, size=3))
+    if config.grayscale_probability > 0 and rng.random() < config.grayscale_probability:
+        result = np.broadcast_to(grayscale(result), result.shape)
+    return np.rint(np.clip(result, 0.0, 255.0)).astype(np.uint8)
+
+
+def decode_all(faces: FaceArrays, size: int) -> np.ndarray:
+    """Every face of ``faces`` decoded (no augmentation), uint8 [N, S, S, 3]; for evaluation."""
+    images = np.empty((len(faces), size, size, 3), np.uint8)
+    for i, jpeg in enumerate(faces.jpegs):
+        images[i] = decode_image(jpeg, size, where=f"record {i}")
+    return images
+
+
+def make_targets(faces: FaceArrays, indices: np.ndarray, outputs: Sequence[str],
+                 label_space: LabelSpace) -> dict[str, np.ndarray]:
+    """Targets of the records ``indices`` for the model outputs ``outputs``.
+
+    Returns:
+      {"distribution": float32 [B, K], "value": float32 [B], "ranking": float32 [B, K-1]},
+      restricted to the names in ``outputs``.
+    """
+    labels = faces.labels[indices]
+    targets = {}
+    if "distribution" in outputs:
+        targets["distribution"] = faces.distributions[indices]
+    if "value" in outputs:
+        targets["value"] = labels
+    if "ranking" in outputs:
+        targets["ranking"] = label_space.ranking(labels)
+    return targets
+
+
+def epoch_order(count: int, batch_size: int, steps: int, seed: int, epoch: int) -> np.ndarray:
+    """Record indices of one training epoch, int64 [steps, batch_size].
+
+    Permutations seeded with (seed, epoch, pass) are concatenated until ``steps`` full
+    batches are filled; each pass's remainder is dropped, as ``batch(drop_remainder)``
+    after ``repeat()``.
+    """
+    per_pass = count // batch_size
+    passes = math.ceil(steps / per_pass)
+    rows = [np.random.default_rng((seed, epoch, p)).permutation(count)[:per_pass * batch_size]
+            for p in range(passes)]
+    return np.concatenate(rows).reshape(-1, batch_size)[:steps]
+
+
+# ---- worker side -------------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    return shared_memory.SharedMemory(name=name)
+
+
+def _init_worker(blob_name: str, offsets: np.ndarray, ring_name: str, ring_shape: tuple,
+                 size: int, config: Optional[AugmentConfig]) -> None:
+    """Attach a worker to the shared JPEG blob and the output ring."""
+    cv2.setNumThreads(1)
+    blob, ring = _attach(blob_name), _attach(ring_name)
+    _WORKER.update(blob=blob, ring=ring, offsets=offsets, size=size, config=config,
+                   jpegs=np.ndarray((int(offsets[-1]),), np.uint8, buffer=blob.buf),
+                   out=np.ndarray(ring_shape, np.uint8, buffer=ring.buf))
+
+
+def _fill_slot(slot: int, indices: np.ndarray, batch_seed: tuple) -> int:
+    """Decode + augment the records ``indices`` into ring slot ``slot``; returns the slot."""
+    state = _WORKER
+    rng = np.random.default_rng(batch_seed)
+    offsets, jpegs, out = state["offsets"], state["jpegs"], state["out"][slot]
+    for row, index in enumerate(indices):
+        data = jpegs[offsets[index]:offsets[index + 1]].tobytes()
+        image = decode_image(data, state["size"], where=f"record {int(index)}")
+        out[row] = image if state["config"] is None else augment_image(image, rng, state["config"])
+    return slot
+
+
+class HostBatches:
+    """The training stream of one split, made by a pool of worker processes.
+
+    Iterate :meth:`stream` for ``model.fit(..., steps_per_epoch=self.steps_per_epoch)``.
+    Batch g of the run (g = epoch * steps_per_epoch + step) holds the records
+    ``epoch_order(...)[step]`` augmented with ``default_rng((seed, g))``, whatever the
+    number of workers, so the stream is reproducible.
+
+    Args:
+      faces: the split in memory (tfdldl.tfrecord_reader.read_split).
+      batch_size: images per batch.
+      outputs: the model's output names; targets are made for those in TARGET_NAMES.
+      label_space: the grid (for the ranking target).
+      image_size: S, the model's input side.
+      augment: augmentation; None (or ``enabled: false``) = none.
+      seed: seed of shuffling and augmentation.
+      steps_per_epoch: batches per epoch; None = one pass (remainder dropped).
+      workers: worker processes; None = all CPU cores (``os.cpu_count()``).
+      prefetch: ring slots (batches in flight); None = 2 per worker, at least 4.
+
+    Attributes:
+      wait_seconds: total time :meth:`stream` blocked waiting for a worker's batch.
+    """
+
+    def __init__(self, faces: FaceArrays, batch_size: int, outputs: Sequence[str],
+                 label_space: LabelSpace, image_size: int, augment: Optional[AugmentConfig],
+                 seed: int = 0, steps_per_epoch: Optional[int] = None,
+                 workers: Optional[int] = None, prefetch: Optional[int] = None):
+        if len(faces) < batch_size:
+            raise HostPipelineError(f"the split has {len(faces)} records, fewer than one batch "
+                                    f"of {batch_size}; lower train.batch_size or build more data")
+        self.faces, self.batch_size, self.label_space = faces, int(batch_size), label_space
+        self.outputs = [name for name in outputs if name in TARGET_NAMES]
+        self.image_size, self.seed = int(image_size), int(seed)
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.steps_per_epoch = int(steps_per_epoch or len(faces) // batch_size)
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
+        self.slots = int(prefetch or max(4, 2 * self.workers))
+        self.wait_seconds = 0.0
+        self._pool = None
+        self._memory: list[shared_memory.SharedMemory] = []
+
+    def _start(self) -> None:
+        offsets = np.zeros(len(self.faces) + 1, np.int64)
+        offsets[1:] = np.cumsum([len(jpeg) for jpeg in self.faces.jpegs])
+        blob = shared_memory.SharedMemory(create=True, size=max(1, int(offsets[-1])))
+        self._memory.append(blob)
+        np.ndarray((int(offsets[-1]),), np.uint8, buffer=blob.buf)[:] = np.frombuffer(
+            b"".join(self.faces.jpegs), np.uint8)
+        shape = (self.slots, self.batch_size, self.image_size, self.image_size, 3)
+        ring = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)))
+        self._memory.append(ring)
+        self._ring = np.ndarray(shape, np.uint8, buffer=ring.buf)
+        context = multiprocessing.get_context("spawn")
+        self._pool = context.Pool(self.workers, initializer=_init_worker,
+                                  initargs=(blob.name, offsets, ring.name, shape,
+                                            self.image_size, self.augment))
+        self._result(self._pool.apply_async(os.getpid), START_TIMEOUT_S, "start")
+
+    @staticmethod
+    def _result(pending, timeout: float, what: str):
+        try:
+            return pending.get(timeout)
+        except multiprocessing.TimeoutError:
+            raise HostPipelineError(f"the host-pipeline workers did not {what} within "
+                                    f"{timeout} s; a worker probably crashed (see the messages "
+                                    "above), or the machine is overloaded") from None
+
+    def stream(self, first_epoch: int = 0, epochs: int = 1
+               ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Batches of epochs [first_epoch, epochs): (images uint8 [B, S, S, 3], targets).
+
+        Raises:
+          HostPipelineError: a worker could not decode a record.
+        """
+        if self._pool is None:
+            self._start()
+        tasks = ((epoch, step, rows)
+                 for epoch in range(first_epoch, epochs)
+                 for step, rows in enumerate(epoch_order(len(self.faces), self.batch_size,
+                                                         self.steps_per_epoch, self.seed, epoch)))
+        pending: collections.deque = collections.deque()
+        free = list(range(self.slots))
+
+        def submit() -> None:
+            task = next(tasks, None)
+            if task is not None:
+                epoch, step, rows = task
+                slot = free.pop()
+                batch_seed = (self.seed, epoch * self.steps_per_epoch + step)
+                pending.append((rows, self._pool.apply_async(_fill_slot, (slot, rows, batch_seed))))
+
+        for _ in range(self.slots):
+            submit()
+        while pending:
+            rows, result = pending.popleft()
+            started = time.perf_counter()
+            slot = self._result(result, BATCH_TIMEOUT_S, "deliver a batch")
+            self.wait_seconds += time.perf_counter() - started
+            images = self._ring[slot].copy()
+            free.append(slot)
+            submit()
+            yield images, make_targets(self.faces, rows, self.outputs, self.label_space)
+
+    def close(self) -> None:
+        """Stop the workers and free the shared memory (also done at garbage collection)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+        self._ring = None
+        while self._memory:
+            memory = self._memory.pop()
+            memory.close()
+            memory.unlink()
+
+    def __enter__(self) -> "HostBatches":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to free
+            pass
