@@ -132,7 +132,8 @@ class DataConfig:
       output: where and how to write.
       workers: parallel alignment processes (each loads its own MTCNN).
       seed: makes splits and shard membership reproducible.
-      limit: build only the first N records the adapter yields (0: all); for quick trials.
+      limit: build only a random (seeded) subset of N of the usable records (0: all), for
+        quick trials and benchmarks; skips are still counted over the whole dataset.
     """
 
     dataset: str = "dataset"
