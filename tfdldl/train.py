@@ -40,8 +40,9 @@ import numpy as np
 from tfdldl import callbacks as callbacks_module
 from tfdldl import distribute, input_pipeline, resume
 from tfdldl.config import ConfigError, save_config, to_dict
-from tfdldl.experiment import Experiment, OptimizerConfig, load_experiment
+from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.manifest import Manifest, ManifestError, read_manifest
+from tfdldl.model_setup import build_compiled_model
 
 CSV_LOG = "training_log.csv"
 BEST_WEIGHTS = "best.weights.h5"
@@ -155,91 +156,6 @@ def fit_model(experiment: Experiment, strategy=None) -> Trained:
         else:
             _fit(model, experiment, manifest, plan, backup)
     return Trained(model, manifest, plan, backup, chief)
-
-
-def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_epoch: int):
-    """The model on the data's label space, compiled with the configured loss and optimizer.
-
-    Call inside ``strategy.scope()``.
-    """
-    import keras
-
-    from tfdldl import losses, metrics, models
-
-    space = manifest.label_space
-    config = experiment.model
-    model = models.build_model(config.arch, space, input_size=config.input_size,
-                               pooling=config.pooling,
-                               head=losses.head_for_loss(experiment.loss.name),
-                               width=config.width)
-    if config.initial_weights:
-        _load_initial_weights(model, config.initial_weights, manifest)
-    loss, loss_weights = losses.build_loss(experiment.loss.name, space, experiment.loss.lam,
-                                           experiment.loss.kl_normalization)
-    model.compile(optimizer=make_optimizer(experiment.optimizer, steps_per_epoch,
-                                           experiment.train.epochs),
-                  loss=loss, loss_weights=loss_weights,
-                  metrics=metrics.build_metrics(_task(space)),
-                  jit_compile=experiment.train.jit_compile)
-    model.optimizer.build(model.trainable_variables)
-    return model
-
-
-def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
-    """The Keras optimizer with its per-step learning-rate schedule.
-
-    "step": lr x decay_factor^floor(epoch / decay_every_epochs); "cosine": linear warm-up
-    from 0 over warmup_epochs, then cosine decay to 0 at the end; "constant".
-    """
-    import keras
-
-    schedules = keras.optimizers.schedules
-    lr = config.learning_rate
-    total = steps_per_epoch * epochs
-    if config.schedule == "step":
-        boundaries = list(range(config.decay_every_epochs * steps_per_epoch, total,
-                                config.decay_every_epochs * steps_per_epoch))
-        values = [lr * config.decay_factor ** i for i in range(len(boundaries) + 1)]
-        rate = schedules.PiecewiseConstantDecay(boundaries, values) if boundaries else lr
-    elif config.schedule == "cosine":
-        warmup = int(round(config.warmup_epochs * steps_per_epoch))
-        rate = schedules.CosineDecay(0.0 if warmup else lr, max(1, total - warmup),
-                                     warmup_target=lr if warmup else None,
-                                     warmup_steps=warmup)
-    else:
-        rate = lr
-    if config.name == "adam":
-        return keras.optimizers.Adam(rate, weight_decay=config.weight_decay or None)
-    if config.name == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
-    return keras.optimizers.SGD(rate, momentum=config.momentum,
-                                weight_decay=config.weight_decay or None)
-
-
-def _task(label_space) -> str:
-    return "attractiveness" if label_space.name == "attractiveness" else "age"
-
-
-def _load_initial_weights(model, path: str, manifest: Manifest) -> None:
-    """Start from a .keras model or .weights.h5 file (fine-tuning); same architecture.
-
-    Raises:
-      ConfigError: the file does not exist.
-      ManifestError: the .keras model predicts on another label space than the data's.
-    """
-    import keras
-
-    from tfdldl import models
-
-    if not os.path.exists(path):
-        raise ConfigError(f"model.initial_weights {path} does not exist")
-    if path.endswith(".keras"):
-        source = keras.saving.load_model(path, compile=False)
-        manifest.require_label_space(models.label_space_of(source),
-                                     what=f"model.initial_weights {path}")
-        model.set_weights(source.get_weights())
-    else:
-        model.load_weights(path)
 
 
 def _check_splits(manifest: Manifest, experiment: Experiment) -> None:
