@@ -22,7 +22,7 @@ between KL and λ·L1:
 
 Every loss returns per-sample values and leaves the batch reduction to
 ``keras.losses.Loss`` ("sum_over_batch_size"), which Keras scales correctly under
-``tf.distribute`` strategies.
+TensorFlow distribution strategies (MirroredStrategy).
 """
 
 from __future__ import annotations

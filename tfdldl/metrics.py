@@ -5,7 +5,7 @@ Two forms of each:
 - NumPy functions (float64) for evaluation reports: :func:`mae`, :func:`epsilon_error`,
   :func:`cumulative_score`, :func:`cs_curve`, :func:`rmse`, :func:`pearson`.
 - Keras metrics on the "value" output for training logs (``keras.ops`` only). Their state
-  is a set of running sums (``add_weight``), which ``tf.distribute`` adds up across
+  is a set of running sums (``add_weight``), which distribution strategies add up across
   replicas, so they are exact under MirroredStrategy. :func:`build_metrics` picks the
   set for a task.
 """
