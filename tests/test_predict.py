@@ -52,6 +52,16 @@ def test_each_utkface_photo_gives_one_face_equal_to_serving_default(saved_model,
         assert row.stddev == pytest.approx(float(expected["stddev"][0]), abs=1e-4)
 
 
+def test_every_face_of_a_photo_is_reported(saved_model, photos, tmp_path):
+    pair = np.hstack([cv2.imread(photos[0]), cv2.imread(photos[1])])
+    cv2.imwrite(str(tmp_path / "two.png"), pair)
+    predictor = load_predictor(saved_model)
+    [(frame, rows)] = predict.predict_paths([str(tmp_path / "two.png")], predictor,
+                                            FaceAligner(output_size=predictor.input_size))
+    assert [row.face for row in rows] == [0, 1]
+    assert sorted(row.x < 200 for row in rows) == [False, True]  # one face in each half
+
+
 def test_command_line_reports_bad_inputs_and_processes_the_others(saved_model, photos,
                                                                    tmp_path):
     text = tmp_path / "notes.jpg"

@@ -168,6 +168,8 @@ class SavedModelPredictor:
 
         try:
             self._serving = export.load_serving(path)
+        except export.ServingLoadError as error:
+            raise ModelLoadError(str(error)) from None
         except Exception as error:  # a foreign or broken SavedModel: say what is missing
             raise ModelLoadError(
                 f"{path} is not a tfdldl SavedModel ({type(error).__name__}: {error}); it needs "

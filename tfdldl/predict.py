@@ -272,14 +272,15 @@ class RowWriter:
             self._csv = csv.DictWriter(stream, fieldnames=FIELDS)
             self._csv.writeheader()
         elif kind == "table":
-            self._table_line(["file", "face", "x", "y", "w", "h", value_name, "std",
-                              "interval", "conf", "status"])
+            self._table_line(["face", "x", "y", "w", "h", value_name, "std", "interval",
+                              "conf", "status", "file"])
 
     def _table_line(self, cells: list[str]) -> None:
-        widths = [40, 4, 6, 6, 6, 6, 7, 6, 13, 5, 0]
-        self.stream.write(" ".join(cell.rjust(width) if 0 < i < 10 else cell.ljust(width)
-                                   for i, (cell, width) in enumerate(zip(cells, widths)))
-                          .rstrip() + "\n")
+        """Fixed-width numeric columns first, the file (of any length) last."""
+        widths = [4, 6, 6, 6, 6, 7, 6, 13, 5, 7]
+        fixed = " ".join(cell.rjust(width) if i < 9 else cell.ljust(width)
+                         for i, (cell, width) in enumerate(zip(cells, widths)))
+        self.stream.write(f"{fixed} {cells[-1]}".rstrip() + "\n")
 
     def write(self, row: FaceRow) -> None:
         """Write one row."""
@@ -290,11 +291,11 @@ class RowWriter:
             self._csv.writerow({key: "" if value is None else value for key, value in data.items()})
         else:
             interval = ("" if row.low is None else f"[{row.low:g}, {row.high:g}]")
-            status = row.status + (f": {row.message}" if row.message else "")
             confidence = "" if row.confidence is None else f"{row.confidence:.3f}"
-            self._table_line([row.file, _cell(row.face), _cell(row.x), _cell(row.y),
-                              _cell(row.width), _cell(row.height), _cell(row.value),
-                              _cell(row.stddev), interval, confidence, status])
+            where = row.file + (f"  ({row.message})" if row.message else "")
+            self._table_line([_cell(row.face), _cell(row.x), _cell(row.y), _cell(row.width),
+                              _cell(row.height), _cell(row.value), _cell(row.stddev),
+                              interval, confidence, row.status, where])
         self.stream.flush()
 
 
@@ -318,10 +319,11 @@ def draw(frame: Frame, rows: Sequence[FaceRow], out_dir: str, value_name: str = 
         cv2.rectangle(image, top_left, bottom_right, (0, 255, 0), thickness)
         label = f"{value_name} {row.value:.0f}" + ("" if row.stddev is None
                                                    else f" +/-{row.stddev:.0f}")
-        scale = max(0.4, row.width / 160.0)
+        scale = max(0.35, row.width / 350.0)
         (text_width, text_height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX,
                                                        scale, thickness)
-        origin = (top_left[0], max(text_height + 2, top_left[1] - 4))
+        origin = (max(0, min(top_left[0], image.shape[1] - text_width)),
+                  max(text_height + 2, top_left[1] - 4))
         cv2.rectangle(image, (origin[0], origin[1] - text_height - 2),
                       (origin[0] + text_width, origin[1] + 2), (0, 0, 0), -1)
         cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0),

@@ -67,6 +67,11 @@ def _pyplot():
     return plt
 
 
+def _units(label_space: LabelSpace) -> str:
+    """The unit of the label for axis titles: years for age."""
+    return "years" if label_space.name == "age" else f"{label_space.name} units"
+
+
 def _save(figure, path: str) -> str:
     figure.savefig(path, dpi=110, bbox_inches="tight")
     _pyplot().close(figure)
@@ -134,10 +139,10 @@ def plot_error_by_band(bands: Sequence[Mapping[str, Any]], label_space: LabelSpa
                       textcoords="offset points")
     axes.set_xticks(positions, labels, rotation=45 if len(bands) > 8 else 0)
     axes.set_xlabel(f"true {label_space.name} band")
-    axes.set_ylabel(f"error ({label_space.name} units)")
+    axes.set_ylabel(f"error ({_units(label_space)})")
     axes.set_title(f"Error by {label_space.name} band")
     axes.grid(axis="y", alpha=0.3)
-    axes.legend()
+    axes.legend(loc="best")
     return _save(figure, path)
 
 
@@ -157,7 +162,7 @@ def plot_cs_curve(thetas: Sequence[float], scores: Sequence[float], label_space:
     figure, axes = plt.subplots(figsize=(5.2, 4.0))
     axes.plot(thetas, 100.0 * np.asarray(scores, np.float64), marker="o", markersize=3,
               color="tab:green")
-    axes.set_xlabel(f"error threshold θ ({label_space.name} units)")
+    axes.set_xlabel(f"error threshold θ ({_units(label_space)})")
     axes.set_ylabel("cumulative score CS(θ), %")
     axes.set_ylim(0, 100)
     axes.set_xlim(thetas[0], thetas[-1])

@@ -15,7 +15,12 @@ float32 [1, S, S, 3] RGB 0..255 in, ``value`` [1] and ``distribution`` [1, K] ou
 
 The check runs the .tflite interpreter and the SavedModel on the same split (no flip
 averaging, same images) and reports both MAEs and their difference against a tolerance
-(0.05 label units by default).
+(0.05 label units by default); the command exits 1 when a mode is out of tolerance.
+
+Measured (TinyAgeNet 64 px, 6 short epochs on UTKFace, 2,010 test faces): float16 moved
+the MAE by -0.007 years (within tolerance); full-integer int8 by -0.38 years, with single
+faces off by up to ~8 years, and keeping the head (softmax, expectation) in float still
+left -0.11. Post-training int8 is a size/speed trade; check it on your own model.
 """
 
 from __future__ import annotations
@@ -237,11 +242,12 @@ def _saved_model_dir(model_path: str, predictor: Predictor, scratch: str) -> str
 
 def main(argv) -> int:
     """absl entry point: convert, check, print one line per mode; exit 1 when a check fails."""
-    from absl import flags
+    from absl import flags, logging
 
     from tfdldl.inference import ModelLoadError
     from tfdldl.manifest import ManifestError
 
+    logging.set_verbosity(logging.WARNING)  # the converter's SavedModel chatter
     if len(argv) > 1:
         print(f"unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
         return 2
