@@ -157,7 +157,9 @@ class FaceAligner:
         """Faces in each of ``images`` (uint8 RGB [H, W, 3]); one best-first list per image.
 
         Images of the same shape go through MTCNN together, which is several times
-        faster per image than one call each.
+        faster per image than one call each. Only same-shaped images are batched: mtcnn
+        1.0 pads mixed shapes and then pairs padding offsets with the images that have a
+        detection, which misplaces boxes when an image in the batch has none.
         """
         results: list[list[Detection]] = [[] for _ in images]
         by_shape: dict[tuple[int, ...], list[int]] = {}
