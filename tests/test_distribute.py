@@ -43,6 +43,10 @@ def test_two_replicas_give_the_same_loss_and_update_as_one_device(tmp_path):
     manifest = read_manifest(data)
     experiment = Experiment()
     experiment.model.arch, experiment.model.input_size = "tiny", 32
+    # Plain SGD: the update is lr x gradient, so it compares the gradients themselves (Adam's
+    # first step is about lr x sign(gradient), which float reassociation can flip near 0).
+    experiment.optimizer.name, experiment.optimizer.momentum = "sgd", 0.0
+    experiment.optimizer.learning_rate = 0.1
     batch = next(iter(input_pipeline.make_dataset(manifest, "train", 8,
                                                   ["distribution", "value"], training=False)))
 
@@ -63,7 +67,8 @@ def test_two_replicas_give_the_same_loss_and_update_as_one_device(tmp_path):
     np.testing.assert_allclose(loss_two, loss_one, rtol=1e-5)
     moved = [not np.allclose(a, b) for a, b in zip(after_one, initial)]
     assert sum(moved) > len(moved) // 2  # the step changed the weights ...
-    # ... identically on 2 replicas. Adam's first step is about lr * sign(gradient), so a
-    # gradient near 0 can flip with float reassociation: allow 10% of one step (lr 1e-3).
-    for a, b in zip(after_two, after_one):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    # ... and by the same update on 2 replicas, to float32 summation-order noise (1% of
+    # the largest update in each tensor).
+    for two, one, start in zip(after_two, after_one, initial):
+        update = np.abs(one - start).max()
+        np.testing.assert_allclose(two - start, one - start, rtol=0, atol=1e-2 * update + 1e-8)

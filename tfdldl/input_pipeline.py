@@ -5,7 +5,8 @@ within it, when ``steps_per_epoch`` asks for more than one pass), the shard list
 shuffled with a seed derived from (seed, e, n), shards are read in parallel (interleave),
 records are shuffled within blocks of ``shuffle_buffer`` with stateless seeds, batched
 (remainder dropped) and cut to exactly ``steps_per_epoch`` batches. (Stateless shuffles
-rather than ``Dataset.shuffle``, whose seed cannot be a tensor under a global seed.) Batch g of the whole run (g = e * steps_per_epoch + step) is
+rather than ``Dataset.shuffle``, whose seed cannot be a tensor under a global seed.)
+Batch g of the whole run (g = e * steps_per_epoch + step) is
 then parsed, decoded, resized and augmented with the stateless seed (seed, g).
 
 So the stream is a pure function of (seed, epoch, step): a run resumed at global batch g

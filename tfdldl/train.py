@@ -35,8 +35,6 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
 from tfdldl import callbacks as callbacks_module
 from tfdldl import distribute, input_pipeline, resume
 from tfdldl.config import ConfigError, save_config, to_dict
@@ -375,7 +373,7 @@ def _no_autoshard():
 
 
 def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan) -> dict[str, Any]:
-    """Best weights -> model.keras, SavedModel export, flip-averaged test metrics -> results.json."""
+    """Best weights -> model.keras, SavedModel, flip-averaged test metrics -> results.json."""
     from tfdldl import evaluate, export
 
     run_dir = experiment.run_dir
