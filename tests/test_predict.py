@@ -57,7 +57,8 @@ def test_every_face_of_a_photo_is_reported(saved_model, photos, tmp_path):
     cv2.imwrite(str(tmp_path / "two.png"), pair)
     predictor = load_predictor(saved_model)
     [(frame, rows)] = predict.predict_paths([str(tmp_path / "two.png")], predictor,
-                                            FaceAligner(output_size=predictor.input_size))
+                                            FaceAligner(output_size=predictor.input_size),
+                                            batch_size=1)  # one face per forward pass
     assert [row.face for row in rows] == [0, 1]
     assert sorted(row.x < 200 for row in rows) == [False, True]  # one face in each half
 

@@ -1,6 +1,6 @@
 """Speed and size benchmark: one command, a table on stdout and a JSON file.
 
-    python -m tfdldl.bench --out bench.json --sizes 224,112 [--quick]
+    python -m tfdldl.bench --out runs/bench.json --sizes 224,112 [--quick]
 
 For TinyAgeNet and ThinAgeNet at each size:
   * inference latency at batch 1 and batch 32 (median and minimum of timed runs after a
@@ -308,6 +308,7 @@ def main(argv) -> int:
     print(f"machine: {info['cpu']}, {info['cores']} cores, backend {info['backend']}, "
           f"load average at start {info['load_average_1_5_15'][0]:.2f}")
     if values.out:
+        os.makedirs(os.path.dirname(os.path.abspath(values.out)), exist_ok=True)
         with open(values.out, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
         print(f"wrote {values.out}")
@@ -318,7 +319,7 @@ def run() -> None:
     """Entry point of ``python -m tfdldl.bench``."""
     from absl import app, flags
 
-    flags.DEFINE_string("out", "bench.json", "JSON output file ('' for none).")
+    flags.DEFINE_string("out", "runs/bench.json", "JSON output file ('' for none).")
     flags.DEFINE_string("sizes", "224,112", "Input sizes, pixels, comma-separated.")
     flags.DEFINE_bool("quick", False, "Fewer timed repetitions (a rougher, faster run).")
     flags.DEFINE_integer("faces", 32, "Pictures for the face alignment rate.")

@@ -178,20 +178,30 @@ def _faces_of(frames: list[Frame], aligner, aligned: bool):
             for faces in aligner.detect_and_align_batch([f.rgb for f in frames])]
 
 
+def _predict_in_batches(predictor: Predictor, crops: list[np.ndarray],
+                        batch_size: int) -> dict[str, np.ndarray]:
+    """Model outputs for uint8 [S, S, 3] crops, ``batch_size`` faces per forward pass."""
+    parts = [predictor.predict_images(np.stack(crops[start:start + batch_size])
+                                      .astype(np.float32))
+             for start in range(0, len(crops), batch_size)]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} if parts else {}
+
+
 def predict_frames(frames: list[Frame], predictor: Predictor, aligner, aligned: bool = False,
-                   interval_mass: float = 0.9) -> list[list[FaceRow]]:
+                   interval_mass: float = 0.9, batch_size: int = 32) -> list[list[FaceRow]]:
     """Rows for each frame: one per face, or a single "no face" row.
 
     Args:
-      frames: pictures, predicted together (one detection batch, one model batch).
+      frames: pictures, detected together (one detection batch).
       predictor: the loaded model.
       aligner: a FaceAligner whose output_size is the model's input size.
       aligned: the frames are aligned faces already (no detection).
       interval_mass: probability inside the reported [low, high] interval.
+      batch_size: faces per forward pass of the model.
     """
     faces = _faces_of(frames, aligner, aligned)
     crops = [crop for per_frame in faces for _, _, crop in per_frame]
-    outputs = (predictor.predict_images(np.stack(crops).astype(np.float32)) if crops else {})
+    outputs = _predict_in_batches(predictor, crops, batch_size)
     if "distribution" in outputs:
         low, high = central_interval(outputs["distribution"], predictor.label_space.grid,
                                      interval_mass)
@@ -224,7 +234,10 @@ def _finite(value) -> float | None:
 def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
                   batch_size: int = 32, video_stride: int = 0, aligned: bool = False,
                   interval_mass: float = 0.9) -> Iterator[tuple[Frame | None, list[FaceRow]]]:
-    """Predict every face in ``arguments`` (files, folders, globs, videos), ``batch_size`` pictures at a time.
+    """Predict every face in ``arguments`` (files, folders, globs, videos).
+
+    ``batch_size`` pictures are detected together and ``batch_size`` faces go through
+    the model together.
 
     Yields:
       (frame, rows) per picture in input order; frame is None for an input error.
@@ -238,8 +251,8 @@ def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
 
     for chunk in _chunks(pictures(), batch_size):
         frames = [item for item in chunk if isinstance(item, Frame)]
-        predicted = iter(predict_frames(frames, predictor, aligner, aligned, interval_mass)
-                         if frames else [])
+        predicted = iter(predict_frames(frames, predictor, aligner, aligned, interval_mass,
+                                        batch_size) if frames else [])
         for item in chunk:
             if isinstance(item, InputError):
                 yield None, [FaceRow(item.name, STATUS_ERROR, message=item.message)]
@@ -393,7 +406,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("format", "table", list(FORMATS), "Output format.")
     flags.DEFINE_string("output", None, "Write rows to this file instead of stdout.")
     flags.DEFINE_string("draw", None, "Folder for copies of the photos with boxes and values.")
-    flags.DEFINE_integer("batch_size", 32, "Pictures detected and predicted together.")
+    flags.DEFINE_integer("batch_size", 32, "Pictures detected together, and faces per "
+                         "forward pass of the model.")
     flags.DEFINE_integer("video_stride", 0, "Read videos, keeping every Nth frame "
                          "(0: videos are not read).")
     flags.DEFINE_bool("aligned", False, "Inputs are aligned faces: no detection.")
