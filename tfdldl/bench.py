@@ -1,6 +1,6 @@
 """Speed and size benchmark: one command, a table on stdout and a JSON file.
 
-    python -m tfdldl.bench --out runs/bench.json --sizes 224,112 [--quick]
+    python -m tfdldl.bench --out runs/bench.json --sizes 224,112 [--config configs/x.yaml] [--quick]
 
 For TinyAgeNet and ThinAgeNet at each size:
   * inference latency at batch 1 and batch 32 (median and minimum of timed runs after a
@@ -294,6 +294,16 @@ def main(argv) -> int:
         print(f"error: --sizes must be comma-separated integers, got '{values.sizes}'",
               file=sys.stderr)
         return 2
+    if values.config:
+        from tfdldl.config import ConfigError
+        from tfdldl.experiment import load_experiment
+
+        try:
+            configured = load_experiment(values.config).model.input_size
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        sizes = sizes if configured in sizes else sizes + [configured]
     report = run_benchmark(sizes, values.quick, values.faces)
     print(format_table(report["rows"]))
     alignment = report["face_alignment"]
@@ -321,6 +331,8 @@ def run() -> None:
 
     flags.DEFINE_string("out", "runs/bench.json", "JSON output file ('' for none).")
     flags.DEFINE_string("sizes", "224,112", "Input sizes, pixels, comma-separated.")
+    flags.DEFINE_string("config", None, "An experiment YAML whose model.input_size is "
+                        "measured too (the configured size).")
     flags.DEFINE_bool("quick", False, "Fewer timed repetitions (a rougher, faster run).")
     flags.DEFINE_integer("faces", 32, "Pictures for the face alignment rate.")
     app.run(main)
