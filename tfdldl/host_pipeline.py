@@ -11,15 +11,16 @@ same semantics:
   rescale by s = U(rescale_min, rescale_max) about the centre, the rotation
   U(-r, +r) degrees and the random shift (crop) of :func:`tfdldl.augment.random_transforms`;
   then colour jitter (brightness, contrast, saturation, each U(1 - j, 1 + j)), then
-  grayscale with probability p, then clipping to 0..255;
+  grayscale with probability p, then clipping to 0..255 (jitter and grayscale are linear
+  in RGB, so they run as one 3x4 colour map per image);
 - targets: "distribution" (the stored Gaussian), "value" (the label), "ranking"
   ([y > l_k], :meth:`LabelSpace.ranking`), for the model outputs asked for.
 
 Differences, on purpose: the random numbers come from NumPy (``default_rng((seed, g))``
 for global batch g), not TensorFlow's stateless RNG, so the draws differ while their
-distributions are the same; the geometric resampling is done on uint8 and the finished
-image is rounded to uint8 (two roundings of at most 0.5 grey level each), which quarters
-the bytes that travel to the accelerator (the model casts to float32 itself); and OpenCV
+distributions are the same; the geometric resampling and the colour map work on uint8
+(each within 1 grey level of the float result), which quarters the bytes that travel
+to the accelerator (the model casts to float32 itself); and OpenCV
 decodes JPEG with libjpeg's accurate integer DCT (= ``tf.io.decode_jpeg(dct_method=
 "INTEGER_ACCURATE")``, bit for bit) where TensorFlow's default is INTEGER_FAST, about 1
 grey level apart on average (at most 5 on UTKFace photos).
@@ -126,23 +127,31 @@ def warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def grayscale(image: np.ndarray) -> np.ndarray:
-    """Luma of RGB ``image`` [..., 3], float32 [..., 1]."""
-    return (image.astype(np.float32, copy=False) @ LUMA)[..., None]
+def photometric_matrix(mean_rgb: np.ndarray, brightness: float, contrast: float,
+                       saturation: float, gray: bool) -> np.ndarray:
+    """Colour jitter, then optionally grayscale, as ONE affine colour map, float64 [3, 4].
 
+    tfdldl.augment's steps are all linear in the RGB vector x of a pixel: brightness
+    ``b x``; contrast ``c (x - m) + m`` with m the image's mean luma after brightness;
+    saturation ``s x + (1 - s) 1 ℓᵀx`` with ℓ the luma weights; grayscale ``1 ℓᵀx``. So
+    their composition is ``x' = M[:, :3] x + M[:, 3]``, applied in one pass by
+    ``cv2.transform`` (which also clips to 0..255 and rounds, as the TF path clips; on
+    uint8 it uses 10-bit fixed-point coefficients: within 1 grey level of the float map).
 
-def color_jitter(image: np.ndarray, brightness: float, contrast: float,
-                 saturation: float) -> np.ndarray:
-    """Scale brightness, contrast and saturation of one image, as tfdldl.augment.color_jitter.
-
-    Brightness multiplies the image; contrast blends with the image's mean luma;
-    saturation blends with each pixel's luma. float32 [S, S, 3] in and out (not clipped).
+    Args:
+      mean_rgb: float [3], the image's mean R, G, B (before brightness).
+      brightness, contrast, saturation: the jitter factors (1 = unchanged).
+      gray: whether the image is turned to grayscale after the jitter.
     """
-    image = image * np.float32(brightness)
-    mean = grayscale(image).mean(dtype=np.float32)
-    image = (image - mean) * np.float32(contrast) + mean
-    luma = grayscale(image)
-    return (image - luma) * np.float32(saturation) + luma
+    luma = LUMA.astype(np.float64)
+    to_luma = np.outer(np.ones(3), luma)  # x -> (ℓᵀx, ℓᵀx, ℓᵀx)
+    mean_luma = brightness * float(luma @ np.asarray(mean_rgb, np.float64))
+    saturate = saturation * np.eye(3) + (1.0 - saturation) * to_luma
+    linear = saturate * (contrast * brightness)
+    offset = saturate @ np.full(3, (1.0 - contrast) * mean_luma)
+    if gray:
+        linear, offset = to_luma @ linear, to_luma @ offset
+    return np.concatenate([linear, offset[:, None]], axis=1)
 
 
 def augment_image(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
@@ -153,19 +162,20 @@ def augment_image(image: np.ndarray, rng: np.random.Generator, config: AugmentCo
       rng: this image's random source.
       config: which parts are on and their strengths.
     Returns:
-      uint8 [S, S, 3] RGB (float result clipped to 0..255 and rounded).
+      uint8 [S, S, 3] RGB: the geometric map (one bilinear resampling), then the colour
+      map of :func:`photometric_matrix` (clipped to 0..255 and rounded).
     """
     if not config.enabled:
         return image
     if config.flip or config.rescale or config.rotation_degrees > 0:
         image = warp(image, random_affine(rng, image.shape[0], config))
-    result = image.astype(np.float32)
-    if config.color_jitter > 0:
-        low, high = 1.0 - config.color_jitter, 1.0 + config.color_jitter
-        result = color_jitter(result, *rng.uniform(low, high, size=3))
-    if config.grayscale_probability > 0 and rng.random() < config.grayscale_probability:
-        result = np.broadcast_to(grayscale(result), result.shape)
-    return np.rint(np.clip(result, 0.0, 255.0)).astype(np.uint8)
+    jitter = config.color_jitter
+    factors = rng.uniform(1.0 - jitter, 1.0 + jitter, size=3) if jitter > 0 else np.ones(3)
+    gray = config.grayscale_probability > 0 and rng.random() < config.grayscale_probability
+    if jitter > 0 or gray:
+        mean_rgb = np.asarray(cv2.mean(image)[:3])
+        image = cv2.transform(image, photometric_matrix(mean_rgb, *factors, gray))
+    return image
 
 
 def decode_all(faces: FaceArrays, size: int) -> np.ndarray:
