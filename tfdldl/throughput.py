@@ -23,6 +23,10 @@ class ThroughputLog(keras.callbacks.Callback):
     ``data_wait_share`` to the epoch logs, and stops training at an epoch end when
     ``time_limit_s`` would be exceeded by one more epoch.
 
+    Under JAX the steps are dispatched asynchronously, so while the loop waits for a
+    batch the accelerator may still be working off earlier steps: the share is an upper
+    bound on the time the accelerator sat idle for want of data.
+
     Args:
       loader: the HostBatches feeding ``fit``.
       images_per_epoch: batch size x steps per epoch.
