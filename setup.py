@@ -23,6 +23,7 @@ setup(
         "opencv-python-headless>=4.8",
         "mtcnn>=1.0,<2",
         "lz4>=4",
+        "google-crc32c>=1.5",
         "pyyaml>=6",
         "absl-py>=2",
         "tensorboard>=2.16",  # tfdldl.train's TensorBoard logs (tensorflow no longer pulls it in)
