@@ -26,14 +26,14 @@ import os
 import re
 import sys
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from data_prep import shard_job
 from data_prep.adapters.base import Record, Skip
 from data_prep.config import DataConfig, load_data_config, sigma_of
-from tfdldl import example_schema
+from tfdldl import cli, example_schema
 from tfdldl.config import ConfigError, to_dict
 from tfdldl.manifest import write_manifest
 
@@ -379,20 +379,12 @@ def main(argv: Sequence[str]) -> None:
 
 
 def _define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("config", None, "Data config YAML, e.g. configs/data/utkface.yaml.")
-    flags.DEFINE_multi_string("set", [], "Override a config value, e.g. --set workers=1.")
-    flags.mark_flag_as_required("config")
+    cli.define_config_flags("configs/data/utkface.yaml")
 
 
 def run() -> None:
     """Console script ``tfdldl-build``."""
-    from absl import app
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _define_flags()
-    app.run(main)
+    cli.run_main(main, _define_flags)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from tfdldl import host_pipeline, tfrecord_reader
+from tfdldl import cli, host_pipeline, tfrecord_reader
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.label_space import LabelSpace
@@ -351,9 +351,7 @@ def define_flags() -> None:
     """The command-line flags of ``python -m tfdldl.backend_train``."""
     from absl import flags
 
-    flags.DEFINE_string("config", None, "Experiment YAML (configs/<experiment>.yaml).")
-    flags.DEFINE_multi_string("set", [], "Override a config key: --set train.epochs=3 "
-                              "(repeatable; the value is YAML).")
+    cli.define_config_flags("configs/utkface_tiny_gpu.yaml", required=False)
     flags.DEFINE_integer("workers", None, "Host-pipeline worker processes (default: all "
                          "cores but one).")
     flags.DEFINE_float("time_limit_s", None, "Stop at an epoch end before training would "
@@ -364,10 +362,7 @@ def define_flags() -> None:
 
 def run() -> None:
     """Console-script style entry point."""
-    from absl import app
-
-    define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run_main(main, define_flags)
 
 
 if __name__ == "__main__":

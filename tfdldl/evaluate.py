@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from tfdldl import metrics, tfrecord_reader
+from tfdldl import cli, metrics, tfrecord_reader
 from tfdldl.inference import Predictor, predict_flip_averaged
 from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import Manifest
@@ -301,10 +301,7 @@ def define_flags() -> None:
 
 def run() -> None:
     """Console-script entry point (``tfdldl-evaluate``)."""
-    from absl import app
-
-    define_flags()
-    app.run(main)
+    cli.run_main(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import IO, Iterator, Sequence
 
 import numpy as np
 
+from tfdldl import cli
 from tfdldl.inference import Predictor, central_interval
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -417,10 +418,7 @@ def define_flags() -> None:
 
 def run() -> None:
     """Console-script entry point (``tfdldl-predict``)."""
-    from absl import app
-
-    define_flags()
-    app.run(main)
+    cli.run_main(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import sys
 from typing import Any, Optional, Sequence
 
 from tfdldl import callbacks as callbacks_module
-from tfdldl import distribute, input_pipeline, resume
+from tfdldl import cli, distribute, input_pipeline, resume
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.manifest import Manifest, ManifestError, read_manifest
@@ -455,20 +455,12 @@ def main(argv: Sequence[str]) -> int:
 
 def define_flags() -> None:
     """The command-line flags of ``python -m tfdldl.train``."""
-    from absl import flags
-
-    flags.DEFINE_string("config", None, "Experiment YAML (configs/<experiment>.yaml).",
-                        required=True)
-    flags.DEFINE_multi_string("set", [], "Override a config key: --set train.epochs=3 "
-                              "(repeatable; the value is YAML).")
+    cli.define_config_flags("configs/utkface_thin.yaml")
 
 
 def run() -> None:
     """Console-script entry point (``tfdldl-train``)."""
-    from absl import app
-
-    define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run_main(main, define_flags)
 
 
 if __name__ == "__main__":
