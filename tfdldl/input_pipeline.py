@@ -101,7 +101,9 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
         records = tf.data.TFRecordDataset(files)  # file order, as tfdldl.evaluate reads
         if shard is not None:
             records = records.shard(*shard)
-        dataset = records.batch(batch_size).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        # Evaluation promises file order: keep it even when training allows reordering.
+        dataset = records.batch(batch_size).map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                                                deterministic=True)
         if shard is None:  # a known length: Keras then knows where an evaluation ends
             batches = -(-manifest.counts[split] // batch_size)
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
