@@ -11,7 +11,7 @@ import pytest
 
 from data_prep.synthetic import write_tfrecord_set
 from data_prep.tfrecord_writer import FaceExample, write_shard
-from tfdldl import distribute, example_schema, train
+from tfdldl import distribute, example_schema, inference, train
 from tfdldl.config import ConfigError
 from tfdldl.experiment import load_experiment
 from tfdldl.label_space import AGE, SCUT_FBP5500
@@ -38,8 +38,9 @@ export: {{saved_models_dir: {tmp_path / 'saved_models'}}}
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_data")
+    # Faces stored at 40 px for a 32 px model: the export must remember the 40.
     return write_tfrecord_set(str(root / "age"), SPACE, {"train": 32, "val": 8, "test": 8},
-                              image_size=32)
+                              image_size=40)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,8 @@ def test_a_run_writes_every_output(finished):
     assert (version / "saved_model.pb").is_file()
     assert (tmp_path / "saved_models" / "models.config").is_file()
     assert written["saved_model"] == str(version)
+    predictor = inference.load_predictor(str(version))
+    assert (predictor.input_size, predictor.face_size) == (32, 40)  # predict aligns at 40
 
 
 def test_a_finished_run_folder_is_not_overwritten(finished):

@@ -48,6 +48,7 @@ import numpy as np
 from tfdldl import cli, host_pipeline, tfrecord_reader
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
+from tfdldl.inference import TRAINING_FACES_KEY
 from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import Manifest, ManifestError, read_manifest
 
@@ -313,9 +314,11 @@ def export_run(run_dir: str, overrides: Sequence[str] = ()) -> str:
                            "KERAS_BACKEND=tensorflow (the default)")
     experiment = load_experiment(os.path.join(run_dir, CONFIG), overrides)
     export.save_keras(model, os.path.join(run_dir, KERAS_MODEL))
+    config = to_dict(experiment)
+    if os.path.isdir(experiment.data.tfrecords):
+        config[TRAINING_FACES_KEY] = read_manifest(experiment.data.tfrecords).face_alignment()
     path = export.export_saved_model(model, experiment.export.saved_models_dir,
-                                     experiment.export_name, experiment.export.version,
-                                     to_dict(experiment))
+                                     experiment.export_name, experiment.export.version, config)
     export.write_models_config(experiment.export.saved_models_dir)
     return path
 

@@ -19,6 +19,11 @@ import numpy as np
 from tfdldl.label_space import LabelSpace
 
 
+# Key of the exported config that records how the training faces were made
+# (tfdldl.manifest.Manifest.face_alignment).
+TRAINING_FACES_KEY = "training_faces"
+
+
 class ModelLoadError(ValueError):
     """A --model path that is not a usable tfdldl model; the message says what to pass."""
 
@@ -29,11 +34,16 @@ class Predictor(Protocol):
     Attributes:
       label_space: the model's label grid.
       input_size: side of the square face crop the network was built for, pixels.
+      face_size: side of the aligned faces the model was trained from, pixels (the
+        TFRecords' image_size; the model resized them to input_size). Align new photos at
+        this size so inference sees the faces training saw. Equals input_size when the
+        model does not record it (a bare .keras file).
       source: the path it was loaded from.
     """
 
     label_space: LabelSpace
     input_size: int
+    face_size: int
     source: str
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -178,6 +188,8 @@ class SavedModelPredictor:
         self.source = path
         self.label_space = self._serving.label_space
         self.input_size = int(self._serving.input_size)
+        training_faces = self._serving.config.get(TRAINING_FACES_KEY, {})
+        self.face_size = int(training_faces.get("image_size", self.input_size))
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; runs the ``predict_images`` signature."""
@@ -204,6 +216,7 @@ class KerasPredictor:
                                  f"({type(error).__name__}: {error})") from None
         self.source = path
         self.input_size = int(self.model.input_shape[1])
+        self.face_size = self.input_size
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; resizes to the model's input size when needed (bilinear)."""

@@ -65,6 +65,15 @@ class Manifest:
             )
         return self.splits[split]
 
+    def face_alignment(self) -> dict[str, Any]:
+        """How the stored faces were made: ``{"image_size": S, "alignment": {...}}``.
+
+        Exported with a model so that ``tfdldl.predict`` aligns photos at the size the
+        model was trained from (the model then resizes to its input size, as training did).
+        """
+        alignment = self.raw.get("config", {}).get("alignment", {})
+        return {"image_size": self.image_size, "alignment": dict(alignment)}
+
     def require_label_space(self, expected: LabelSpace, what: str = "the model") -> None:
         """Raise ManifestError unless the data's grid equals ``expected``'s."""
         if not self.label_space.same_grid(expected):

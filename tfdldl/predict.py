@@ -195,7 +195,8 @@ def predict_frames(frames: list[Frame], predictor: Predictor, aligner, aligned: 
     Args:
       frames: pictures, detected together (one detection batch).
       predictor: the loaded model.
-      aligner: a FaceAligner whose output_size is the model's input size.
+      aligner: a FaceAligner whose output_size is the model's ``face_size`` (the size of
+        the faces it was trained from).
       aligned: the frames are aligned faces already (no detection).
       interval_mass: probability inside the reported [low, high] interval.
       batch_size: faces per forward pass of the model.
@@ -374,7 +375,7 @@ def main(argv) -> int:
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    aligner = FaceAligner(output_size=predictor.input_size,
+    aligner = FaceAligner(output_size=predictor.face_size,
                           min_face_size=values.min_face_size)
     stream = open(values.output, "w", encoding="utf-8", newline="") if values.output else sys.stdout
     counts = {STATUS_FACE: 0, STATUS_NO_FACE: 0, STATUS_ERROR: 0}

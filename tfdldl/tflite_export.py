@@ -325,6 +325,7 @@ class TFLitePredictor:
         self._input_dtype = detail["dtype"]
         self._scale, self._zero_point = detail["quantization"]
         self.input_size = int(detail["shape"][1])
+        self.face_size = self.input_size  # a .tflite file records no training-face size
         self.label_space = label_space
         self.source = source
 

@@ -39,6 +39,7 @@ from tfdldl import callbacks as callbacks_module
 from tfdldl import cli, distribute, input_pipeline, resume
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
+from tfdldl.inference import TRAINING_FACES_KEY
 from tfdldl.manifest import Manifest, ManifestError, read_manifest
 from tfdldl.model_setup import build_compiled_model
 
@@ -385,7 +386,7 @@ def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan) -> di
     keras_path = export.save_keras(model, os.path.join(run_dir, KERAS_MODEL))
     evaluated = keras_path
     saved_model = None
-    config = to_dict(experiment)
+    config = {**to_dict(experiment), TRAINING_FACES_KEY: manifest.face_alignment()}
     if experiment.export.enabled:
         saved_model = export.export_saved_model(
             model, experiment.export.saved_models_dir, experiment.export_name,
