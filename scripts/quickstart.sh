@@ -9,6 +9,7 @@ bash scripts/setup_env.sh
 . .venv/bin/activate
 export TF_CPP_MIN_LOG_LEVEL=2
 
+rm -rf demo_output  # a fresh demo every time (runs and model versions are never overwritten)
 python -m data_prep.synthetic --out demo_output/raw --count 600 --size 96
 python -m data_prep.build --config configs/data/synthetic.yaml
 python -m tfdldl.train --config configs/demo_synthetic.yaml
@@ -16,4 +17,9 @@ python -m tfdldl.evaluate --model demo_output/saved_models/demo_synthetic/1 \
   --data demo_output/tfrecords --split test --out demo_output/evaluation
 python -m tfdldl.predict demo_output/raw/images/synthetic_0000*.jpg \
   --model demo_output/saved_models/demo_synthetic/1 --aligned
+# The shipped UTKFace model on a real photo, when the project's shared data is beside us.
+photo=$(ls ../shared/datasets/utkface/images/2*_0_0_*.jpg.chip.jpg 2>/dev/null | head -1 || true)
+if [ -n "$photo" ]; then
+  python -m tfdldl.predict "$photo" --model saved_models/utkface_tinyagenet/1
+fi
 echo "Done: see demo_output/ (run/, evaluation/report.html, saved_models/)."
