@@ -54,7 +54,7 @@ class Predictor(Protocol):
 
 
 def distribution_stddev(distribution: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Standard deviation of each predicted distribution over the label grid.
+    """:func:`tfdldl.layers.distribution_stddev` (the exported models' formula) on NumPy arrays.
 
     Args:
       distribution: float [N, K], rows sum to 1.
@@ -62,11 +62,12 @@ def distribution_stddev(distribution: np.ndarray, grid: np.ndarray) -> np.ndarra
     Returns:
       float32 [N], label units.
     """
-    p = np.asarray(distribution, np.float64)
-    grid = np.asarray(grid, np.float64)
-    mean = p @ grid
-    variance = p @ (grid ** 2) - mean ** 2
-    return np.sqrt(np.maximum(variance, 0.0)).astype(np.float32)
+    import keras
+
+    from tfdldl import layers
+
+    stddev = layers.distribution_stddev(np.asarray(distribution, np.float32), grid)
+    return keras.ops.convert_to_numpy(stddev).astype(np.float32)
 
 
 def central_interval(distribution: np.ndarray, grid: np.ndarray,
