@@ -22,6 +22,7 @@ import numpy as np
 from tfdldl import example_schema
 from tfdldl.face_align import FaceAligner
 from tfdldl.image_io import ImageReadError, read_rgb
+from tfdldl.jsonio import write_json
 from tfdldl.label_space import LabelSpace
 
 SIDECAR_DIR = ".build"
@@ -166,7 +167,9 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
     written = write_shard(os.path.join(out_dir, task.name), examples)
     sidecar = {"fingerprint": task.fingerprint(), "split": task.split, "shard": task.name,
                "written": written, "faces": faces, "skips": skips}
-    _write_json_atomic(sidecar_path(out_dir, task.name), sidecar)
+    path = sidecar_path(out_dir, task.name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, sidecar, indent=None)
     return sidecar
 
 
@@ -176,11 +179,3 @@ def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     if not ok:
         raise RuntimeError("OpenCV could not encode an aligned face as JPEG")
     return encoded.tobytes()
-
-
-def _write_json_atomic(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = path + ".partial"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(temporary, path)

@@ -50,6 +50,7 @@ from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.inference import TRAINING_FACES_KEY
 from tfdldl.label_space import LabelSpace
+from tfdldl.jsonio import write_json
 from tfdldl.manifest import Manifest, ManifestError, read_manifest
 
 CONFIG = "config.yaml"
@@ -176,8 +177,8 @@ def train(experiment: Experiment, workers: Optional[int] = None,
         log.info("%s MAE %.3f (flip-averaged %.3f) on %d faces", split,
                  results[split]["mae"], results[split]["mae_flip_averaged"], len(faces))
     results["timing"] = timing
-    _write_json(os.path.join(run_dir, TIMING), timing)
-    _write_json(os.path.join(run_dir, RESULTS), results)
+    write_json(os.path.join(run_dir, TIMING), timing)
+    write_json(os.path.join(run_dir, RESULTS), results)
     log.info("steady state: %.0f images/s, waited for data %.1f%% of the time; wrote %s",
              timing["steady"]["images_per_second"], 100 * timing["steady"]["data_wait_share"],
              os.path.join(run_dir, WEIGHTS))
@@ -248,18 +249,12 @@ def _prepare_run_dir(run_dir: str, experiment: Experiment, manifest: Manifest) -
             manifest.shards(split)  # fail early on a missing or empty split
     os.makedirs(run_dir, exist_ok=True)
     save_config(experiment, os.path.join(run_dir, CONFIG))
-    _write_json(os.path.join(run_dir, LABEL_SPACE), manifest.label_space.to_dict())
+    write_json(os.path.join(run_dir, LABEL_SPACE), manifest.label_space.to_dict())
     handler = logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.handlers = [handler, logging.StreamHandler(sys.stdout)]
     log.setLevel(logging.INFO)
     log.propagate = False
-
-
-def _write_json(path: str, content: Any) -> None:
-    with open(path + ".partial", "w", encoding="utf-8") as handle:
-        json.dump(content, handle, indent=2)
-    os.replace(path + ".partial", path)
 
 
 def load_run_model(run_dir: str, overrides: Sequence[str] = ()):

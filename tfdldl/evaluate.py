@@ -16,7 +16,6 @@ before any prediction (``Manifest.require_label_space``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from typing import Any, Iterator
@@ -26,6 +25,7 @@ import numpy as np
 from tfdldl import cli, metrics, tfrecord_reader
 from tfdldl.inference import Predictor, predict_flip_averaged
 from tfdldl.label_space import LabelSpace
+from tfdldl.jsonio import write_json
 from tfdldl.manifest import Manifest
 
 RESULTS_NAME = "results.json"
@@ -230,10 +230,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "test", out_dir: str |
     }
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, RESULTS_NAME)
-        with open(path + ".partial", "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
-        os.replace(path + ".partial", path)
+        write_json(os.path.join(out_dir, RESULTS_NAME), results)
         if report:
             from tfdldl.report import write_report
 

@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 from tfdldl import example_schema
+from tfdldl.jsonio import write_json
 from tfdldl.label_space import LabelSpace
 
 
@@ -138,17 +139,4 @@ def read_manifest(root: str | os.PathLike) -> Manifest:
 
 def write_manifest(root: str | os.PathLike, manifest: dict[str, Any]) -> str:
     """Write ``manifest`` as ``root/manifest.json`` atomically; returns the path."""
-    path = os.path.join(os.fspath(root), example_schema.MANIFEST_NAME)
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=False, default=_jsonable)
-    os.replace(temporary, path)
-    return path
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return write_json(os.path.join(os.fspath(root), example_schema.MANIFEST_NAME), manifest)

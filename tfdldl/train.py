@@ -28,7 +28,6 @@ and data stream, stepped with ``strategy.run``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -40,6 +39,7 @@ from tfdldl import cli, distribute, input_pipeline, resume
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.inference import TRAINING_FACES_KEY
+from tfdldl.jsonio import write_json
 from tfdldl.manifest import Manifest, ManifestError, read_manifest
 from tfdldl.model_setup import build_compiled_model
 
@@ -404,10 +404,7 @@ def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan) -> di
                                  batch_size=experiment.train.batch_size, report=False)
         results["test"] = test
         log.info("test (flip-averaged) %s", evaluate.summary(test).replace("\n", "; "))
-    path = os.path.join(run_dir, RESULTS)
-    with open(path + ".partial", "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=2)
-    os.replace(path + ".partial", path)
+    path = write_json(os.path.join(run_dir, RESULTS), results)
     log.info("wrote %s%s", path, f" and {saved_model}" if saved_model else "")
     return results
 
