@@ -18,6 +18,9 @@ import os
 import cv2
 import numpy as np
 
+# File name endings taken for images (data_prep's adapters and tfdldl.predict).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
 # Leading bytes of the formats we recognise before handing data to OpenCV.
 _SIGNATURES = (
     (b"\xff\xd8\xff", "JPEG"),

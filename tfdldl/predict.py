@@ -29,9 +29,9 @@ from typing import IO, Iterator, Sequence
 import numpy as np
 
 from tfdldl import cli
+from tfdldl.image_io import IMAGE_EXTENSIONS, ImageReadError, read_rgb
 from tfdldl.inference import Predictor, central_interval
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FORMATS = ("table", "jsonl", "csv")
 STATUS_FACE, STATUS_NO_FACE, STATUS_ERROR = "face", "no face", "error"
@@ -122,8 +122,6 @@ def expand_inputs(arguments: Sequence[str], videos: bool) -> list[str | InputErr
 
 def read_frames(path: str, video_stride: int) -> Iterator[Frame | InputError]:
     """The pictures of one input file: the photo, or every ``video_stride``-th video frame."""
-    from tfdldl.image_io import ImageReadError, read_rgb
-
     if video_stride > 0 and os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
         yield from _video_frames(path, video_stride)
         return

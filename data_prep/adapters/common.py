@@ -14,8 +14,7 @@ from typing import Iterable, Iterator, Optional, Union
 
 from data_prep.adapters.base import UNKNOWN_GENDER, Record, Skip
 from tfdldl.config import ConfigError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from tfdldl.image_io import IMAGE_EXTENSIONS
 
 _FEMALE = {"1", "f", "female", "w", "woman"}
 _MALE = {"0", "m", "male", "man"}
