@@ -17,6 +17,11 @@ from data_prep.splits import SplitSpec
 from tfdldl.config import ConfigError, load_config
 from tfdldl.label_space import LabelSpace
 
+# Upper bounds of values that would otherwise exhaust memory or mean nothing.
+MAX_OUTPUT_SIZE = 1024  # stored face side, pixels (224 is the paper's)
+MAX_DETECTION_SIDE = 8192  # photo side MTCNN runs on, pixels
+MAX_SIGMA_STEPS = 1000  # σ in label steps
+
 
 @dataclasses.dataclass
 class AdapterConfig:
@@ -173,12 +178,22 @@ def check(config: DataConfig, source: str = "<config>") -> None:
                         "(the centre of a full photo is not a face)")
     if len(alignment.thresholds) != 3:
         problems.append("alignment.thresholds needs 3 values (PNet, RNet, ONet)")
-    if alignment.output_size < 16:
-        problems.append("alignment.output_size must be at least 16")
+    if not 16 <= alignment.output_size <= MAX_OUTPUT_SIZE:
+        problems.append(f"alignment.output_size must lie in 16..{MAX_OUTPUT_SIZE} pixels")
+    if not alignment.output_size <= alignment.max_side <= MAX_DETECTION_SIDE:
+        problems.append(f"alignment.max_side must lie in alignment.output_size.."
+                        f"{MAX_DETECTION_SIDE} pixels (photos are downscaled to it for "
+                        "detection; a smaller side finds no face)")
+    if not 12 <= alignment.min_face_size <= alignment.max_side:
+        problems.append("alignment.min_face_size must lie in 12..alignment.max_side pixels "
+                        "(MTCNN's smallest window is 12)")
+    if not all(0.0 < value < 1.0 for value in alignment.thresholds):
+        problems.append("alignment.thresholds are probabilities in (0, 1)")
     if not 0 < alignment.scale_factor < 1:
         problems.append("alignment.scale_factor must lie in (0, 1)")
-    if config.sigma.value < 0:
-        problems.append("sigma.value must be >= 0")
+    if not 0 <= config.sigma.value <= MAX_SIGMA_STEPS * config.label_space.step:
+        problems.append(f"sigma.value must lie in 0..{MAX_SIGMA_STEPS} label steps "
+                        "(a wider Gaussian is flat over any label grid)")
     if output.records_per_shard < 1:
         problems.append("output.records_per_shard must be >= 1")
     if not 1 <= output.jpeg_quality <= 100:

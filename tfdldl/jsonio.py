@@ -1,7 +1,8 @@
 """JSON files written atomically: under a temporary name, renamed when complete.
 
 A reader (or a resumed job) therefore sees either the previous file or the whole new
-one, never a half-written file.
+one, never a half-written file; and a symbolic link planted at the file's name is
+replaced, never written through (tfdldl.safe_io).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import os
 from typing import Any, Optional
 
+from tfdldl.safe_io import atomic_file
+
 
 def write_json(path: str | os.PathLike, data: Any, indent: Optional[int] = 2) -> str:
-    """Write ``data`` as JSON to ``path`` via ``path + '.partial'`` and an atomic rename.
+    """Write ``data`` as JSON to ``path`` via a fresh temporary file and an atomic rename.
 
     NumPy arrays and scalars become lists and numbers, dataclasses dicts.
 
@@ -21,10 +24,8 @@ def write_json(path: str | os.PathLike, data: Any, indent: Optional[int] = 2) ->
       ``path`` as a string.
     """
     path = os.fspath(path)
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as handle:
+    with atomic_file(path) as handle:
         json.dump(data, handle, indent=indent, default=_jsonable)
-    os.replace(partial, path)
     return path
 
 

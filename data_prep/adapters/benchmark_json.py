@@ -75,7 +75,9 @@ class BenchmarkJson:
             return Skip(where, "malformed_line", f"entry lacks {', '.join(absent)}")
         if not isinstance(entry["img_path"], str) or not entry["img_path"].strip():
             return Skip(where, "malformed_line", f"img_path is {entry['img_path']!r}")
-        path = resolve(root, entry["img_path"])
+        path = resolve(root, entry["img_path"], where)
+        if isinstance(path, Skip):
+            return path
         try:
             age = parse_number(entry["age"], "age")
         except ParseError as error:

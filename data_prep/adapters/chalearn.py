@@ -115,7 +115,9 @@ class ChaLearnCsv:
         if len(cells) < width:
             return Skip(where, "malformed_line",
                         f"{len(cells)} columns, expected at least {width}: {cells}")
-        path = resolve(root, cells[columns.name] + self.name_suffix)
+        path = resolve(root, cells[columns.name] + self.name_suffix, where)
+        if isinstance(path, Skip):
+            return path
         try:
             if self.target == "real":
                 label, sigma = parse_number(cells[columns.real], REAL_COLUMN), None

@@ -19,6 +19,7 @@ from tfdldl.image_io import IMAGE_EXTENSIONS
 _FEMALE = {"1", "f", "female", "w", "woman"}
 _MALE = {"0", "m", "male", "man"}
 _UNKNOWN = {"", "-1", "u", "unknown", "?", "none"}
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class AdapterError(ConfigError):
@@ -54,10 +55,13 @@ def parse_number(text: Union[str, int, float, None], field: str) -> float:
         raise ParseError(f"{field} is {text!r}, not a number")
     try:
         value = float(text.strip() if isinstance(text, str) else text)
-    except (TypeError, ValueError):
-        raise ParseError(f"{field} is {text!r}, not a number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ParseError(f"{field} is {str(text)[:40]!r}, not a number") from None
     if not math.isfinite(value):
-        raise ParseError(f"{field} is {text!r}, not a finite number")
+        raise ParseError(f"{field} is {str(text)[:40]!r}, not a finite number")
+    if abs(value) > FLOAT32_MAX:
+        raise ParseError(f"{field} is {value:g}, beyond the float32 range the TFRecords "
+                         f"store (|x| <= {FLOAT32_MAX:.3g})")
     return value
 
 
@@ -98,7 +102,6 @@ def missing_file(path: str, where: str) -> Skip:
                 f"listed at {where} but not found on disk; fix the path or the images root")
 
 
-
 def once_per_path(items: Iterable[Union[Record, Skip]]) -> Iterator[Union[Record, Skip]]:
     """``items`` with a repeated Record path turned into a ``duplicate_entry`` Skip.
 
@@ -116,9 +119,23 @@ def once_per_path(items: Iterable[Union[Record, Skip]]) -> Iterator[Union[Record
         yield item
 
 
-def resolve(root: str, relative: str) -> str:
-    """``relative`` joined to ``root`` (absolute paths are kept), normalised."""
-    return os.path.normpath(os.path.join(root, relative))
+def resolve(root: str, relative: str, where: str) -> Union[str, Skip]:
+    """``relative`` joined to ``root`` and normalised, when it stays inside ``root``.
+
+    A label file names images of its dataset: an absolute path or a ``..`` that leads out
+    of ``root`` (``/etc/passwd``, ``../../home/x.jpg``) is refused with an
+    ``outside_root`` Skip (``where`` says which line), so no file elsewhere is read and
+    the records' common root stays the dataset's. An absolute path inside ``root`` is
+    accepted.
+    """
+    root = os.path.normpath(os.path.abspath(root))
+    path = os.path.normpath(os.path.join(root, relative))
+    if os.path.commonpath([root, path]) != root:
+        return Skip(f"{where}", "outside_root",
+                    f"path {relative[:200]!r} lies outside the dataset root {root}; label "
+                    "files may only name images inside it (use a path relative to the "
+                    "root, or set the adapter's root option)")
+    return path
 
 
 def read_rows(path: str, adapter: str) -> Iterator[tuple[int, list[str]]]:

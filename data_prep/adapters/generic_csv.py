@@ -5,8 +5,8 @@
 * With a header (recognised when the first row's label cell is not a number), the column
   names may come in any order and must include ``path`` and ``label``; allowed names are
   path, label, sigma, subject, gender.
-* Paths are relative to the CSV file's folder (or ``root`` when given); absolute paths are
-  kept. ``sigma`` is in label units (empty: the data config's σ); ``gender`` is 0/1, M/F,
+* Paths are relative to the CSV file's folder (or ``root`` when given) and must stay
+  inside it (an absolute path or ``..`` leading out is an ``outside_root`` skip). ``sigma`` is in label units (empty: the data config's σ); ``gender`` is 0/1, M/F,
   male/female, or empty/-1/U for unknown; ``subject`` is any text (records sharing it
   always land in one split).
 * ``;`` works as the delimiter too (when the first line has no comma).
@@ -70,7 +70,9 @@ class GenericCsv:
         values = dict(zip(order, cells))
         if not values.get("path"):
             return Skip(where, "malformed_line", "the path column is empty")
-        path = resolve(root, values["path"])
+        path = resolve(root, values["path"], where)
+        if isinstance(path, Skip):
+            return path
         try:
             label = parse_number(values.get("label"), "label")
         except ParseError as error:

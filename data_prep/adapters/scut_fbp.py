@@ -86,7 +86,10 @@ class ScutFbp5500:
                     yield Skip(where, "malformed_line",
                                f"{len(fields)} fields, expected 'NAME SCORE': {text.strip()!r}")
                     continue
-                image = resolve(root, fields[0])
+                image = resolve(root, fields[0], where)
+                if isinstance(image, Skip):
+                    yield image
+                    continue
                 try:
                     score = parse_number(fields[1], "score")
                 except ParseError as error:
