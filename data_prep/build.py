@@ -140,7 +140,8 @@ def _item(record: Record, config: DataConfig, data_root: str) -> shard_job.Item:
     path = os.path.abspath(record.path)
     return shard_job.Item(path=path, source=os.path.relpath(path, data_root),
                           label=float(record.label), sigma=sigma_of(config.sigma, record.sigma),
-                          subject=record.subject, gender=int(record.gender))
+                          subject=record.subject, gender=int(record.gender),
+                          group=int(record.group))
 
 
 # -- parallel alignment -------------------------------------------------------------------
@@ -252,6 +253,7 @@ def write_outputs(config: DataConfig, tasks: list[shard_job.ShardTask], sidecars
                   "list": SKIPPED_LIST},
         "duplicates": duplicate_report,
         "label_histogram": histogram,
+        "group": to_dict(config.group),
         "alignment": {
             "detector": "mtcnn",
             "attempted": attempted,

@@ -93,6 +93,19 @@ class AlignmentConfig:
 
 
 @dataclasses.dataclass
+class GroupConfig:
+    """What the records' ``group`` codes mean, for evaluation slices (tfdldl.evaluate).
+
+    Attributes:
+      name: what the codes are, e.g. "race" ("" when the dataset has no groups).
+      labels: the name of code i at position i, e.g. UTKFace's race codes 0..4.
+    """
+
+    name: str = ""
+    labels: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class DuplicatesConfig:
     """Duplicate detection before splitting (data_prep.duplicates).
 
@@ -134,6 +147,7 @@ class DataConfig:
       alignment: face detection and alignment.
       splits: how records are split (data_prep.splits.SplitSpec).
       duplicates: duplicate detection settings.
+      group: the names of the adapter's group codes (UTKFace: race).
       output: where and how to write.
       workers: parallel alignment processes (each loads its own MTCNN).
       seed: makes splits and shard membership reproducible.
@@ -148,6 +162,7 @@ class DataConfig:
     alignment: AlignmentConfig = dataclasses.field(default_factory=AlignmentConfig)
     splits: SplitSpec = dataclasses.field(default_factory=SplitSpec)
     duplicates: DuplicatesConfig = dataclasses.field(default_factory=DuplicatesConfig)
+    group: GroupConfig = dataclasses.field(default_factory=GroupConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     workers: int = 2
     seed: int = 0
@@ -200,6 +215,8 @@ def check(config: DataConfig, source: str = "<config>") -> None:
         problems.append("output.jpeg_quality must lie in 1..100")
     if config.workers < 1:
         problems.append("workers must be >= 1")
+    if config.group.labels and not config.group.name:
+        problems.append("group.labels needs group.name (what the codes are, e.g. race)")
     if config.limit < 0:
         problems.append("limit must be >= 0 (0 builds everything)")
     if problems:

@@ -42,6 +42,7 @@ class Item:
       sigma: σ in label units.
       subject: subject id or "".
       gender: 0, 1 or -1.
+      group: the dataset's group code, -1 unknown.
     """
 
     path: str
@@ -50,6 +51,7 @@ class Item:
     sigma: float
     subject: str = ""
     gender: int = -1
+    group: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +163,8 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
                 jpeg=_encode_jpeg(face, settings.jpeg_quality), image_size=settings.output_size,
                 label=item.label, sigma=item.sigma,
                 distribution=space.gaussian(np.float32(item.label), item.sigma),
-                subject=item.subject, gender=item.gender, source=item.source))
+                subject=item.subject, gender=item.gender, source=item.source,
+                group=item.group))
             faces.append([item.source, item.label, confidence, method])
         on_progress(len(chunk), len(chunk) - len(readable) + len(skips) - skipped_before)
     written = write_shard(os.path.join(out_dir, task.name), examples)

@@ -20,6 +20,8 @@ from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import write_manifest
 
 SYNTHETIC_SIGMA = 2.0
+# Group codes of the synthetic records (for evaluation slices), cycled through record order.
+SYNTHETIC_GROUPS = ("light", "mid", "dark")
 
 
 def render(label: float, label_space: LabelSpace, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,6 +108,7 @@ def write_tfrecord_set(root: str, label_space: LabelSpace, counts: Mapping[str, 
                 jpeg=jpeg.tobytes(), image_size=image_size, label=float(label),
                 sigma=SYNTHETIC_SIGMA, distribution=distributions[i],
                 subject=f"s{split}{i}", gender=i % 2, source=f"{split}/{i:05d}.jpg",
+                group=i % len(SYNTHETIC_GROUPS),
             ))
         names = [example_schema.shard_name(split, s, shards_per_split)
                  for s in range(shards_per_split)]
@@ -119,6 +122,7 @@ def write_tfrecord_set(root: str, label_space: LabelSpace, counts: Mapping[str, 
         "sigma": {"policy": "constant", "value": SYNTHETIC_SIGMA},
         "image_size": image_size,
         "splits": splits,
+        "group": {"name": "tone", "labels": list(SYNTHETIC_GROUPS)},
     })
     return root
 

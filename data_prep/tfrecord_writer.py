@@ -24,6 +24,7 @@ class FaceExample:
       distribution: float32 [K] Gaussian label distribution (sums to 1).
       subject: subject id or "".
       gender: 0, 1 or -1.
+      group: the dataset's group code (UTKFace: race 0..4), -1 unknown.
       source: original image path relative to the dataset root.
     """
 
@@ -35,6 +36,7 @@ class FaceExample:
     subject: str = ""
     gender: int = -1
     source: str = ""
+    group: int = -1
 
 
 def serialize(example: FaceExample) -> bytes:
@@ -57,6 +59,7 @@ def serialize(example: FaceExample) -> bytes:
         schema.DISTRIBUTION: _floats(np.asarray(example.distribution, np.float32)),
         schema.SUBJECT: _bytes(example.subject.encode("utf-8")),
         schema.GENDER: _int(example.gender),
+        schema.GROUP: _int(example.group),
         schema.SOURCE: _bytes(example.source.encode("utf-8")),
         schema.VERSION: _int(schema.SCHEMA_VERSION),
     }

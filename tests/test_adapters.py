@@ -82,6 +82,7 @@ def test_utkface_real_names(utkface_dir):
     first = records[0]
     assert os.path.basename(first.path) == "100_0_0_20170112215240346.jpg.chip.jpg"
     assert (first.label, first.gender, first.sigma, first.folder) == (100.0, 0, None, None)
+    assert first.group == 0 and {r.group for r in records} == {0, 1, 2, 3, 4}  # race codes
 
 
 def test_utkface_bad_names_and_non_images(tmp_path):

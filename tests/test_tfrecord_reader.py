@@ -23,6 +23,7 @@ TF_FEATURES = {
     schema.DISTRIBUTION: tf.io.FixedLenFeature([AGE.num_classes], tf.float32),
     schema.SUBJECT: tf.io.FixedLenFeature([], tf.string),
     schema.GENDER: tf.io.FixedLenFeature([], tf.int64),
+    schema.GROUP: tf.io.FixedLenFeature([], tf.int64),
     schema.SOURCE: tf.io.FixedLenFeature([], tf.string),
     schema.VERSION: tf.io.FixedLenFeature([], tf.int64),
 }
@@ -53,6 +54,7 @@ def _assert_same_as_tensorflow(data: bytes) -> None:
     assert record.distribution.dtype == np.float32
     assert record.subject.encode() == expected[schema.SUBJECT]
     assert record.gender == expected[schema.GENDER]
+    assert record.group == expected[schema.GROUP]
     assert record.source.encode() == expected[schema.SOURCE]
     assert record.schema_version == expected[schema.VERSION]
 
@@ -74,6 +76,22 @@ def test_negative_ints_and_empty_strings_decode(tmp_path):
     data = serialize(_face(37.0, gender=-1, subject=""))
     _assert_same_as_tensorflow(data)
     assert tfrecord_reader.decode_face(data).gender == -1
+
+
+def test_records_without_a_group_read_as_unknown():
+    """Records written before the group feature existed read as group -1."""
+    example = tf.train.Example()
+    example.ParseFromString(serialize(_face(37.0, gender=1)))
+    del example.features.feature[schema.GROUP]
+    record = tfrecord_reader.decode_face(example.SerializeToString())
+    assert (record.gender, record.group) == (1, -1)
+
+
+def test_split_arrays_carry_gender_and_group(record_set):
+    faces = tfrecord_reader.read_split(read_manifest(record_set), "train")
+    order = [0, 2, 4, 6, 8, 1, 3, 5, 7]  # record i is in shard i % 2
+    assert faces.genders.tolist() == [i % 2 for i in order]
+    assert faces.groups.tolist() == [i % len(synthetic.SYNTHETIC_GROUPS) for i in order]
 
 
 def _key(number: int, wire_type: int) -> bytes:
@@ -114,6 +132,7 @@ def _unpacked_example(label: float, distribution: np.ndarray) -> bytes:
         feature(schema.DISTRIBUTION, 2, floats(distribution)),
         feature(schema.SUBJECT, 1, _delimited(1, "sübject".encode())),
         feature(schema.GENDER, 3, ints([-1])),
+        feature(schema.GROUP, 3, ints([3])),
         feature(schema.SOURCE, 1, _delimited(1, b"x.jpg")),
         feature(schema.VERSION, 3, ints([1])),
     ]
@@ -125,7 +144,7 @@ def test_unpacked_lists_decode_like_tensorflow():
     data = _unpacked_example(12.5, distribution)
     _assert_same_as_tensorflow(data)
     record = tfrecord_reader.decode_face(data)
-    assert record.subject == "sübject" and record.gender == -1
+    assert record.subject == "sübject" and (record.gender, record.group) == (-1, 3)
     np.testing.assert_array_equal(record.distribution, distribution)
 
 

@@ -12,6 +12,8 @@ this module imports TensorFlow.
 | distribution   | float[K]       | precomputed Gaussian label distribution, sums to 1   |
 | subject        | bytes          | subject id ("" when unknown)                         |
 | gender         | int64          | 0 male, 1 female, -1 unknown                         |
+| group          | int64          | dataset-defined group code (UTKFace: race 0..4), -1  |
+|                |                | unknown; names in the manifest's "group" section     |
 | source         | bytes          | the original image path, relative to the data root   |
 | schema_version | int64          | SCHEMA_VERSION at write time                         |
 """
@@ -25,11 +27,12 @@ SIGMA = "sigma"
 DISTRIBUTION = "distribution"
 SUBJECT = "subject"
 GENDER = "gender"
+GROUP = "group"
 SOURCE = "source"
 VERSION = "schema_version"
 
 BYTES_FEATURES = (IMAGE, SUBJECT, SOURCE)
-INT_FEATURES = (IMAGE_SIZE, GENDER, VERSION)
+INT_FEATURES = (IMAGE_SIZE, GENDER, GROUP, VERSION)
 FLOAT_FEATURES = (LABEL, SIGMA)  # scalars; DISTRIBUTION is float[K]
 
 MANIFEST_NAME = "manifest.json"

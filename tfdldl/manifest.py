@@ -75,6 +75,14 @@ class Manifest:
         alignment = self.raw.get("config", {}).get("alignment", {})
         return {"image_size": self.image_size, "alignment": dict(alignment)}
 
+    def group_names(self) -> tuple[str, list[str]]:
+        """(what the records' group codes are, name of each code), e.g. ("race", ["White", ...]).
+
+        ("", []) when the data defines no groups (the manifest's optional "group" section).
+        """
+        group = self.raw.get("group") or {}
+        return str(group.get("name", "")), [str(label) for label in group.get("labels", [])]
+
     def require_label_space(self, expected: LabelSpace, what: str = "the model") -> None:
         """Raise ManifestError unless the data's grid equals ``expected``'s."""
         if not self.label_space.same_grid(expected):

@@ -280,6 +280,7 @@ class FaceRecord:
       distribution: float32 [K], the stored Gaussian label distribution.
       subject, source: strings ("" when absent).
       gender: 0, 1 or -1.
+      group: the dataset's group code (names in the manifest), -1 unknown or absent.
       schema_version: the writer's SCHEMA_VERSION.
     """
 
@@ -292,6 +293,7 @@ class FaceRecord:
     gender: int
     source: str
     schema_version: int
+    group: int = -1
 
 
 def _value(features: dict, key: str, kind: str, default=None, scalar: bool = True):
@@ -333,6 +335,7 @@ def decode_face(data: bytes) -> FaceRecord:
         gender=int(_value(features, schema.GENDER, "int", default=-1)),
         source=_value(features, schema.SOURCE, "bytes", default=b"").decode("utf-8"),
         schema_version=int(_value(features, schema.VERSION, "int", default=0)),
+        group=int(_value(features, schema.GROUP, "int", default=-1)),
     )
 
 
@@ -367,6 +370,8 @@ class FaceArrays:
       sigmas: float32 [N], label units.
       distributions: float32 [N, K].
       image_size: side of the stored faces, pixels.
+      genders: int32 [N], 0 male, 1 female, -1 unknown (empty when not read).
+      groups: int32 [N], the dataset's group codes, -1 unknown (empty when not read).
     """
 
     jpegs: list[bytes]
@@ -374,6 +379,8 @@ class FaceArrays:
     sigmas: np.ndarray
     distributions: np.ndarray
     image_size: int
+    genders: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+    groups: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
 
     def __len__(self) -> int:
         return len(self.jpegs)
@@ -389,7 +396,7 @@ def read_split(manifest: Manifest, split: str, verify_data: Optional[bool] = Non
     """
     paths = manifest.shards(split)
     k = manifest.label_space.num_classes
-    jpegs, labels, sigmas, distributions = [], [], [], []
+    jpegs, labels, sigmas, distributions, genders, groups = [], [], [], [], [], []
     for record in read_faces(paths, verify_data):
         if record.distribution.shape != (k,):
             raise TFRecordError(
@@ -400,6 +407,8 @@ def read_split(manifest: Manifest, split: str, verify_data: Optional[bool] = Non
         labels.append(record.label)
         sigmas.append(record.sigma)
         distributions.append(record.distribution)
+        genders.append(record.gender)
+        groups.append(record.group)
     expected = manifest.counts.get(split)
     if expected is not None and expected != len(jpegs):
         raise TFRecordError(f"split '{split}' of {manifest.root}: the shards hold {len(jpegs)} "
@@ -407,4 +416,6 @@ def read_split(manifest: Manifest, split: str, verify_data: Optional[bool] = Non
     return FaceArrays(jpegs=jpegs, labels=np.asarray(labels, np.float32),
                       sigmas=np.asarray(sigmas, np.float32),
                       distributions=np.stack(distributions).astype(np.float32),
-                      image_size=manifest.image_size)
+                      image_size=manifest.image_size,
+                      genders=np.asarray(genders, np.int32),
+                      groups=np.asarray(groups, np.int32))

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Iterator, Optional, Protocol, Union
 
 UNKNOWN_GENDER = -1
+UNKNOWN_GROUP = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +21,8 @@ class Record:
       subject: subject id, "" when unknown (then splits group by duplicates only).
       gender: 0 male, 1 female, -1 unknown.
       folder: the dataset's own fold/folder number, when it defines one.
+      group: a dataset-defined group code for evaluation slices (UTKFace: race 0..4),
+        named by the data config's ``group`` section; -1 unknown.
       split: the dataset's own split ("train", "val", "test"), when it defines one.
     """
 
@@ -30,6 +33,7 @@ class Record:
     gender: int = UNKNOWN_GENDER
     folder: Optional[int] = None
     split: Optional[str] = None
+    group: int = UNKNOWN_GROUP
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """UTKFace: the label is in the file name, ``AGE_GENDER_RACE_DATETIME.jpg.chip.jpg``.
 
-AGE is in years, GENDER 0 male / 1 female, RACE 0..4 (not used as a label), DATETIME the
+AGE is in years, GENDER 0 male / 1 female, RACE 0..4 (not a label: it becomes the record's
+``group``, named by the data config, for evaluation slices), DATETIME the
 capture time as digits (usually 17; the release also has 16- and 18-digit ones, which are
 kept: the label fields are intact). UTKFace has no subject ids, so every record's subject is
 "" and splits can only group its duplicates.
@@ -59,8 +60,8 @@ def parse_name(path: str) -> Union[Record, Skip]:
     match = _NAME.match(name)
     if match is None:
         return Skip(path, "malformed_name", _diagnose(name))
-    age, gender = match.group(1), match.group(2)
-    return Record(path=path, label=float(int(age)), gender=int(gender))
+    age, gender, race = match.group(1), match.group(2), match.group(3)
+    return Record(path=path, label=float(int(age)), gender=int(gender), group=int(race))
 
 
 def _diagnose(name: str) -> str:
