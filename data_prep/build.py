@@ -40,6 +40,8 @@ from tfdldl.manifest import write_manifest
 SKIPPED_LIST = "skipped.tsv"
 CONTACT_SHEET = "contact_sheet.png"
 PROGRESS_SECONDS = 5.0
+# A mean crop coverage below this is warned about (see summary()).
+LOW_COVERAGE = 0.9
 
 
 def _print(line: str) -> None:
@@ -133,7 +135,7 @@ def _settings(config: DataConfig) -> shard_job.Settings:
         label_space=config.label_space.build().to_dict(), output_size=alignment.output_size,
         min_face_size=alignment.min_face_size, thresholds=tuple(alignment.thresholds),
         scale_factor=alignment.scale_factor, max_side=alignment.max_side,
-        on_no_face=alignment.on_no_face, jpeg_quality=config.output.jpeg_quality)
+        framing=alignment.framing().to_dict(), on_no_face=alignment.on_no_face, jpeg_quality=config.output.jpeg_quality)
 
 
 def _item(record: Record, config: DataConfig, data_root: str) -> shard_job.Item:
@@ -142,6 +144,25 @@ def _item(record: Record, config: DataConfig, data_root: str) -> shard_job.Item:
                           label=float(record.label), sigma=sigma_of(config.sigma, record.sigma),
                           subject=record.subject, gender=int(record.gender),
                           group=int(record.group))
+
+
+def coverage_summary(coverages: list[float]) -> dict[str, Any] | None:
+    """Distribution of the per-face share of the aligned crop inside its source photo.
+
+    Returns:
+      {"mean", "p10", "p50", "min", "below_0.9", "histogram": {bin lower edge: count}}
+      (bins 0.0, 0.1, ..., 0.9), or None when there are no faces.
+    """
+    if not coverages:
+        return None
+    values = np.asarray(coverages, np.float64)
+    counts, _ = np.histogram(values, bins=np.linspace(0.0, 1.0, 11))
+    return {"mean": round(float(values.mean()), 4),
+            "p10": round(float(np.percentile(values, 10)), 4),
+            "p50": round(float(np.percentile(values, 50)), 4),
+            "min": round(float(values.min()), 4),
+            "below_0.9": int((values < 0.9).sum()),
+            "histogram": {f"{edge:.1f}": int(n) for edge, n in zip(np.arange(10) / 10, counts)}}
 
 
 # -- parallel alignment -------------------------------------------------------------------
@@ -263,6 +284,8 @@ def write_outputs(config: DataConfig, tasks: list[shard_job.ShardTask], sidecars
             "detection_rate": len(detected) / attempted if attempted else None,
             "mean_confidence": float(np.mean(detected)) if detected else None,
             "settings": to_dict(config.alignment),
+            "framing": config.alignment.framing().to_dict(),
+            "coverage": coverage_summary([face[4] for face in faces if len(face) > 4]),
         },
         "contact_sheet": os.path.basename(sheet) if sheet else None,
         "config": to_dict(config),
@@ -293,6 +316,16 @@ def summary(manifest: dict[str, Any], out_dir: str) -> str:
         + (", ".join(f"{k} {v}" for k, v in sorted(skips['by_reason'].items())) or "none")
         + f" (list: {os.path.join(out_dir, SKIPPED_LIST)})",
     ]
+    coverage = alignment.get("coverage")
+    if coverage:
+        lines.append(f"  crop coverage: mean {100 * coverage['mean']:.1f}%, 10th percentile "
+                     f"{100 * coverage['p10']:.1f}% of each aligned crop lies inside its photo")
+        if coverage["mean"] < LOW_COVERAGE:
+            lines.append(
+                f"  WARNING: on average only {100 * coverage['mean']:.0f}% of the aligned crops "
+                "comes from the photos; the rest is border fill that users' photos will not "
+                "have. Zoom in (raise alignment.template_scale) or move the face "
+                "(alignment.template_offset_y) until the mean is >= 95%.")
     if manifest.get("contact_sheet"):
         lines.append(f"  look at the aligned faces: {os.path.join(out_dir, manifest['contact_sheet'])}")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional, Sequence
 from data_prep.duplicates import DEFAULT_NEAR_THRESHOLD
 from data_prep.splits import SplitSpec
 from tfdldl.config import ConfigError, load_config
+from tfdldl.face_align import DEFAULT_FRAMING, Framing
 from tfdldl.label_space import LabelSpace
 
 # Upper bounds of values that would otherwise exhaust memory or mean nothing.
@@ -81,6 +82,11 @@ class AlignmentConfig:
         required for ``on_no_face: center_crop``.
       on_no_face: "skip" counts an image without a detected face as skipped (no_face);
         "center_crop" keeps its central square instead and counts it as a fallback.
+      template_scale, template_offset_y, border: the framing of the aligned crops
+        (tfdldl.face_align.Framing): template size relative to ArcFace's, its vertical
+        shift as a fraction of the side, and the fill of crop pixels outside the photo
+        ("reflect", "replicate", "black"). Recorded in the manifest and in every model
+        trained on the data; predict then aligns photos the same way.
     """
 
     output_size: int = 224
@@ -90,6 +96,13 @@ class AlignmentConfig:
     max_side: int = 1024
     precropped: bool = False
     on_no_face: Literal["skip", "center_crop"] = "skip"
+    template_scale: float = DEFAULT_FRAMING.scale
+    template_offset_y: float = DEFAULT_FRAMING.offset_y
+    border: Literal["reflect", "replicate", "black"] = DEFAULT_FRAMING.border
+
+    def framing(self) -> Framing:
+        """The :class:`Framing` these settings describe (raises ValueError when invalid)."""
+        return Framing(self.template_scale, self.template_offset_y, self.border)
 
 
 @dataclasses.dataclass
@@ -204,6 +217,10 @@ def check(config: DataConfig, source: str = "<config>") -> None:
                         "(MTCNN's smallest window is 12)")
     if not all(0.0 < value < 1.0 for value in alignment.thresholds):
         problems.append("alignment.thresholds are probabilities in (0, 1)")
+    try:
+        alignment.framing()
+    except ValueError as error:
+        problems.append(f"alignment: {error}")
     if not 0 < alignment.scale_factor < 1:
         problems.append("alignment.scale_factor must lie in (0, 1)")
     if not 0 <= config.sigma.value <= MAX_SIGMA_STEPS * config.label_space.step:

@@ -15,20 +15,23 @@ from tfdldl import example_schema as schema
 TILE = 112  # pixels per face in the sheet
 
 
-def read_faces(shard_paths: Sequence[str], count: int) -> list[tuple[np.ndarray, float]]:
-    """Up to ``count`` (aligned face uint8 RGB [S, S, 3], label) pairs, spread over the shards."""
+def read_faces(shard_paths: Sequence[str], count: int) -> list[tuple[np.ndarray, float, float]]:
+    """Up to ``count`` (aligned face uint8 RGB [S, S, 3], label, coverage 0..1 or -1 when
+    not recorded) triples, spread over the shards."""
     if count <= 0 or not shard_paths:
         return []
     per_shard = max(1, math.ceil(count / len(shard_paths)))
     features = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string),
-                schema.LABEL: tf.io.FixedLenFeature([], tf.float32)}
+                schema.LABEL: tf.io.FixedLenFeature([], tf.float32),
+                schema.COVERAGE: tf.io.FixedLenFeature([], tf.float32, default_value=-1.0)}
     faces = []
     for path in shard_paths:
         for record in tf.data.TFRecordDataset(path).take(per_shard):
             example = tf.io.parse_single_example(record, features)
             jpeg = np.frombuffer(example[schema.IMAGE].numpy(), np.uint8)
             rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            faces.append((rgb, float(example[schema.LABEL].numpy())))
+            faces.append((rgb, float(example[schema.LABEL].numpy()),
+                          float(example[schema.COVERAGE].numpy())))
             if len(faces) == count:
                 return faces
     return faces
@@ -47,9 +50,10 @@ def write_contact_sheet(shard_paths: Sequence[str], path: str, count: int = 64,
     columns = min(columns, len(faces))
     rows = math.ceil(len(faces) / columns)
     sheet = np.zeros((rows * TILE, columns * TILE, 3), np.uint8)
-    for i, (face, label) in enumerate(faces):
+    for i, (face, label, coverage) in enumerate(faces):
         tile = cv2.resize(face, (TILE, TILE), interpolation=cv2.INTER_AREA)
-        cv2.putText(tile, f"{label:g}", (3, TILE - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+        caption = f"{label:g}" + (f"  cov {100 * coverage:.0f}%" if coverage >= 0 else "")
+        cv2.putText(tile, caption, (3, TILE - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                     (255, 255, 0), 1, cv2.LINE_AA)
         row, column = divmod(i, columns)
         sheet[row * TILE:(row + 1) * TILE, column * TILE:(column + 1) * TILE] = tile

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from tfdldl import example_schema
-from tfdldl.face_align import FaceAligner
+from tfdldl.face_align import FaceAligner, Framing
 from tfdldl.image_io import ImageReadError, read_rgb
 from tfdldl.jsonio import write_json
 from tfdldl.label_space import LabelSpace
@@ -61,6 +61,7 @@ class Settings:
     Attributes:
       label_space: LabelSpace.to_dict() of the distributions' grid.
       output_size, min_face_size, thresholds, scale_factor, max_side: FaceAligner's.
+      framing: Framing.to_dict() of the aligned crops.
       on_no_face: "skip" or "center_crop".
       jpeg_quality: quality of the stored JPEGs.
     """
@@ -71,13 +72,14 @@ class Settings:
     thresholds: tuple
     scale_factor: float
     max_side: int
+    framing: dict
     on_no_face: str
     jpeg_quality: int
 
     def aligner(self) -> FaceAligner:
         """A FaceAligner with these settings."""
         return FaceAligner(self.output_size, self.min_face_size, self.thresholds,
-                           self.scale_factor, self.max_side)
+                           self.scale_factor, self.max_side, Framing.from_dict(self.framing))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +132,8 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
       aligner: a FaceAligner built from ``task.settings`` (reused across shards).
       on_progress: called after each chunk with (images done, images skipped) in it.
     Returns:
-      The sidecar dict: ``faces`` [source, label, confidence or None, method] per written
-      record, ``skips`` [path, reason, detail] per dropped item.
+      The sidecar dict: ``faces`` [source, label, confidence or None, method, coverage]
+      per written record, ``skips`` [path, reason, detail] per dropped item.
     """
     from data_prep.tfrecord_writer import FaceExample, write_shard
 
@@ -152,8 +154,10 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
             if found:
                 face = aligner.align(image, found[0].landmarks)
                 confidence, method = found[0].confidence, ALIGNED
+                coverage = aligner.coverage(image.shape, found[0].landmarks)
             elif settings.on_no_face == CENTER_CROP:
                 face, confidence, method = aligner.center_crop(image), None, CENTER_CROP
+                coverage = 1.0
             else:
                 skips.append([item.path, "no_face",
                               "MTCNN found no face; lower alignment.min_face_size or, for a "
@@ -164,8 +168,8 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
                 label=item.label, sigma=item.sigma,
                 distribution=space.gaussian(np.float32(item.label), item.sigma),
                 subject=item.subject, gender=item.gender, source=item.source,
-                group=item.group))
-            faces.append([item.source, item.label, confidence, method])
+                group=item.group, coverage=coverage))
+            faces.append([item.source, item.label, confidence, method, round(coverage, 4)])
         on_progress(len(chunk), len(chunk) - len(readable) + len(skips) - skipped_before)
     written = write_shard(os.path.join(out_dir, task.name), examples)
     sidecar = {"fingerprint": task.fingerprint(), "split": task.split, "shard": task.name,

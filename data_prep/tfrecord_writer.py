@@ -26,6 +26,7 @@ class FaceExample:
       gender: 0, 1 or -1.
       group: the dataset's group code (UTKFace: race 0..4), -1 unknown.
       source: original image path relative to the dataset root.
+      coverage: share of the aligned crop inside the source image, 0..1.
     """
 
     jpeg: bytes
@@ -37,6 +38,7 @@ class FaceExample:
     gender: int = -1
     source: str = ""
     group: int = -1
+    coverage: float = 1.0
 
 
 def serialize(example: FaceExample) -> bytes:
@@ -61,6 +63,7 @@ def serialize(example: FaceExample) -> bytes:
         schema.GENDER: _int(example.gender),
         schema.GROUP: _int(example.group),
         schema.SOURCE: _bytes(example.source.encode("utf-8")),
+        schema.COVERAGE: _floats([example.coverage]),
         schema.VERSION: _int(schema.SCHEMA_VERSION),
     }
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()

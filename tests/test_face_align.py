@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tfdldl.face_align import (Detection, FaceAligner, _rank, pyramid_scales,
-                               similarity_transform, template)
+from tfdldl.face_align import (DEFAULT_FRAMING, LEGACY_FRAMING, Detection, FaceAligner,
+                               Framing, _rank, pyramid_scales, similarity_transform,
+                               template)
 from tfdldl.image_io import read_rgb
 
 # Four real faces of different ages, genders and ethnicities.
@@ -29,14 +30,61 @@ def faces(utkface_dir):
     return [read_rgb(os.path.join(utkface_dir, name)) for name in FACES]
 
 
-def test_template_keeps_the_face_inside_with_margin():
-    points = template(224)
+def test_legacy_template_keeps_the_face_inside_with_margin():
+    points = template(224, LEGACY_FRAMING)
     assert points.shape == (5, 2) and points.dtype == np.float32
     assert points[0, 0] < points[1, 0] and points[3, 0] < points[4, 0]  # left before right
     eye_to_mouth = points[3:, 1].mean() - points[:2, 1].mean()
     assert points[:2, 1].mean() >= 1.2 * eye_to_mouth  # room for forehead and hairline
     assert 224 - points[3:, 1].mean() >= 0.6 * eye_to_mouth  # room for the chin
-    np.testing.assert_allclose(template(112) * 2, points, rtol=1e-6)
+    np.testing.assert_allclose(template(112, LEGACY_FRAMING) * 2, points, rtol=1e-6)
+
+
+def test_framing_scales_and_moves_the_template():
+    base = template(200, Framing(1.0, 0.0))
+    zoomed = template(200, Framing(1.25, 0.0))
+    eye_distance = lambda points: points[1, 0] - points[0, 0]  # noqa: E731
+    assert eye_distance(zoomed) == pytest.approx(1.25 * eye_distance(base), rel=1e-5)
+    np.testing.assert_allclose((zoomed + base) / 2 - 100, 1.125 * (base - 100), atol=1e-3)
+    raised = template(200, Framing(1.0, -0.1))
+    np.testing.assert_allclose(raised - base, [[0.0, -20.0]] * 5, atol=1e-4)
+    assert Framing.from_dict(DEFAULT_FRAMING.to_dict()) == DEFAULT_FRAMING
+    assert Framing.from_dict(None) == LEGACY_FRAMING  # recorded before framings were
+    for bad in (dict(scale=0.0), dict(offset_y=0.9), dict(border="zero")):
+        with pytest.raises(ValueError, match="framing"):
+            Framing(**bad)
+
+
+def test_coverage_is_the_share_of_the_crop_inside_the_photo():
+    aligner = FaceAligner(output_size=100, framing=Framing(1.0, 0.0))
+    landmarks = template(100, Framing(1.0, 0.0))  # the photo is the crop itself
+    assert aligner.coverage((100, 100), landmarks) == pytest.approx(1.0)
+    assert aligner.coverage((100, 50), landmarks) == pytest.approx(0.5, abs=1e-4)
+    assert aligner.coverage((300, 300), landmarks + 100) == pytest.approx(1.0)
+    # A photo turned 45 degrees about the crop centre: compare with a warped pixel mask.
+    angle = np.pi / 4
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    mask = np.ones((100, 100), np.uint8)
+    rotated = (landmarks - 50) @ rotation.T + 50
+    matrix = similarity_transform(rotated, landmarks)
+    expected = cv2.warpAffine(mask, matrix, (100, 100), flags=cv2.INTER_NEAREST).mean()
+    assert aligner.coverage((100, 100), rotated) == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize("border", ["reflect", "replicate"])
+def test_border_fill_is_not_black(faces, border):
+    """A crop wider than its photo is filled from the photo's own pixels, not black."""
+    aligner = FaceAligner(output_size=128, min_face_size=40, framing=Framing(0.8, 0.0, border))
+    found = aligner.detect_and_align(faces[1])[0]
+    assert found.coverage < 0.6  # this wide framing leaves the 200 px chip
+    assert (found.image.max(axis=2) <= 3).mean() < 0.01
+    black = FaceAligner(output_size=128, min_face_size=40, framing=LEGACY_FRAMING)
+    assert (black.detect_and_align(faces[1])[0].image.max(axis=2) <= 3).mean() > 0.2
+
+
+def test_default_framing_is_covered_by_utkface_chips(aligner, faces):
+    coverages = [found[0].coverage for found in aligner.detect_and_align_batch(faces)]
+    assert np.mean(coverages) >= 0.95, coverages
 
 
 def test_similarity_transform_recovers_a_known_transform():

@@ -50,11 +50,13 @@ def test_eval_stream_gives_file_order_images_and_all_targets(manifest):
     np.testing.assert_allclose(images[0], expected, atol=1e-4)
 
 
-def test_training_stream_is_a_pure_function_of_seed_epoch_and_step(manifest):
+@pytest.mark.parametrize("in_memory", [False, True], ids=["streamed", "in_memory"])
+def test_training_stream_is_a_pure_function_of_seed_epoch_and_step(manifest, in_memory):
     def stream(**kwargs):
         dataset = input_pipeline.make_dataset(
             manifest, "train", 8, ["value"], training=True, augment_cfg=AugmentConfig(),
-            image_size=32, seed=3, deterministic=True, steps_per_epoch=5, **kwargs)
+            image_size=32, seed=3, deterministic=True, steps_per_epoch=5,
+            in_memory=in_memory, **kwargs)
         return list(dataset.as_numpy_iterator())
 
     full = stream(epochs=3)
@@ -74,6 +76,21 @@ def test_training_stream_is_a_pure_function_of_seed_epoch_and_step(manifest):
     first = np.concatenate([full[i][1]["value"] for i in range(5)])
     second = np.concatenate([full[5 + i][1]["value"] for i in range(5)])
     assert not np.array_equal(first, second)
+
+
+def test_in_memory_faces_are_the_stored_faces(manifest):
+    """Without augmentation, an in-memory batch holds the stored faces (decoded once,
+    rounded to uint8) with their own targets."""
+    batch_images, batch_targets = next(iter(input_pipeline.make_dataset(
+        manifest, "train", 40, ["value", "distribution"], training=True, augment_cfg=None,
+        image_size=40, steps_per_epoch=1, in_memory=True)))
+    labels, distributions, decoded = _stored(manifest, "train")
+    stored = np.stack([image.numpy() for image in decoded]).astype(np.float32)
+    order = [int(np.flatnonzero((stored == image).all(axis=(1, 2, 3)))[0])
+             for image in batch_images.numpy()]
+    assert sorted(order) == list(range(40))  # each stored face once
+    np.testing.assert_array_equal(batch_targets["value"].numpy(), labels[order])
+    np.testing.assert_array_equal(batch_targets["distribution"].numpy(), distributions[order])
 
 
 def test_flip_only_augmentation_mirrors_exactly_about_half(manifest):

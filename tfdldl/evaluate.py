@@ -220,7 +220,10 @@ def evaluate(model_path: str, data_dir: str, split: str = "test", out_dir: str |
     manifest = read_manifest(data_dir)
     predictor = load_predictor(model_path)
     manifest.require_label_space(predictor.label_space, what=f"the model {model_path}")
-    predictions = collect_predictions(predictor, manifest, split, batch_size, flip)
+    manifest.require_framing(predictor.framing, what=f"the model {model_path}")
+    predictions = collect_predictions(predictor, manifest, split, batch_size, flip, progress)
+    fitted = (calibrate(predictor, predictions, manifest.root, split, flip)
+              if calibrate_model else None)
     per_sample = manifest.sigma.get("policy") == "per_sample"
     results = {
         "model": os.path.abspath(model_path), "data": manifest.root, "split": split,

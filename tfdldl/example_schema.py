@@ -15,6 +15,8 @@ this module imports TensorFlow.
 | group          | int64          | dataset-defined group code (UTKFace: race 0..4), -1  |
 |                |                | unknown; names in the manifest's "group" section     |
 | source         | bytes          | the original image path, relative to the data root   |
+| coverage       | float          | share of the aligned crop inside the source, 0..1    |
+|                |                | (-1: written before coverage was recorded)           |
 | schema_version | int64          | SCHEMA_VERSION at write time                         |
 """
 
@@ -29,11 +31,12 @@ SUBJECT = "subject"
 GENDER = "gender"
 GROUP = "group"
 SOURCE = "source"
+COVERAGE = "coverage"
 VERSION = "schema_version"
 
 BYTES_FEATURES = (IMAGE, SUBJECT, SOURCE)
 INT_FEATURES = (IMAGE_SIZE, GENDER, GROUP, VERSION)
-FLOAT_FEATURES = (LABEL, SIGMA)  # scalars; DISTRIBUTION is float[K]
+FLOAT_FEATURES = (LABEL, SIGMA, COVERAGE)  # scalars; DISTRIBUTION is float[K]
 
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "val", "test")

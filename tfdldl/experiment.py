@@ -23,7 +23,10 @@ class DataConfig:
     """Where the TFRecords are (a folder written by data_prep.build, with manifest.json).
 
     The label space is not configured here: it is read from the manifest, and the model is
-    built on it.
+    built on it. ``in_memory``: decode every training face once, at the model's input
+    size, and hold them in memory as uint8 (N x S x S x 3 bytes: 16k faces at 80 px are
+    0.3 GB); each step then only gathers and augments a batch, with no JPEG decoding. The
+    stream stays a pure function of (seed, epoch, step), so resuming is step-exact.
     """
 
     tfrecords: str = "data/utkface"
@@ -31,6 +34,7 @@ class DataConfig:
     val_split: str = "val"
     test_split: str = "test"
     shuffle_buffer: int = 4096
+    in_memory: bool = False
 
 
 @dataclasses.dataclass
@@ -95,8 +99,23 @@ class AugmentConfig:
     """The paper's training augmentation; each part can be switched off.
 
     rescale: the face is resized to side s = U(rescale_min, rescale_max) x input size (the
-    paper's 112..224 at 224 px) and a random input-size window is cropped around it (zero
-    padding where the window leaves the image).
+    paper's 112..224 at 224 px) and a random input-size window is cropped around it.
+    fill_mode: what fills the window where it leaves the image: "reflect" (the image
+    mirrored at its edge, like data_prep's border) or "constant" (black).
+
+    Real-photo degradations (off by default; users' photos are scanned prints, blurred,
+    small, over-compressed, noisy, tinted and framed a little differently from UTKFace's
+    clean chips):
+      translate: framing jitter, a random shift of up to this fraction of the side in x
+        and y (on top of the crop offset), as imprecise landmarks would move the face.
+      blur_probability: share of images blended with a Gaussian-blurred copy (σ = 1.2 px,
+        blend weight U(0, 1)): out-of-focus and soft photos.
+      downscale_probability, downscale_min: share of images shrunk to a side of
+        U(downscale_min, 1) x S and scaled back up (one factor per batch): small faces.
+      jpeg_probability, jpeg_quality_min, jpeg_quality_max: share of images re-encoded as
+        JPEG with quality U(min, max): over-compressed photos.
+      noise_std: Gaussian pixel noise with a per-image std U(0, noise_std), 0..255 units.
+      color_cast: per-channel gains U(1 - c, 1 + c) per image: tinted and faded prints.
     """
 
     enabled: bool = True
@@ -107,6 +126,16 @@ class AugmentConfig:
     rescale_max: float = 1.0
     rotation_degrees: float = 15.0
     color_jitter: float = 0.4
+    fill_mode: Literal["reflect", "constant"] = "reflect"
+    translate: float = 0.0
+    blur_probability: float = 0.0
+    downscale_probability: float = 0.0
+    downscale_min: float = 0.35
+    jpeg_probability: float = 0.0
+    jpeg_quality_min: int = 30
+    jpeg_quality_max: int = 95
+    noise_std: float = 0.0
+    color_cast: float = 0.0
 
 
 @dataclasses.dataclass
@@ -201,6 +230,20 @@ def validate(experiment: Experiment, source: str) -> None:
         ("augment.rotation_degrees", 0.0 <= experiment.augment.rotation_degrees < 180.0,
          "must lie in [0, 180)"),
         ("augment.color_jitter", 0.0 <= experiment.augment.color_jitter < 1.0,
+         "must lie in [0, 1)"),
+        ("augment.translate", 0.0 <= experiment.augment.translate <= 0.25,
+         "must lie in [0, 0.25]"),
+        *[(f"augment.{name}", 0.0 <= getattr(experiment.augment, name) <= 1.0,
+           "must lie in [0, 1]")
+          for name in ("blur_probability", "downscale_probability", "jpeg_probability")],
+        ("augment.downscale_min", 0.05 <= experiment.augment.downscale_min <= 1.0,
+         "must lie in [0.05, 1]"),
+        ("augment.jpeg_quality_min",
+         1 <= experiment.augment.jpeg_quality_min <= experiment.augment.jpeg_quality_max <= 100,
+         "must satisfy 1 <= jpeg_quality_min <= jpeg_quality_max <= 100"),
+        ("augment.noise_std", 0.0 <= experiment.augment.noise_std <= 64.0,
+         "must lie in [0, 64] (0..255 pixel units)"),
+        ("augment.color_cast", 0.0 <= experiment.augment.color_cast < 1.0,
          "must lie in [0, 1)"),
         ("data.shuffle_buffer", experiment.data.shuffle_buffer >= 1, "must be >= 1"),
         ("export.version", experiment.export.version >= 1, "must be >= 1"),

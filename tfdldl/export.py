@@ -305,11 +305,15 @@ def _versions(model_dir: str) -> list[int]:
                   and os.path.isfile(os.path.join(model_dir, entry, "saved_model.pb")))
 
 
-def save_keras(model, path: str | os.PathLike) -> str:
+def save_keras(model, path: str | os.PathLike, training_faces: dict | None = None) -> str:
     """Save ``model`` as a ``.keras`` file for fine-tuning, atomically, and check it loads.
 
     The file is written under a temporary name, loaded back (custom tfdldl layers
-    included) and compared weight by weight before it is renamed to ``path``.
+    included) and compared weight by weight before it is renamed to ``path`` (mode 0644;
+    never through a symbolic link).
+    ``training_faces`` (Manifest.face_alignment(): face size and framing) is written
+    beside it (tfdldl.inference.training_faces_path), so that predict aligns photos for
+    the .keras model as it does for the SavedModel.
 
     Returns:
       ``path``.
@@ -335,11 +339,10 @@ def save_keras(model, path: str | os.PathLike) -> str:
                                             for a, b in zip(saved, loaded)):
             raise ValueError(f"{path}: the reloaded .keras model's weights differ from the "
                              "model's; the model has a layer that does not serialise")
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
+    if training_faces is not None:
+        from tfdldl.inference import training_faces_path
+
+        write_json(training_faces_path(path), training_faces)
     return path
 
 

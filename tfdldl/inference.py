@@ -16,12 +16,15 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from tfdldl.face_align import Framing
 from tfdldl.label_space import LabelSpace
 
 
 # Key of the exported config that records how the training faces were made
 # (tfdldl.manifest.Manifest.face_alignment).
 TRAINING_FACES_KEY = "training_faces"
+# A .keras file's record of its training faces lies beside it under this suffix.
+TRAINING_FACES_SUFFIX = ".training_faces.json"
 
 
 class ModelLoadError(ValueError):
@@ -38,6 +41,9 @@ class Predictor(Protocol):
         TFRecords' image_size; the model resized them to input_size). Align new photos at
         this size so inference sees the faces training saw. Equals input_size when the
         model does not record it (a bare .keras file).
+      framing: the alignment framing of the training faces (tfdldl.face_align.Framing);
+        photos must be aligned with it. None when the model does not record it (a .keras
+        file without its training-faces file, a .tflite file).
       source: the path it was loaded from.
     """
 
@@ -46,6 +52,7 @@ class Predictor(Protocol):
     face_size: int
     source: str
 
+    framing: Framing | None
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """float32 [N, H, W, 3] RGB 0..255 -> {"value": [N], "stddev": [N], "distribution": [N, K]}."""
 
@@ -159,6 +166,58 @@ def _version_folder(path: str) -> str:
 def resize_square(images: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of float [N, H, W, 3] to float32 [N, size, size, 3] (no-op when equal)."""
     images = np.asarray(images, np.float32)
+def aligner_for(predictor: Predictor, **options):
+    """A FaceAligner that frames photos as ``predictor``'s training faces were framed.
+
+    Args:
+      predictor: a loaded model (its face_size and framing are used).
+      **options: further FaceAligner arguments (min_face_size, max_side, ...).
+    Returns:
+      tfdldl.face_align.FaceAligner. A model that records no framing is aligned with
+      :data:`tfdldl.face_align.DEFAULT_FRAMING`, with a warning on stderr.
+    """
+    import sys
+
+    from tfdldl.face_align import DEFAULT_FRAMING, FaceAligner
+
+    framing = predictor.framing
+    if framing is None:
+        framing = DEFAULT_FRAMING
+        print(f"warning: {predictor.source} records no alignment framing; aligning photos "
+              f"with the default ({framing.describe()}). Models exported by tfdldl.train "
+              "(SavedModel, or .keras with its .training_faces.json) record it.",
+              file=sys.stderr)
+    return FaceAligner(output_size=predictor.face_size, framing=framing, **options)
+
+
+def training_faces_path(keras_path: str | os.PathLike) -> str:
+    """Where the training-faces record of a ``.keras`` file lies (beside it)."""
+    return os.path.splitext(os.fspath(keras_path))[0] + TRAINING_FACES_SUFFIX
+
+
+def read_training_faces(keras_path: str | os.PathLike) -> dict:
+    """The ``{"image_size", "framing", ...}`` record written beside a ``.keras`` file by
+    tfdldl.train ({} when there is none or it is unreadable)."""
+    import json
+
+    try:
+        with open(training_faces_path(keras_path), encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _stored_temperature(path: str) -> float:
+    """A SavedModel's calibration temperature, or a ModelLoadError saying how to fix it."""
+    from tfdldl import calibration
+
+    try:
+        return calibration.read_temperature(path)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
+
+
     if images.shape[1:3] == (size, size):
         return images
     import keras
@@ -195,6 +254,8 @@ class SavedModelPredictor:
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; runs the ``predict_images`` signature."""
         return _to_numpy(self._serving.predict_images(np.asarray(images, np.float32)))
+        # Exports from before the framing was recorded were all trained on the legacy one.
+        self.framing = Framing.from_dict(training_faces.get("framing"))
 
     def predict_encoded(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; runs the ``serving_default`` signature."""
@@ -217,7 +278,10 @@ class KerasPredictor:
                                  f"({type(error).__name__}: {error})") from None
         self.source = path
         self.input_size = int(self.model.input_shape[1])
-        self.face_size = self.input_size
+        training_faces = read_training_faces(path)
+        self.face_size = int(training_faces.get("image_size", self.input_size))
+        self.framing = (Framing.from_dict(training_faces["framing"])
+                        if "framing" in training_faces else None)
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; resizes to the model's input size when needed (bilinear)."""

@@ -63,7 +63,8 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
                  steps_per_epoch: Optional[int] = None, shuffle_buffer: int = 4096,
                  first_epoch: int = 0,
                  epochs: int = 1, skip_batches: int = 0,
-                 shard: Optional[tuple[int, int]] = None) -> tf.data.Dataset:
+                 shard: Optional[tuple[int, int]] = None,
+                 in_memory: bool = False) -> tf.data.Dataset:
     """The dataset of ``split``: (images float32 [N, S, S, 3] 0..255, targets dict).
 
     Args:
@@ -83,6 +84,8 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
       first_epoch, epochs: the training stream covers epochs [first_epoch, epochs).
       skip_batches: batches of ``first_epoch`` already done (resuming mid-epoch).
       shard: (count, index): keep every count-th record from index on (one worker's part).
+      in_memory: training only: decode the split once into memory and gather batches
+        from there (tfdldl.experiment.DataConfig.in_memory).
     Raises:
       ManifestError: missing/empty split, other label space, too few records, unknown output.
     """
@@ -112,10 +115,37 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
     steps = steps_per_epoch or _passes(manifest, split, batch_size, shard)
     if skip_batches >= steps:
         raise ValueError(f"skip_batches {skip_batches} must be < steps_per_epoch {steps}")
+    if in_memory:
+        batches = _in_memory_batches(manifest, split, batch_size, decode, seed, steps, shard)
+    else:
+        batches = _streamed_batches(files, batch_size, seed, steps, shuffle_buffer,
+                                    options.deterministic, shard, decode)
+
+    def augmented(index, batch):
+        images, targets = batch
+        if augment_cfg is not None:
+            images = augment.augment_batch(
+                images, tf.stack([tf.constant(seed, tf.int64), index]), augment_cfg)
+        return images, targets
+
+    dataset = (tf.data.Dataset.range(first_epoch, epochs)
+               .flat_map(batches)
+               .enumerate(start=first_epoch * steps)
+               .skip(skip_batches)
+               .map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
+               .apply(tf.data.experimental.assert_cardinality(
+                   (epochs - first_epoch) * steps - skip_batches)))
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _streamed_batches(files, batch_size: int, seed: int, steps: int, shuffle_buffer: int,
+                      deterministic: bool, shard: Optional[tuple[int, int]], decode):
+    """epoch (int64 scalar) -> dataset of the epoch's ``steps`` decoded batches, read from
+    the shards (shuffled shard order, shuffled blocks of records)."""
 
     def one_pass(pass_seed):
         order = tf.random.experimental.stateless_shuffle(tf.constant(files), pass_seed)
-        blocks = _records(order, options.deterministic, shard).batch(shuffle_buffer)
+        blocks = _records(order, deterministic, shard).batch(shuffle_buffer)
         return blocks.enumerate().map(
             lambda i, block: tf.random.experimental.stateless_shuffle(
                 block, tf.random.experimental.stateless_fold_in(pass_seed, i))).unbatch()
@@ -125,23 +155,45 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
         passes = tf.data.Dataset.range(PASSES_LIMIT).map(
             lambda n: tf.random.experimental.stateless_fold_in(epoch_seed, n))
         return (passes.flat_map(one_pass)
-                .batch(batch_size, drop_remainder=True).take(steps))
+                .batch(batch_size, drop_remainder=True).take(steps)
+                .map(decode, num_parallel_calls=tf.data.AUTOTUNE))
 
-    def augmented(index, serialized):
-        images, targets = decode(serialized)
-        if augment_cfg is not None:
-            images = augment.augment_batch(
-                images, tf.stack([tf.constant(seed, tf.int64), index]), augment_cfg)
-        return images, targets
+    return epoch_batches
 
-    dataset = (tf.data.Dataset.range(first_epoch, epochs)
-               .flat_map(epoch_batches)
-               .enumerate(start=first_epoch * steps)
-               .skip(skip_batches)
-               .map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
-               .apply(tf.data.experimental.assert_cardinality(
-                   (epochs - first_epoch) * steps - skip_batches)))
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+def _in_memory_batches(manifest: Manifest, split: str, batch_size: int, decode, seed: int,
+                       steps: int, shard: Optional[tuple[int, int]]):
+    """epoch -> dataset of the epoch's ``steps`` batches gathered from every face of
+    ``split`` decoded once (uint8, at the input size) and held in memory; each pass over
+    the faces is a stateless shuffle of their indexes."""
+    records = tf.data.TFRecordDataset(manifest.shards(split))
+    if shard is not None:
+        records = records.shard(*shard)
+    image_parts, target_parts = [], []
+    for images, targets in records.batch(1024).map(decode, num_parallel_calls=tf.data.AUTOTUNE):
+        image_parts.append(tf.cast(tf.round(images), tf.uint8))
+        target_parts.append(targets)
+    with tf.init_scope():  # plain variables, also when called under a distribution strategy
+        images = tf.Variable(tf.concat(image_parts, 0), trainable=False, name="faces")
+        targets = {key: tf.Variable(tf.concat([part[key] for part in target_parts], 0),
+                                    trainable=False, name=key.replace("/", "_"))
+                   for key in target_parts[0]}
+    count = int(images.shape[0])
+
+    def gather(indexes):
+        return (tf.cast(tf.gather(images, indexes), tf.float32),
+                {key: tf.gather(value, indexes) for key, value in targets.items()})
+
+    def epoch_batches(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        passes = tf.data.Dataset.range(PASSES_LIMIT).map(
+            lambda n: tf.random.experimental.stateless_shuffle(
+                tf.range(count, dtype=tf.int64),
+                tf.random.experimental.stateless_fold_in(epoch_seed, n)))
+        return (passes.unbatch().batch(batch_size, drop_remainder=True).take(steps)
+                .map(gather, num_parallel_calls=tf.data.AUTOTUNE))
+
+    return epoch_batches
 
 
 def _passes(manifest: Manifest, split: str, batch_size: int,

@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 from tfdldl import example_schema
+from tfdldl.face_align import Framing
 from tfdldl.jsonio import write_json
 from tfdldl.label_space import LabelSpace
 
@@ -67,13 +68,33 @@ class Manifest:
         return self.splits[split]
 
     def face_alignment(self) -> dict[str, Any]:
-        """How the stored faces were made: ``{"image_size": S, "alignment": {...}}``.
+        """How the stored faces were made: ``{"image_size": S, "framing": {...},
+        "alignment": {...}}``.
 
-        Exported with a model so that ``tfdldl.predict`` aligns photos at the size the
-        model was trained from (the model then resizes to its input size, as training did).
+        Exported with a model so that ``tfdldl.predict`` aligns photos at the size and
+        with the framing the model was trained from (the model then resizes to its input
+        size, as training did).
         """
         alignment = self.raw.get("config", {}).get("alignment", {})
-        return {"image_size": self.image_size, "alignment": dict(alignment)}
+        return {"image_size": self.image_size, "framing": self.framing.to_dict(),
+                "alignment": dict(alignment)}
+
+    @property
+    def framing(self) -> Framing:
+        """The framing of the stored faces; data built before framings were recorded
+        used :data:`tfdldl.face_align.LEGACY_FRAMING`."""
+        return Framing.from_dict(self.raw.get("alignment", {}).get("framing"))
+
+    def require_framing(self, expected: Framing | None, what: str = "the model") -> None:
+        """Raise ManifestError unless the data's faces were framed as ``expected``
+        (None: the model records no framing, nothing to check)."""
+        if expected is not None and self.framing != expected:
+            raise ManifestError(
+                f"{self.root} holds faces aligned with framing {self.framing.describe()} but "
+                f"{what} was trained with framing {expected.describe()}; its answers on "
+                "these faces would be off. Rebuild the data with the model's framing "
+                "(alignment.template_scale / template_offset_y / border in the data config) "
+                "or evaluate a model trained on this data")
 
     def group_names(self) -> tuple[str, list[str]]:
         """(what the records' group codes are, name of each code), e.g. ("race", ["White", ...]).

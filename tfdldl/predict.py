@@ -356,8 +356,8 @@ def main(argv) -> int:
     """absl entry point; exit 0 when some input was processed, 1 when none, 2 on bad flags/model."""
     from absl import flags
 
-    from tfdldl.face_align import FaceAligner
-    from tfdldl.inference import ModelLoadError, load_predictor
+    from tfdldl.api import resolve_model
+    from tfdldl.inference import ModelLoadError, aligner_for, load_predictor
 
     values = flags.FLAGS
     paths = argv[1:]
@@ -373,8 +373,11 @@ def main(argv) -> int:
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    aligner = FaceAligner(output_size=predictor.face_size,
-                          min_face_size=values.min_face_size)
+    print(describe_model(predictor), file=sys.stderr)
+    aligner = aligner_for(predictor, min_face_size=values.min_face_size,
+                          max_side=values.max_side)
+    inputs = expand_inputs(paths, videos=values.video_stride > 0)
+    root = common_root([item for item in inputs if isinstance(item, str)])
     stream = open(values.output, "w", encoding="utf-8", newline="") if values.output else sys.stdout
     counts = {STATUS_FACE: 0, STATUS_NO_FACE: 0, STATUS_ERROR: 0}
     try:

@@ -326,6 +326,8 @@ class TFLitePredictor:
         self._scale, self._zero_point = detail["quantization"]
         self.input_size = int(detail["shape"][1])
         self.face_size = self.input_size  # a .tflite file records no training-face size
+        self.framing = None  # nor its framing
+        self.temperature = 1.0  # nor a calibration (tfdldl.calibration)
         self.label_space = label_space
         self.source = source
 

@@ -281,6 +281,7 @@ class FaceRecord:
       subject, source: strings ("" when absent).
       gender: 0, 1 or -1.
       group: the dataset's group code (names in the manifest), -1 unknown or absent.
+      coverage: share of the aligned crop inside the source photo, -1 when not recorded.
       schema_version: the writer's SCHEMA_VERSION.
     """
 
@@ -294,6 +295,7 @@ class FaceRecord:
     source: str
     schema_version: int
     group: int = -1
+    coverage: float = -1.0
 
 
 def _value(features: dict, key: str, kind: str, default=None, scalar: bool = True):
@@ -336,6 +338,7 @@ def decode_face(data: bytes) -> FaceRecord:
         source=_value(features, schema.SOURCE, "bytes", default=b"").decode("utf-8"),
         schema_version=int(_value(features, schema.VERSION, "int", default=0)),
         group=int(_value(features, schema.GROUP, "int", default=-1)),
+        coverage=float(_value(features, schema.COVERAGE, "float", default=-1.0)),
     )
 
 

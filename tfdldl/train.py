@@ -195,7 +195,8 @@ def _datasets(experiment: Experiment, manifest: Manifest, plan: Plan, model,
         manifest, experiment.data.train_split, batch_size, training=True,
         augment_cfg=experiment.augment, steps_per_epoch=plan.steps_per_epoch,
         shuffle_buffer=experiment.data.shuffle_buffer,
-        first_epoch=first_epoch, epochs=epochs, skip_batches=skip, shard=shard, **common)
+        first_epoch=first_epoch, epochs=epochs, skip_batches=skip, shard=shard,
+        in_memory=experiment.data.in_memory, **common)
     val = None
     if experiment.data.val_split:
         val = input_pipeline.make_dataset(manifest, experiment.data.val_split,
@@ -383,10 +384,11 @@ def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan) -> di
     if os.path.exists(best_path):
         model.load_weights(best_path)
         chosen = "best validation MAE"
-    keras_path = export.save_keras(model, os.path.join(run_dir, KERAS_MODEL))
+    config = {**to_dict(experiment), TRAINING_FACES_KEY: manifest.face_alignment()}
+    keras_path = export.save_keras(model, os.path.join(run_dir, KERAS_MODEL),
+                                   config[TRAINING_FACES_KEY])
     evaluated = keras_path
     saved_model = None
-    config = {**to_dict(experiment), TRAINING_FACES_KEY: manifest.face_alignment()}
     if experiment.export.enabled:
         saved_model = export.export_saved_model(
             model, experiment.export.saved_models_dir, experiment.export_name,
