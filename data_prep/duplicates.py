@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from data_prep.adapters.base import Record
+from tfdldl.image_io import ImageReadError, check_size
 
 HASH_BITS = 256
 _HASH_W, _HASH_H = 16, 16  # gradient grid: (W + 1) x H thumbnail -> W x H bits
@@ -87,8 +88,13 @@ def read_thumbnails(path: str) -> tuple[str, Optional[tuple[np.ndarray, np.ndarr
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return "", None
-    sha = hashlib.sha256(data.tobytes()).hexdigest()
-    gray = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_2) if data.size else None
+    content = data.tobytes()
+    sha = hashlib.sha256(content).hexdigest()
+    try:
+        check_size(content, path)  # a decompression bomb is refused before it is decoded
+        gray = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_2)
+    except (ImageReadError, cv2.error):
+        return sha, None
     if gray is None:
         return sha, None
     hash_thumb = cv2.resize(gray, (_HASH_W + 1, _HASH_H), interpolation=cv2.INTER_AREA)

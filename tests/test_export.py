@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdldl import export, models
+from tfdldl import export, image_io, models
 from tfdldl.label_space import AGE, LabelSpace
 
 SIZE = 32
@@ -39,9 +39,8 @@ def encode(image: np.ndarray, extension: str = ".jpg") -> bytes:
 
 
 def decode_like_the_graph(data: bytes) -> np.ndarray:
-    """float32 [H, W, 3] 0..255 decoded with the same TF decoder the signature uses."""
-    return tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False),
-                   tf.float32).numpy()
+    """float32 [H, W, 3] 0..255 decoded as the signature decodes (tfdldl.image_io's rules)."""
+    return image_io.decode_rgb(data).astype(np.float32)
 
 
 def keras_outputs(model, images: np.ndarray) -> dict:

@@ -49,7 +49,7 @@ def test_predict_request_round_trips_encoded_images_exactly(served):
     wire = predict_pb2.PredictRequest.FromString(request.SerializeToString())
     outputs = serving.response_outputs(serving.run_request(served.signatures, wire))
     expected = served(encoded)
-    assert sorted(outputs) == ["distribution", "stddev", "value"]
+    assert sorted(outputs) == ["distribution", "error", "stddev", "value"]
     for key, value in expected.items():
         np.testing.assert_array_equal(outputs[key], value)
 
@@ -100,8 +100,10 @@ def test_rest_body_is_json_with_b64_instances(served):
     decoded = [base64.b64decode(item["b64"]) for item in body["instances"]]
     predictions = served(decoded)
     # TF Serving's row-format answer: one {output: value} object per instance.
-    rows = [{key: predictions[key][i].tolist() for key in predictions} for i in range(3)]
+    rows = [{key: (predictions[key][i].decode() if key == "error"
+                   else predictions[key][i].tolist()) for key in predictions} for i in range(3)]
     parsed = serving.parse_rest_response(json.dumps({"predictions": rows}))
+    assert parsed["error"].tolist() == ["", "", ""]
     np.testing.assert_allclose(parsed["distribution"], predictions["distribution"], rtol=1e-6)
     assert serving.rest_url("tiny", version=2) == \
         "http://localhost:8501/v1/models/tiny/versions/2:predict"

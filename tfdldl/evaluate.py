@@ -58,19 +58,20 @@ class SplitPredictions:
 
 
 def decode_jpegs(encoded: list[bytes]) -> np.ndarray:
-    """Aligned-face JPEGs -> float32 [N, S, S, 3] RGB 0..255, decoded as training decodes them."""
-    import tensorflow as tf
+    """Aligned-face JPEGs -> float32 [N, S, S, 3] RGB 0..255, decoded as training, predict and
+    serving decode them (tfdldl.image_io's rules; tests/test_decoder_parity.py)."""
+    from tfdldl.image_io import decode_rgb
 
-    return np.stack([tf.io.decode_jpeg(data, channels=3).numpy() for data in encoded]
-                    ).astype(np.float32)
+    return np.stack([decode_rgb(data, f"record {i}", jpeg_warnings=False)
+                     for i, data in enumerate(encoded)]).astype(np.float32)
 
 
 def read_split(manifest: Manifest, split: str, batch_size: int) -> Iterator[dict[str, Any]]:
     """Batches of one split in file order: {"encoded", "image", "label", "sigma"}.
 
     Records come from :func:`tfdldl.tfrecord_reader.read_split` (which checks CRCs and the
-    manifest's record count); images are decoded with ``tf.io.decode_jpeg`` like the
-    training input pipeline does, so evaluation sees the pixels training saw.
+    manifest's record count); images are decoded by :func:`decode_jpegs`, so evaluation
+    sees the pixels training saw.
 
     Args:
       manifest: the TFRecord folder.

@@ -5,8 +5,9 @@ same semantics:
 
 - each epoch e shuffles the split with the seed (seed, e); batches drop the remainder and
   the stream repeats within an epoch when ``steps_per_epoch`` asks for more than one pass;
-- each face is decoded (JPEG, 3 channels), resized to the input size S when the stored
-  size differs (bilinear, no antialiasing, like ``tf.image.resize``), then augmented:
+- each face is decoded (:func:`tfdldl.image_io.decode_rgb`), resized to the input size S
+  when the stored size differs (bilinear, no antialiasing, like ``tf.image.resize``), then
+  augmented:
   ONE affine resampling (bilinear, zero fill) composing the horizontal flip (p = 0.5), the
   rescale by s = U(rescale_min, rescale_max) about the centre, the rotation
   U(-r, +r) degrees and the random shift (crop) of :func:`tfdldl.augment.random_transforms`;
@@ -20,10 +21,9 @@ Differences, on purpose: the random numbers come from NumPy (``default_rng((seed
 for global batch g), not TensorFlow's stateless RNG, so the draws differ while their
 distributions are the same; the geometric resampling and the colour map work on uint8
 (each within 1 grey level of the float result), which quarters the bytes that travel
-to the accelerator (the model casts to float32 itself); and OpenCV
-decodes JPEG with libjpeg's accurate integer DCT (= ``tf.io.decode_jpeg(dct_method=
-"INTEGER_ACCURATE")``, bit for bit) where TensorFlow's default is INTEGER_FAST, about 1
-grey level apart on average (at most 5 on UTKFace photos).
+to the accelerator (the model casts to float32 itself). The decoded faces are the same
+bit for bit: both pipelines decode with libjpeg's accurate integer IDCT (OpenCV's, and
+``dct_method="INTEGER_ACCURATE"`` in :mod:`tfdldl.tf_image_io`).
 
 Work is spread over a pool of ``spawn``-ed worker processes (all cores by default). The
 encoded JPEGs sit once in shared memory; each worker decodes and augments a whole batch
@@ -44,6 +44,7 @@ from typing import Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
+from tfdldl import image_io
 from tfdldl.experiment import AugmentConfig
 from tfdldl.label_space import LabelSpace
 from tfdldl.tfrecord_reader import FaceArrays
@@ -63,7 +64,7 @@ class HostPipelineError(ValueError):
 
 
 def decode_image(jpeg: bytes, size: int, where: str = "record") -> np.ndarray:
-    """Decode an encoded face to RGB uint8 [size, size, 3].
+    """Decode an encoded face to RGB uint8 [size, size, 3] (tfdldl.image_io's rules).
 
     Resized with bilinear interpolation (no antialiasing, half-pixel centres, as
     ``tf.image.resize(method="bilinear")``) only when its side is not ``size``.
@@ -71,11 +72,10 @@ def decode_image(jpeg: bytes, size: int, where: str = "record") -> np.ndarray:
     Raises:
       HostPipelineError: the bytes are not a decodable image (``where`` names it).
     """
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise HostPipelineError(f"{where}: the stored image bytes ({len(jpeg)}) could not be "
-                                "decoded as JPEG/PNG; rebuild the data")
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    try:
+        image = image_io.decode_rgb(jpeg, where, jpeg_warnings=False)  # checked by data_prep
+    except image_io.ImageReadError as error:
+        raise HostPipelineError(f"{error}; rebuild the data") from None
     if image.shape[0] != size or image.shape[1] != size:
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
     return image

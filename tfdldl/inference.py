@@ -258,8 +258,19 @@ class SavedModelPredictor:
         self.framing = Framing.from_dict(training_faces.get("framing"))
 
     def predict_encoded(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
-        """See :class:`Predictor`; runs the ``serving_default`` signature."""
-        return _to_numpy(self._serving(list(encoded)))
+        """See :class:`Predictor`; runs the ``serving_default`` signature.
+
+        Raises:
+          tfdldl.image_io.ImageReadError: the graph refused an image ("image <i>: reason").
+        """
+        from tfdldl.export import ERROR_OUTPUT
+        from tfdldl.image_io import ImageReadError
+
+        outputs = _to_numpy(self._serving(list(encoded)))
+        for index, reason in enumerate(outputs.pop(ERROR_OUTPUT)):
+            if reason:
+                raise ImageReadError(f"image {index}", reason.decode("utf-8"))
+        return outputs
 
 
 class KerasPredictor:

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tfdldl import augment, example_schema
+from tfdldl import augment, example_schema, tf_image_io
 from tfdldl.experiment import AugmentConfig
 from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import Manifest, ManifestError
@@ -227,9 +227,10 @@ def _decoder(label_space: LabelSpace, outputs: Sequence[str], size: int):
     thresholds = tf.constant(label_space.grid[:-1] + 0.5 * label_space.step, tf.float32)
 
     def decode_one(encoded):
-        image = tf.io.decode_jpeg(encoded, channels=3)
-        image = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear")
-        return tf.ensure_shape(image, [size, size, 3])
+        # The stored faces are JPEGs written by data_prep: decoded by the one TF decoder
+        # (accurate IDCT, as tfdldl.image_io and the serving graph decode them).
+        return tf_image_io.resize(tf.io.decode_jpeg(
+            encoded, channels=3, dct_method=tf_image_io.JPEG_DCT_METHOD), size)
 
     def decode(serialized):
         parsed = tf.io.parse_example(serialized, features)

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tfdldl.export import INPUT_NAME, SERVING_DEFAULT, encoded_list
+from tfdldl.export import ERROR_OUTPUT, INPUT_NAME, SERVING_DEFAULT, encoded_list
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -50,6 +50,9 @@ def rest_url(model_name: str, host: str = "localhost", port: int = 8501,
 def parse_rest_response(text: str | bytes) -> dict[str, np.ndarray]:
     """TF Serving's REST answer (row format: one dict per instance) -> {output: array [N, ...]}.
 
+    Numeric outputs become float32 arrays; the ``error`` output (per-image reason, "" for
+    a decoded image) an array of str.
+
     Raises:
       ValueError: the answer is an error message from the server, or not a predict answer.
     """
@@ -61,7 +64,8 @@ def parse_rest_response(text: str | bytes) -> dict[str, np.ndarray]:
     rows = answer["predictions"]
     if not rows or not isinstance(rows[0], dict):  # a signature with a single output
         return {"output": np.asarray(rows, np.float32)}
-    return {key: np.asarray([row[key] for row in rows], np.float32) for key in rows[0]}
+    return {key: np.asarray([row[key] for row in rows],
+                            str if key == ERROR_OUTPUT else np.float32) for key in rows[0]}
 
 
 def predict_request(model_name: str, images: Sequence[bytes] | np.ndarray,

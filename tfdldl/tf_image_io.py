@@ -1,0 +1,370 @@
+"""The TensorFlow twin of :mod:`tfdldl.image_io`: encoded bytes -> uint8 RGB inside a graph.
+
+The serving signatures, the tf.data training pipeline and evaluation decode with
+:func:`decode_rgb` here; everything else uses :func:`tfdldl.image_io.decode_rgb`. Both
+follow the rules written in :mod:`tfdldl.image_io`'s docstring (formats, the
+:data:`~tfdldl.image_io.MAX_PIXELS` limit read from the header before decoding, the
+accurate IDCT, EXIF orientation, alpha on black, first frames), and
+``tests/test_decoder_parity.py`` pins the two to each other pixel for pixel.
+
+A graph cannot raise for one image of a batch without failing the others, so
+:func:`inspect` checks every header first and :func:`decode_rgb` returns a reason instead
+of decoding a file that would fail; the reasons are image_io's, word for word. What the
+header checks cannot see is left to TensorFlow's decoders, whose error then fails the
+whole call: data damaged inside a file whose headers are intact.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfdldl import image_io
+
+# Format codes of inspect().
+UNKNOWN, JPEG, PNG, BMP, GIF, WEBP, TIFF, EMPTY = range(8)
+_SIGNATURES = ((JPEG, b"\xff\xd8\xff"), (PNG, b"\x89PNG\r\n\x1a\n"), (BMP, b"BM"),
+               (TIFF, b"II*\x00"), (TIFF, b"MM\x00*"), (GIF, b"GIF87a"), (GIF, b"GIF89a"))
+REASON_NOT_AN_IMAGE = "not an image (not JPEG, PNG, BMP, GIF or WebP data)"
+_EXIF_ENTRIES = 64  # IFD0 entries searched for the Orientation tag
+_ORIENTATION_TAG = 0x0112
+_WEBP_CHUNKS = 1024  # chunks walked to find an animation's first frame
+# libjpeg's accurate integer IDCT: OpenCV's, so both decoders give the same pixels.
+JPEG_DCT_METHOD = "INTEGER_ACCURATE"
+
+
+def inspect(data):
+    """What a file's header says, without decoding it.
+
+    Args:
+      data: tf.string scalar, the encoded file.
+    Returns:
+      (kind int32 scalar: one of UNKNOWN, JPEG, ...; reason tf.string scalar: "" when the
+      file may be decoded, else why not (image_io's wording); orientation int32 scalar:
+      the JPEG's EXIF Orientation, 1..8, 1 when absent).
+    """
+    data = tf.convert_to_tensor(data, tf.string)
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    kind = tf.constant(UNKNOWN)
+    for code, signature in reversed(_SIGNATURES):
+        kind = tf.where(tf.equal(tf.strings.substr(data, 0, len(signature)), signature),
+                        code, kind)
+    webp = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
+                          tf.equal(_substr(data, 8, 4), b"WEBP"))
+    kind = tf.where(webp, WEBP, kind)
+    kind = tf.where(tf.equal(length, 0), EMPTY, kind)
+
+    def refuse(reason):
+        return lambda: (_zero(), _zero(), tf.constant(1), tf.constant(reason))
+
+    branches = {UNKNOWN: refuse(REASON_NOT_AN_IMAGE), EMPTY: refuse(image_io.REASON_EMPTY),
+                TIFF: refuse(image_io.REASON_TIFF),
+                JPEG: lambda: _jpeg_header(data, length),
+                PNG: lambda: _png_header(data, length),
+                BMP: lambda: _bmp_header(data, length),
+                GIF: lambda: _gif_header(data),
+                WEBP: lambda: _webp_header(data, length)}
+    height, width, orientation, reason = tf.switch_case(
+        kind, [branches[code] for code in range(len(branches))])
+    template = image_io.reason_too_large("{}", "{}")
+    reason = tf.where(
+        tf.not_equal(reason, ""), reason,
+        tf.where(tf.logical_or(height <= 0, width <= 0), image_io.REASON_NO_SIZE,
+                 tf.where(_too_large(height, width),
+                          tf.strings.format(template, (width, height)), "")))
+    return kind, reason, orientation
+
+
+def _too_large(height, width):
+    limit = image_io.MAX_PIXELS  # each side checked first: the product could overflow int64
+    return tf.logical_or(tf.logical_or(height > limit, width > limit), height * width > limit)
+
+
+def decode_rgb(data):
+    """Decode one encoded image as RGB, or say why not.
+
+    Args:
+      data: tf.string scalar, the encoded file (JPEG, PNG, BMP, GIF, WebP).
+    Returns:
+      (image uint8 [H, W, 3] RGB (a 1 x 1 black image when refused), reason tf.string
+      scalar: "" when decoded, else why it was not).
+    """
+    data = tf.convert_to_tensor(data, tf.string)
+    kind, reason, orientation = inspect(data)
+    branches = {JPEG: lambda: _orient(tf.io.decode_jpeg(
+                    data, channels=3, dct_method=JPEG_DCT_METHOD), orientation),
+                PNG: lambda: _composite(_eight_bit(tf.io.decode_png(data, dtype=tf.uint16))),
+                BMP: lambda: _bmp_pixels(data),
+                GIF: lambda: tf.io.decode_gif(data)[0],
+                WEBP: lambda: _composite(tf.io.decode_webp(_webp_still(data)[1])[0])}
+
+    def decoded():
+        image = tf.switch_case(kind - JPEG, [branches[code] for code in range(JPEG, TIFF)])
+        return tf.ensure_shape(image, [None, None, 3])
+
+    image = tf.cond(tf.equal(reason, ""), decoded, lambda: tf.zeros([1, 1, 3], tf.uint8))
+    return image, reason
+
+
+def decode_resized(data, size: int):
+    """:func:`decode_rgb`, then resized to ``size`` x ``size`` (bilinear, no antialiasing,
+    half-pixel centres; untouched when already that size).
+
+    The uint8 image is resized as it is (never cast whole to float32 first).
+
+    Returns:
+      (float32 [size, size, 3] RGB 0..255 (zeros when refused), reason tf.string scalar).
+    """
+    image, reason = decode_rgb(data)
+    return resize(image, size), reason
+
+
+def resize(image, size: int):
+    """uint8 or float [H, W, 3] -> float32 [size, size, 3], as :func:`decode_resized`."""
+    shape = tf.shape(image)
+    same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
+    resized = tf.cond(same, lambda: tf.cast(image, tf.float32),
+                      lambda: tf.image.resize(image, [size, size], method="bilinear"))
+    return tf.ensure_shape(resized, [size, size, 3])
+
+
+# -- reading bytes -----------------------------------------------------------------------
+
+def _zero():
+    return tf.constant(0, tf.int64)
+
+
+def _substr(data, start, count: int):
+    """data[start:start + count] (shorter, or "", past the end), for any start >= 0."""
+    start = tf.minimum(tf.cast(start, tf.int64), tf.cast(tf.strings.length(data), tf.int64))
+    return tf.strings.substr(data, start, tf.constant(count, tf.int64))
+
+
+def _bytes(data, start, count: int):
+    """int64 [count]: the bytes of data[start:start + count], zeros past the end."""
+    padded = tf.strings.substr(tf.strings.join([_substr(data, start, count), b"\0" * count]),
+                               0, count)
+    return tf.reshape(tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int64), [count])
+
+
+def _uint(values, big_endian):
+    """The unsigned integer of int64 byte values [..., n] (big- or little-endian)."""
+    n = int(values.shape[-1])
+    weights = tf.constant([256 ** (n - 1 - i) for i in range(n)], tf.int64)
+    weights = tf.where(big_endian, weights, tf.reverse(weights, [0]))
+    return tf.reduce_sum(values * weights, axis=-1)
+
+
+def _contains(data, needle: bytes):
+    return tf.size(tf.strings.split(data, sep=needle)) > 1
+
+
+def _byte_string(values):
+    """int64 [n] byte values -> the tf.string of those bytes."""
+    table = tf.constant([bytes([i]) for i in range(256)])
+    return tf.strings.reduce_join(tf.gather(table, values))
+
+
+def _le_bytes(value, count: int):
+    """int64 scalar -> its ``count`` little-endian bytes, int64 [count]."""
+    return tf.math.floormod(tf.bitwise.right_shift(
+        value, tf.constant([8 * i for i in range(count)], tf.int64)), 256)
+
+
+# -- headers (each: (height, width, orientation, reason)) ---------------------------------
+
+def _jpeg_header(data, length):
+    frames = tf.constant(image_io.JPEG_FRAME_MARKERS, tf.int64)
+    standalone = tf.constant(tuple(range(0xD0, 0xD8)) + (0x01,), tf.int64)
+
+    def walking(step, position, height, width, orientation, done):
+        return tf.logical_and(step < image_io.MAX_JPEG_SEGMENTS, tf.logical_not(done))
+
+    def step_once(step, position, height, width, orientation, done):
+        head = _bytes(data, position, 9)
+        marker = head[1]
+        valid = tf.logical_and(position + 4 <= length, tf.equal(head[0], 0xFF))
+        fill = tf.logical_and(valid, tf.equal(marker, 0xFF))
+        frame = tf.logical_and(tf.logical_and(valid, tf.logical_not(fill)),
+                               tf.reduce_any(tf.equal(marker, frames)))
+        end = tf.logical_or(tf.equal(marker, 0xDA), tf.equal(marker, 0xD9))
+        found = tf.logical_and(tf.logical_and(valid, tf.equal(marker, 0xE1)),
+                               tf.equal(orientation, 0))
+        orientation = tf.where(found, _exif_orientation(data, position), orientation)
+        skip = tf.where(tf.reduce_any(tf.equal(marker, standalone)), tf.constant(2, tf.int64),
+                        2 + head[2] * 256 + head[3])
+        return (step + 1, position + tf.where(fill, tf.constant(1, tf.int64), skip),
+                tf.where(frame, head[5] * 256 + head[6], height),
+                tf.where(frame, head[7] * 256 + head[8], width), orientation,
+                tf.logical_or(tf.logical_not(valid), tf.logical_or(frame, tf.logical_and(
+                    tf.logical_not(fill), end))))
+
+    _, _, height, width, orientation, _ = tf.while_loop(
+        walking, step_once, (tf.constant(0), tf.constant(2, tf.int64), tf.constant(-1, tf.int64),
+                             tf.constant(-1, tf.int64), tf.constant(0, tf.int64),
+                             tf.constant(False)))
+    # Truncated: image data after the last end-of-image marker (as image_io's rfind test).
+    after_end = tf.strings.split(data, sep=b"\xff\xd9")[-1]
+    reason = tf.where(height < 0, image_io.REASON_JPEG_HEADER,
+                      tf.where(_contains(after_end, b"\xff\xda"),
+                               image_io.REASON_TRUNCATED_JPEG, ""))
+    orientation = tf.where(tf.logical_and(orientation >= 1, orientation <= 8), orientation, 1)
+    return height, width, tf.cast(orientation, tf.int32), reason
+
+
+def _exif_orientation(data, position):
+    """The Orientation of the APP1 segment at ``position`` (0 when it is not Exif)."""
+    exif = tf.equal(_substr(data, position + 4, 6), b"Exif\0\0")
+    tiff = position + 10
+    header = _bytes(data, tiff, 8)
+    big = tf.equal(header[0], 0x4D)  # "MM"; "II" is little-endian
+    directory = _bytes(data, tiff + _uint(header[4:8], big), 2 + 12 * _EXIF_ENTRIES)
+    count = _uint(directory[:2], big)
+    entries = tf.reshape(directory[2:], [_EXIF_ENTRIES, 12])
+    tags = _uint(entries[:, 0:2], big)
+    values = _uint(entries[:, 8:10], big)
+    wanted = tf.logical_and(tf.range(_EXIF_ENTRIES, dtype=tf.int64) < count,
+                            tf.equal(tags, _ORIENTATION_TAG))
+    first = tf.argmax(tf.cast(wanted, tf.int32))
+    return tf.where(tf.logical_and(exif, tf.reduce_any(wanted)), values[first],
+                    tf.constant(0, tf.int64))
+
+
+def _png_header(data, length):
+    head = _bytes(data, 16, 8)
+    reason = tf.where(tf.not_equal(_substr(data, 12, 4), b"IHDR"), image_io.REASON_PNG_HEADER,
+                      tf.where(_contains(_substr(data, 33, 2 ** 31 - 1), b"IEND"), "",
+                               image_io.REASON_TRUNCATED_PNG))
+    return _uint(head[4:8], True), _uint(head[0:4], True), tf.constant(1), reason
+
+
+def _gif_header(data):
+    head = _bytes(data, 6, 4)
+    return _uint(head[2:4], False), _uint(head[0:2], False), tf.constant(1), tf.constant("")
+
+
+def _bmp_header(data, length):
+    head = _bytes(data, 0, 54)
+    bits, compression = _uint(head[28:30], False), _uint(head[30:34], False)
+    supported = tf.reduce_any([tf.logical_and(tf.equal(bits, b), tf.equal(compression, c))
+                               for b, c in image_io.BMP_SUPPORTED])
+    supported = tf.logical_and(supported, _uint(head[14:18], False) >= 40)
+    width = _uint(head[18:22], False)
+    width = tf.where(width >= 2 ** 31, tf.constant(0, tf.int64), width)
+    height = _uint(head[22:26], False)
+    height = tf.abs(tf.where(height >= 2 ** 31, height - 2 ** 32, height))
+    row = (bits * width + 31) // 32 * 4
+    short = length < _uint(head[10:14], False) + row * height
+    reason = tf.where(tf.logical_not(supported), image_io.REASON_BMP_KIND,
+                      tf.where(short, image_io.REASON_TRUNCATED_BMP, ""))
+    return height, width, tf.constant(1), reason
+
+
+def _webp_header(data, length):
+    head = _bytes(data, 0, 30)
+    chunk = _substr(data, 12, 4)
+    lossless = _uint(head[21:25], False)
+    height, width = tf.case([
+        (tf.equal(chunk, b"VP8 "), lambda: (tf.bitwise.bitwise_and(_uint(head[28:30], False),
+                                                                    0x3FFF),
+                                            tf.bitwise.bitwise_and(_uint(head[26:28], False),
+                                                                   0x3FFF))),
+        (tf.equal(chunk, b"VP8L"), lambda: (tf.bitwise.bitwise_and(
+            tf.bitwise.right_shift(lossless, 14), 0x3FFF) + 1,
+            tf.bitwise.bitwise_and(lossless, 0x3FFF) + 1)),
+        (tf.equal(chunk, b"VP8X"), lambda: (_uint(head[27:30], False) + 1,
+                                            _uint(head[24:27], False) + 1))],
+        default=lambda: (tf.constant(-1, tf.int64), tf.constant(-1, tf.int64)))
+    found, _ = _webp_still(data)
+    reason = tf.where(length < 8 + _uint(head[4:8], False), image_io.REASON_TRUNCATED_WEBP,
+                      tf.where(tf.logical_or(height < 0, tf.logical_not(found)),
+                               image_io.REASON_WEBP_KIND, ""))
+    return height, width, tf.constant(1), reason
+
+
+def _webp_still(data):
+    """(found bool, still WebP) as image_io.webp_first_frame: an animation's first frame on
+    its own, a still WebP as it is; found is False for an animation without a frame."""
+    animated = tf.logical_and(tf.equal(_substr(data, 12, 4), b"VP8X"), tf.not_equal(
+        tf.bitwise.bitwise_and(_bytes(data, 20, 1)[0], 0x02), 0))
+
+    def first_frame():
+        length = tf.cast(tf.strings.length(data), tf.int64)
+
+        def walking(step, position, found):
+            return tf.logical_and(tf.logical_and(step < _WEBP_CHUNKS, position + 8 <= length),
+                                  tf.logical_not(found))
+
+        def step_once(step, position, found):
+            found = tf.equal(_substr(data, position, 4), b"ANMF")
+            size = _uint(_bytes(data, position + 4, 4), False)
+            return step + 1, tf.where(found, position, position + 8 + size + size % 2), found
+
+        _, position, found = tf.while_loop(
+            walking, step_once, (tf.constant(0), tf.constant(30, tf.int64), tf.constant(False)))
+        size = _uint(_bytes(data, position + 4, 4), False)
+        frame = tf.strings.substr(data, tf.minimum(position + 24, length),
+                                  tf.maximum(size - 16, 0))
+        sizes = _bytes(data, position + 14, 6)
+        width, height = _uint(sizes[0:3], False) + 1, _uint(sizes[3:6], False) + 1
+        alpha_header = _byte_string(tf.concat([
+            tf.constant(list(b"VP8X\x0a\0\0\0\x10\0\0\0"), tf.int64),
+            _le_bytes(width - 1, 3), _le_bytes(height - 1, 3)], 0))
+        frame = tf.where(tf.equal(tf.strings.substr(frame, 0, 4), b"ALPH"),
+                         tf.strings.join([alpha_header, frame]), frame)
+        riff = _byte_string(_le_bytes(4 + tf.cast(tf.strings.length(frame), tf.int64), 4))
+        return found, tf.strings.join([b"RIFF", riff, b"WEBP", frame])
+
+    return tf.cond(animated, first_frame, lambda: (tf.constant(True), data))
+
+
+# -- pixels ------------------------------------------------------------------------------
+
+def _eight_bit(image):
+    """uint16 -> uint8 as image_io: v * 255 // 65535."""
+    return tf.cast(tf.cast(image, tf.int32) * 255 // 65535, tf.uint8)
+
+
+def _composite(image):
+    """uint8 [H, W, C], C = 1 (gray), 2 (gray, alpha), 3 (RGB), 4 (RGBA) -> uint8 RGB on black."""
+    def on_black(rgb, alpha):
+        weight = tf.cast(alpha, tf.float32) / 255.0
+        return tf.cast(tf.round(tf.cast(rgb, tf.float32) * weight), tf.uint8)
+
+    channels = tf.shape(image)[-1]
+    return tf.switch_case(channels - 1, [
+        lambda: tf.tile(image[:, :, :1], [1, 1, 3]),
+        lambda: on_black(tf.tile(image[:, :, :1], [1, 1, 3]), image[:, :, 1:2]),
+        lambda: image[:, :, :3],
+        lambda: on_black(image[:, :, :3], image[:, :, 3:4])])
+
+
+def _bmp_pixels(data):
+    """A BMP as RGB: an 8-bit one through its colour table, 32-bit with the 4th byte dropped."""
+    image = tf.io.decode_bmp(data, channels=0)
+
+    def through_palette():
+        head = _bytes(data, 0, 54)
+        used = _uint(head[46:50], False)
+        colours = tf.where(tf.logical_or(used == 0, used > 256), tf.constant(256, tf.int64),
+                           used)
+        table = tf.reshape(_bytes(data, 14 + _uint(head[14:18], False), 4 * 256), [256, 4])
+        rgb = tf.cast(tf.reverse(table[:, :3], [1]), tf.uint8)  # stored B, G, R, 0
+        index = tf.minimum(tf.cast(image[:, :, 0], tf.int64), colours - 1)
+        return tf.gather(rgb, index)
+
+    return tf.cond(tf.equal(tf.shape(image)[-1], 1), through_palette,
+                   lambda: image[:, :, :3])
+
+
+def _orient(image, orientation):
+    """Apply EXIF orientation 1..8 (the transform that displays the stored pixels upright)."""
+    transposed = lambda: tf.transpose(image, [1, 0, 2])  # noqa: E731
+    return tf.switch_case(orientation - 1, [
+        lambda: image,
+        lambda: tf.reverse(image, [1]),                     # 2: mirrored left-right
+        lambda: tf.reverse(image, [0, 1]),                  # 3: rotated 180
+        lambda: tf.reverse(image, [0]),                     # 4: mirrored top-bottom
+        transposed,                                          # 5: transposed
+        lambda: tf.reverse(transposed(), [1]),              # 6: rotate 90 clockwise
+        lambda: tf.reverse(transposed(), [0, 1]),           # 7: transverse
+        lambda: tf.reverse(transposed(), [0])])             # 8: rotate 90 anticlockwise
