@@ -30,7 +30,7 @@ import numpy as np
 
 from tfdldl import cli
 from tfdldl.image_io import IMAGE_EXTENSIONS, ImageReadError, read_rgb
-from tfdldl.inference import Predictor, central_interval
+from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FORMATS = ("table", "jsonl", "csv")
@@ -178,16 +178,20 @@ def _faces_of(frames: list[Frame], aligner, aligned: bool):
 
 
 def _predict_in_batches(predictor: Predictor, crops: list[np.ndarray],
-                        batch_size: int) -> dict[str, np.ndarray]:
-    """Model outputs for uint8 [S, S, 3] crops, ``batch_size`` faces per forward pass."""
-    parts = [predictor.predict_images(np.stack(crops[start:start + batch_size])
-                                      .astype(np.float32))
+                        batch_size: int, flip: bool = True) -> dict[str, np.ndarray]:
+    """Model outputs for uint8 [S, S, 3] crops, ``batch_size`` faces per forward pass,
+    each averaged with its mirror image when ``flip`` (the paper's test protocol)."""
+    run = (lambda images: predict_flip_averaged(predictor, images)) if flip \
+        else predictor.predict_images
+    parts = [run(np.stack(crops[start:start + batch_size]).astype(np.float32))
              for start in range(0, len(crops), batch_size)]
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} if parts else {}
 
 
 def predict_frames(frames: list[Frame], predictor: Predictor, aligner, aligned: bool = False,
-                   interval_mass: float = 0.9, batch_size: int = 32) -> list[list[FaceRow]]:
+                   interval_mass: float = 0.9, batch_size: int = 32,
+                   timings: dict[str, float] | None = None,
+                   flip: bool = True) -> list[list[FaceRow]]:
     """Rows for each frame: one per face, or a single "no face" row.
 
     Args:
@@ -197,11 +201,17 @@ def predict_frames(frames: list[Frame], predictor: Predictor, aligner, aligned: 
         the faces it was trained from).
       aligned: the frames are aligned faces already (no detection).
       interval_mass: probability inside the reported [low, high] interval.
-      batch_size: faces per forward pass of the model.
+      batch_size: faces per forward pass of the model; all faces of ``frames`` go
+        through the model together.
+      timings: when given, seconds spent per stage ("detection", "alignment", "model")
+        are added to it.
+      flip: average each face's prediction with its mirror image's (the paper's test).
     """
     faces = _faces_of(frames, aligner, aligned)
     crops = [crop for per_frame in faces for _, _, crop in per_frame]
-    outputs = _predict_in_batches(predictor, crops, batch_size)
+    with _stage(timings, "model"):
+        outputs = calibrate_outputs(_predict_in_batches(predictor, crops, batch_size, flip),
+                                    predictor.temperature, predictor.label_space.grid)
     if "distribution" in outputs:
         low, high = central_interval(outputs["distribution"], predictor.label_space.grid,
                                      interval_mass)
@@ -233,11 +243,15 @@ def _finite(value) -> float | None:
 
 def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
                   batch_size: int = 32, video_stride: int = 0, aligned: bool = False,
-                  interval_mass: float = 0.9) -> Iterator[tuple[Frame | None, list[FaceRow]]]:
+                  interval_mass: float = 0.9, timings: dict[str, float] | None = None,
+                  flip: bool = True
+                  ) -> Iterator[tuple[Frame | None, list[FaceRow]]]:
     """Predict every face in ``arguments`` (files, folders, globs, videos).
 
     ``batch_size`` pictures are detected together and ``batch_size`` faces go through
-    the model together.
+    the model together. ``timings``, when given, collects the seconds spent per stage
+    (:data:`STAGES`: reading and decoding, detection, alignment, model). ``flip``
+    averages each face with its mirror image (:func:`predict_frames`).
 
     Yields:
       (frame, rows) per picture in input order; frame is None for an input error.
@@ -252,7 +266,7 @@ def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
     for chunk in _chunks(pictures(), batch_size):
         frames = [item for item in chunk if isinstance(item, Frame)]
         predicted = iter(predict_frames(frames, predictor, aligner, aligned, interval_mass,
-                                        batch_size) if frames else [])
+                                        batch_size, timings, flip) if frames else [])
         for item in chunk:
             if isinstance(item, InputError):
                 yield None, [FaceRow(item.name, STATUS_ERROR, message=item.message)]
@@ -384,10 +398,10 @@ def main(argv) -> int:
         writer = RowWriter(stream, values.format, predictor.label_space.name)
         for frame, rows in predict_paths(paths, predictor, aligner, values.batch_size,
                                          values.video_stride, values.aligned,
-                                         values.interval):
-            for row in rows:
-                writer.write(row)
-                counts[row.status] += 1
+                                         values.interval, flip=not values.no_flip):
+            progress.write_rows(writer, rows)
+            progress.advance(rows[0].file)
+            tally.add(frame, rows)
             if values.draw and frame is not None:
                 draw(frame, rows, values.draw, predictor.label_space.name)
     finally:
@@ -425,3 +439,6 @@ def run() -> None:
 
 if __name__ == "__main__":
     run()
+    flags.DEFINE_bool("no_flip", False, "Do not average each face with its mirror image "
+                      "(by default, as the paper tests, every face is predicted twice).")
+    flags.DEFINE_bool("progress", True, "Show a progress bar on stderr for several inputs.")
