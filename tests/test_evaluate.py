@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from data_prep.synthetic import write_tfrecord_set
 from tfdldl import evaluate, example_schema
+from tfdldl.face_align import DEFAULT_FRAMING
 from tfdldl.label_space import AGE, LabelSpace
 from tfdldl.manifest import ManifestError, read_manifest, write_manifest
 from tiny_models import REPO_ROOT, tiny_saved_model
@@ -109,6 +111,19 @@ def test_label_space_mismatch_is_refused_in_python_and_on_the_command_line(setup
     assert not os.path.exists(tmp_path / "out" / evaluate.RESULTS_NAME)
 
 
+def test_data_framed_otherwise_than_the_model_is_refused(setup, tmp_path):
+    """The model was trained on legacy-framed faces (a manifest without a framing); faces
+    aligned with the new framing would get answers for another field of view."""
+    data = write_tfrecord_set(str(tmp_path / "framed"), AGE, {"test": 4}, image_size=SIZE)
+    with open(os.path.join(data, example_schema.MANIFEST_NAME), encoding="utf-8") as handle:
+        raw = json.load(handle)
+    raw["alignment"] = {"framing": DEFAULT_FRAMING.to_dict()}
+    write_manifest(data, raw)
+    with pytest.raises(ManifestError, match="framing scale 1.25.*trained with framing "
+                                            "scale 0.8.*Rebuild the data"):
+        evaluate.evaluate(setup["saved_model"], data, "test")
+
+
 def test_command_line_writes_results_and_report(setup, tmp_path):
     out = tmp_path / "eval"
     done = subprocess.run(
@@ -117,6 +132,31 @@ def test_command_line_writes_results_and_report(setup, tmp_path):
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "MAE" in done.stdout
+    # the synthetic records carry genders and "tone" groups: both are sliced
+    assert "by gender: male (n=20)" in done.stdout and "by tone: light" in done.stdout
+    assert "intervals, uncalibrated: 50% holds" in done.stdout
     for name in ("results.json", "report.html", "scatter.png", "cs_curve.png",
-                 "error_by_band.png", "best_worst_faces.png"):
+                 "error_by_band.png", "error_by_group.png", "best_worst_faces.png"):
         assert (out / name).stat().st_size > 0, name
+
+
+def test_calibration_is_fitted_stored_and_applied(setup, tmp_path):
+    from tfdldl import calibration
+    from tfdldl.inference import load_predictor
+
+    model = tmp_path / "tiny"
+    shutil.copytree(os.path.dirname(setup["saved_model"]), model)
+    results = evaluate.evaluate(str(model), setup["data"], "train", calibrate_model=True)
+    fitted = results["calibration"]
+    assert fitted["nll"]["after"] <= fitted["nll"]["before"]
+    assert fitted["fitted_on"] == {"data": setup["data"], "split": "train", "count": 64,
+                                   "flip_averaged": True}
+    version = str(model / "1")
+    assert load_predictor(str(model)).temperature == fitted["temperature"] != 1.0
+    assert calibration.read_temperature(version) == fitted["temperature"]
+    # evaluating again applies the stored temperature: the same calibrated coverage
+    again = evaluate.evaluate(version, setup["data"], "train")
+    assert again["intervals"]["temperature"] == fitted["temperature"]
+    assert again["intervals"]["calibrated"] == results["intervals"]["calibrated"]
+    with pytest.raises(evaluate.CalibrationError, match="not a SavedModel folder"):
+        evaluate.evaluate(setup["keras"], setup["data"], "train", calibrate_model=True)
