@@ -26,6 +26,7 @@ setup(
         "google-crc32c>=1.5",
         "pyyaml>=6",
         "absl-py>=2",
+        "tqdm>=4.60",  # progress bars of predict and evaluate
         "tensorboard>=2.16",  # tfdldl.train's TensorBoard logs (tensorflow no longer pulls it in)
     ],
     extras_require={

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,9 +13,10 @@ import pytest
 import tensorflow as tf
 
 from tfdldl import predict
+from tfdldl.api import MODEL_ENV, SHIPPED_MODEL, resolve_model
 from tfdldl.face_align import FaceAligner
 from tfdldl.image_io import read_rgb
-from tfdldl.inference import ModelLoadError, load_predictor
+from tfdldl.inference import ModelLoadError, aligner_for, load_predictor
 from tfdldl.label_space import AGE
 from tiny_models import REPO_ROOT, tiny_saved_model
 
@@ -83,18 +85,21 @@ def test_command_line_reports_bad_inputs_and_processes_the_others(saved_model, p
          "--format", "jsonl", "--output", str(out), "--draw", str(tmp_path / "drawn"),
          "--video_stride", "2"],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]  # some inputs could not be read
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     by_file = {row["file"]: row for row in rows}
-    assert by_file[photos[0]]["status"] == "face"
+    assert by_file[photos[0]]["status"] == "ok"
     assert "not an image" in by_file[str(text)]["message"]
     assert "no images" in by_file[str(empty)]["message"]
-    assert by_file[str(noise)]["status"] == "no face"
+    assert by_file[str(noise)]["status"] == "no_face"
     assert "matches no file" in by_file[str(tmp_path / "missing_*.jpg")]["message"]
-    assert by_file[f"{video}#frame=0"]["status"] == "face"
+    assert by_file[f"{video}#frame=0"]["status"] == "ok"
     assert by_file[f"{video}#frame=2"]["value"] == pytest.approx(by_file[f"{video}#frame=0"]["value"], abs=0.5)
     assert f"{video}#frame=1" not in by_file
     assert "Traceback" not in done.stderr
+    assert f"model: {saved_model} (version 1 of tiny)" in done.stderr
+    assert ("4 photo(s), 3 face(s), 1 without a face, 3 error(s) in"
+            in done.stderr.splitlines()[-1]), done.stderr[-500:]
     drawn = os.listdir(tmp_path / "drawn")
     assert len(drawn) == 4  # the photo, the noise picture, two video frames
     assert all(cv2.imread(str(tmp_path / "drawn" / name)) is not None for name in drawn)
@@ -111,7 +116,7 @@ def test_table_and_csv_formats(saved_model):
     predict.RowWriter(comma, "csv").write(row)
     assert "age" in table.getvalue().splitlines()[0]
     assert "[27, 40]" in table.getvalue()
-    assert comma.getvalue().splitlines()[1].startswith("a.jpg,face,0,1,2,30,40,33.3,4.0,27.0,40.0")
+    assert comma.getvalue().splitlines()[1].startswith("a.jpg,ok,0,1,2,30,40,33.3,4.0,27.0,40.0")
 
 
 def test_model_folders_without_the_signatures_are_refused(tmp_path):
@@ -126,3 +131,56 @@ def test_model_folders_without_the_signatures_are_refused(tmp_path):
     (tmp_path / "weights.h5").write_bytes(b"")
     with pytest.raises(ModelLoadError, match=".keras"):
         load_predictor(str(tmp_path / "weights.h5"))
+
+
+def test_shipped_model_by_default_visible_drawings_and_warnings(photos, tmp_path):
+    """No --model: the shipped model's highest version; ../ inputs draw to visible files."""
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    shutil.copy(photos[0], tmp_path / "photos" / "sub" / "face.jpg")
+    cv2.imwrite(str(tmp_path / "photos" / "tiny.png"), np.full((1, 1, 3), 128, np.uint8))
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    (tmp_path / "work").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "tfdldl.predict", "../photos", "../clip.mp4", "--aligned",
+         "--format", "jsonl", "--draw", "drawn"],
+        capture_output=True, text=True, cwd=tmp_path / "work", timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert done.returncode == 1, done.stderr[-2000:]
+    highest = max(int(name) for name in os.listdir(SHIPPED_MODEL) if name.isdigit())
+    assert f"(version {highest} of utkface_tinyagenet)" in done.stderr
+    rows = {os.path.basename(row["file"]): row
+            for row in map(json.loads, done.stdout.splitlines())}
+    assert "--video_stride" in rows["clip.mp4"]["message"]
+    assert rows["tiny.png"]["status"] == "ok"
+    assert rows["tiny.png"]["message"].startswith("warning: a 1x1 px image")
+    assert rows["face.jpg"]["message"] == ""
+    # named below the inputs' common folder (tmp_path): no "..__" hidden names
+    assert sorted(os.listdir(tmp_path / "work" / "drawn")) == ["photos__sub__face.jpg",
+                                                              "photos__tiny.jpg"]
+
+
+def test_drawing_names_stay_visible_and_below_their_root():
+    assert predict.drawing_name("../photos/a/b.jpg", os.path.abspath("../photos")) == "a__b"
+    assert predict.drawing_name("../photos/.hidden.jpg") == "hidden"
+    assert predict.common_root(["/p/a/x.jpg", "/p/b/y.jpg"]) == "/p"
+
+
+def test_python_api_gives_the_command_lines_faces(saved_model, photos, monkeypatch):
+    import tfdldl
+
+    estimator = tfdldl.AgeEstimator(saved_model, batch_size=2)
+    predictor = load_predictor(saved_model)
+    [(_, rows)] = predict.predict_paths(photos[:1], predictor, aligner_for(predictor))
+    [face] = estimator.predict(photos[0])
+    assert face.box == (rows[0].x, rows[0].y, rows[0].width, rows[0].height)
+    assert face.age == face.value == pytest.approx(rows[0].value, abs=1e-4)
+    assert face.interval == (rows[0].low, rows[0].high) and face.warning == ""
+    [from_array] = estimator.predict(read_rgb(photos[0]))
+    assert from_array.age == pytest.approx(face.age, abs=1e-4)
+    assert [len(faces) for faces in estimator.predict_many(photos)] == [1, 1, 1]
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        estimator.predict(read_rgb(photos[0]).astype(np.float32))
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert resolve_model() == SHIPPED_MODEL
+    monkeypatch.setenv(MODEL_ENV, saved_model)
+    assert resolve_model() == saved_model and resolve_model("x") == "x"

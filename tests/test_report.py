@@ -1,7 +1,10 @@
 """The evaluation report: PNG plots and the HTML page, drawn from arrays (no model needed)."""
 
 import base64
+import os
 import re
+import shutil
+import subprocess
 import sys
 
 import cv2
@@ -25,7 +28,8 @@ def _predictions(count=120, seed=0):
     encoded = [cv2.imencode(".jpg", render(float(y), AGE, 48, rng))[1].tobytes() for y in true]
     return SplitPredictions(true=true, sigma=np.full(count, 2.0, np.float32), value=value,
                             stddev=distribution_stddev(distribution, AGE.grid),
-                            distribution=distribution, encoded=encoded)
+                            distribution=distribution, encoded=encoded,
+                            gender=np.arange(count) % 2, group=np.arange(count) % 3 - 1)
 
 
 def _read_png(path):
@@ -37,25 +41,84 @@ def _read_png(path):
     return data, image
 
 
-def test_report_writes_every_plot_and_an_html_page_embedding_them(tmp_path):
+def _write_report(out_dir):
     from tfdldl.evaluate import face_groups
 
     predictions = _predictions()
     results = {"model": "m", "data": "d", "split": "test", "label_space": AGE.to_dict(),
-               **compute_results(predictions, AGE, per_sample_sigma=False)}
-    written = report.write_report(str(tmp_path), results, predictions.true, predictions.value,
+               **compute_results(predictions, AGE, per_sample_sigma=False, temperature=0.8,
+                                 groups=("tone", ["light", "dark"]))}
+    written = report.write_report(str(out_dir), results, predictions.true, predictions.value,
                                   AGE, face_groups(predictions, count=4))
-    assert set(written) == {"scatter", "bands", "cs", "faces", "html"}
-    for key in ("scatter", "bands", "cs", "faces"):
+    return results, written
+
+
+def test_report_writes_every_plot_and_an_html_page_embedding_them(tmp_path):
+    results, written = _write_report(tmp_path)
+    assert set(written) == {"scatter", "bands", "cs", "slices", "faces", "html"}
+    for key in ("scatter", "bands", "cs", "slices", "faces"):
         data, image = _read_png(written[key])
         assert image.shape[0] > 200 and image.shape[1] > 300, key
         assert image.std() > 10, f"{key} is a blank picture"
     page = open(written["html"], encoding="utf-8").read()
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(embedded) == 4
+    assert len(embedded) == 5
     assert base64.b64decode(embedded[0]).startswith(PNG_SIGNATURE)
     assert f"{results['mae']:.4g}" in page
-    assert page.count("<tr><td>") == len(results["bands"])
+    # bands, 2 genders, 2 known tones (code -1 is unknown), 3 interval masses
+    assert page.count("<tr><td>") == len(results["bands"]) + 2 + 2 + 3
+    assert "By tone (largest MAE gap" in page and "temperature 0.8" in page
+
+
+def test_slices_and_intervals_in_the_results():
+    predictions = _predictions()
+    results = compute_results(predictions, AGE, per_sample_sigma=False, temperature=0.8,
+                              groups=("tone", ["light", "dark"]))
+    error = predictions.value.astype(np.float64) - predictions.true
+    female = results["slices"]["gender"]["groups"][1]
+    assert (female["name"], female["count"]) == ("female", 60)
+    assert female["mae"] == pytest.approx(np.abs(error[1::2]).mean())
+    assert female["cs"] == pytest.approx(np.mean(np.abs(error[1::2]) <= 5))
+    tone = results["slices"]["tone"]
+    assert tone["unknown"] == 40 and [g["name"] for g in tone["groups"]] == ["light", "dark"]
+    maes = [g["mae"] for g in tone["groups"]]
+    assert tone["largest_gap"]["mae"] == pytest.approx(max(maes) - min(maes))
+    intervals = results["intervals"]
+    assert set(intervals["uncalibrated"]) == {"0.5", "0.8", "0.9"}
+    # σ = 4 predictions around a value 5 years off on average: the 90 % interval is ±6.6
+    assert 0.6 < intervals["uncalibrated"]["0.9"]["coverage"] < 0.95
+    assert (intervals["calibrated"]["0.9"]["mean_width"]
+            < intervals["uncalibrated"]["0.9"]["mean_width"])  # T < 1 sharpens
+
+
+def _chromium_dom(page: str, tmp_path) -> tuple[str, str]:
+    """(the DOM after load, Chromium's stderr) of ``page`` in headless Chromium."""
+    profile = tmp_path / "chromium-profile"
+    done = subprocess.run(
+        [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--no-first-run",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=5000", "--dump-dom", "file://" + os.path.abspath(page)],
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="Chromium is not installed (Debian: apt-get install chromium)")
+def test_report_opens_in_a_real_browser_with_every_image_decoded(tmp_path):
+    _, written = _write_report(tmp_path / "report")
+    dom, log = _chromium_dom(written["html"], tmp_path)
+    assert '<body data-broken-images="0">' in dom
+    assert dom.count("<img") == 5 and "By gender" in dom
+    assert "Uncaught" not in log and "CONSOLE" not in log
+    # The check can fail: a corrupted picture is counted as broken.
+    page = open(written["html"], encoding="utf-8").read()
+    broken = tmp_path / "broken.html"
+    broken.write_text(re.sub(r"base64,[^\"]{64}", "base64,AAAA", page, count=1),
+                      encoding="utf-8")
+    dom, _ = _chromium_dom(str(broken), tmp_path)
+    assert '<body data-broken-images="1">' in dom
 
 
 def test_face_grid_shows_the_smallest_and_largest_errors_first():

@@ -1,13 +1,27 @@
-"""Command-line plumbing shared by the tfdldl and data_prep entry points (absl flags)."""
+"""Command-line plumbing shared by the tfdldl and data_prep entry points (absl flags).
+
+Every CLI runs through :func:`run_main`, which keeps TensorFlow's start-up chatter (CUDA
+probing on machines without a GPU, CPU-feature notes) off the terminal: the C++ log level
+defaults to errors-only-fatal (``TF_CPP_MIN_LOG_LEVEL=3``, unless set) and the lines
+TensorFlow's native libraries print while loading are captured and shown only when the
+import fails, or always with ``TFDLDL_VERBOSE=1``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable, Sequence
+import sys
+import tempfile
+from typing import Callable, Iterator, Sequence
+
+VERBOSE_ENV = "TFDLDL_VERBOSE"
 
 
 def define_config_flags(example: str, required: bool = True) -> None:
     """Define ``--config PATH`` and the repeatable ``--set dotted.key=value`` override.
+
+    The flags count as the calling CLI's own, so its ``--help`` lists them.
 
     Args:
       example: a config path shown in the help text.
@@ -15,15 +29,78 @@ def define_config_flags(example: str, required: bool = True) -> None:
     """
     from absl import flags
 
+    # Attribute the flags below to the module that called us (shown by its --help).
+    flags.disclaim_key_flags()
     flags.DEFINE_string("config", None, f"Config YAML, e.g. {example}.", required=required)
     flags.DEFINE_multi_string("set", [], "Override a config value: --set train.epochs=3 "
                               "(repeatable; the value is YAML).")
 
 
-def run_main(main: Callable[[Sequence[str]], int | None], define_flags: Callable[[], None]) -> None:
-    """Define the flags, then run ``main(argv)`` under absl; its return value is the exit code."""
+def quiet_environment() -> None:
+    """Default TensorFlow's C++ logging to fatal errors only (a set value is kept)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def captured_native_stderr() -> Iterator[list[str]]:
+    """Send file descriptor 2 (what C/C++ code prints) to a temporary file for the block.
+
+    Yields a list that holds the captured text once the block ends. Python's own
+    ``sys.stderr`` writes made inside the block are captured too.
+    """
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", "replace"))
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its loading messages captured (see the module doc).
+
+    Raises:
+      ImportError: TensorFlow does not import; the captured messages are printed first.
+    """
+    quiet_environment()
+    if "tensorflow" in sys.modules or os.environ.get(VERBOSE_ENV) == "1":
+        import tensorflow  # noqa: F401  (already loaded, or the user wants the messages)
+        return
+    with captured_native_stderr() as captured:
+        try:
+            import tensorflow  # noqa: F401
+            failed = False
+        except ImportError:
+            failed = True
+    if failed:
+        sys.stderr.write("".join(captured))
+        import tensorflow  # noqa: F401,F811  (raises the error again, with its traceback)
+
+
+def run_main(main: Callable[[Sequence[str]], int | None], define_flags: Callable[[], None],
+             needs_tensorflow: bool = False) -> None:
+    """Define the flags, then run ``main(argv)`` under absl; its return value is the exit code.
+
+    ``--help`` answers before anything heavy is imported (when the CLI's module imports
+    nothing heavy at its top). When ``needs_tensorflow``, TensorFlow is imported quietly
+    after the flags parsed, before ``main`` runs; CLIs that may run without TensorFlow
+    (Keras on JAX) leave it False.
+    """
     from absl import app
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_environment()
     define_flags()
-    app.run(main)
+
+    def main_after_flags(argv: Sequence[str]) -> int | None:
+        if needs_tensorflow:
+            import_tensorflow_quietly()
+        return main(argv)
+
+    app.run(main_after_flags)

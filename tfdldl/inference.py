@@ -45,14 +45,17 @@ class Predictor(Protocol):
         photos must be aligned with it. None when the model does not record it (a .keras
         file without its training-faces file, a .tflite file).
       source: the path it was loaded from.
+      temperature: the calibration temperature of the predicted distribution
+        (tfdldl.calibration; 1.0 when the model is not calibrated).
     """
 
     label_space: LabelSpace
     input_size: int
     face_size: int
-    source: str
-
     framing: Framing | None
+    source: str
+    temperature: float
+
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """float32 [N, H, W, 3] RGB 0..255 -> {"value": [N], "stddev": [N], "distribution": [N, K]}."""
 
@@ -163,9 +166,6 @@ def _version_folder(path: str) -> str:
         "holding one); pass the folder written by tfdldl.export, e.g. saved_models/<name>/1")
 
 
-def resize_square(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of float [N, H, W, 3] to float32 [N, size, size, 3] (no-op when equal)."""
-    images = np.asarray(images, np.float32)
 def aligner_for(predictor: Predictor, **options):
     """A FaceAligner that frames photos as ``predictor``'s training faces were framed.
 
@@ -218,6 +218,9 @@ def _stored_temperature(path: str) -> float:
         raise ModelLoadError(str(error)) from None
 
 
+def resize_square(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of float [N, H, W, 3] to float32 [N, size, size, 3] (no-op when equal)."""
+    images = np.asarray(images, np.float32)
     if images.shape[1:3] == (size, size):
         return images
     import keras
@@ -246,16 +249,17 @@ class SavedModelPredictor:
                 "the 'serving_default' and 'predict_images' signatures and the "
                 "assets/label_space.json that tfdldl.export writes") from None
         self.source = path
+        self.temperature = _stored_temperature(path)
         self.label_space = self._serving.label_space
         self.input_size = int(self._serving.input_size)
         training_faces = self._serving.config.get(TRAINING_FACES_KEY, {})
         self.face_size = int(training_faces.get("image_size", self.input_size))
+        # Exports from before the framing was recorded were all trained on the legacy one.
+        self.framing = Framing.from_dict(training_faces.get("framing"))
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; runs the ``predict_images`` signature."""
         return _to_numpy(self._serving.predict_images(np.asarray(images, np.float32)))
-        # Exports from before the framing was recorded were all trained on the legacy one.
-        self.framing = Framing.from_dict(training_faces.get("framing"))
 
     def predict_encoded(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; runs the ``serving_default`` signature.
@@ -288,6 +292,7 @@ class KerasPredictor:
             raise ModelLoadError(f"{path} is not a tfdldl .keras model "
                                  f"({type(error).__name__}: {error})") from None
         self.source = path
+        self.temperature = 1.0  # calibration is stored with SavedModels only
         self.input_size = int(self.model.input_shape[1])
         training_faces = read_training_faces(path)
         self.face_size = int(training_faces.get("image_size", self.input_size))

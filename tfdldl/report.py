@@ -4,10 +4,13 @@ Plots (all from NumPy arrays, so they can be tested without a model):
   * predicted vs true scatter, with the identity line;
   * mean absolute error and bias per label band (age decade), with sample counts;
   * the cumulative score curve CS(θ);
+  * MAE, bias and counts per group (gender, race...) when the data has groups;
   * a grid of the best and the worst predicted faces, each above its predicted
     distribution with the true and predicted values marked.
-``report.html`` embeds every PNG (base64) and the metric tables, so it can be mailed or
-opened from anywhere.
+``report.html`` embeds every PNG (base64) and the metric tables (including the coverage
+of the predicted intervals), so it can be mailed or opened from anywhere. A few lines of
+script mark the page once loaded: ``<body data-broken-images="N">`` counts images the
+browser could not decode (tests/test_report.py reads it with headless Chromium).
 
 matplotlib is an optional extra (``pip install tfdldl[report]``); it is imported on first
 use and its absence is a :class:`ReportError` saying how to install it.
@@ -29,6 +32,7 @@ SCATTER_PNG = "scatter.png"
 BANDS_PNG = "error_by_band.png"
 CS_PNG = "cs_curve.png"
 FACES_PNG = "best_worst_faces.png"
+SLICES_PNG = "error_by_group.png"
 HTML_NAME = "report.html"
 
 
@@ -171,6 +175,44 @@ def plot_cs_curve(thetas: Sequence[float], scores: Sequence[float], label_space:
     return _save(figure, path)
 
 
+def plot_slices(slices: Mapping[str, Mapping[str, Any]], label_space: LabelSpace,
+                path: str) -> str:
+    """MAE bars and bias dots per group, one panel per attribute (gender, race, ...).
+
+    Args:
+      slices: attribute -> ``tfdldl.evaluate.slice_table`` dict ("groups" with "name",
+        "count", "mae", "bias"; "largest_gap").
+      label_space: names the quantity.
+      path: PNG to write.
+    Returns:
+      ``path``.
+    """
+    plt = _pyplot()
+    figure, panels = plt.subplots(1, len(slices), figsize=(4.2 * len(slices) + 0.8, 4.0),
+                                  squeeze=False)
+    for axes, (attribute, table) in zip(panels[0], slices.items()):
+        groups = table["groups"]
+        positions = np.arange(len(groups))
+        bars = axes.bar(positions, [group["mae"] for group in groups], color="tab:orange",
+                        label="MAE")
+        axes.plot(positions, [group["bias"] for group in groups], "o", color="tab:purple",
+                  label="bias")
+        axes.axhline(0, color="black", linewidth=0.8)
+        for bar, group in zip(bars, groups):
+            axes.annotate(f"n={group['count']}", (bar.get_x() + bar.get_width() / 2,
+                                                 bar.get_height()),
+                          ha="center", va="bottom", fontsize=8, xytext=(0, 2),
+                          textcoords="offset points")
+        axes.set_xticks(positions, [group["name"] for group in groups],
+                        rotation=30 if len(groups) > 3 else 0)
+        gap = table["largest_gap"]
+        axes.set_title(f"by {attribute}: largest MAE gap {gap['mae']:.2f}", fontsize=10)
+        axes.set_ylabel(f"error ({_units(label_space)})")
+        axes.grid(axis="y", alpha=0.3)
+        axes.legend(loc="best", fontsize=8)
+    return _save(figure, path)
+
+
 def plot_face_grid(groups: Sequence[tuple[str, Sequence[FaceSample]]], label_space: LabelSpace,
                    path: str) -> str:
     """Faces with their predicted distributions, one row pair (faces, distributions) per group.
@@ -242,6 +284,36 @@ def _format(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _slice_table(attribute: str, table: Mapping[str, Any]) -> str:
+    """An HTML table of one attribute's groups: count, MAE, bias, CS@θ; gap in the caption."""
+    theta = table["theta"]
+    rows = "".join(f"<tr><td>{html.escape(group['name'])}</td><td>{group['count']}</td>"
+                   f"<td>{_format(group['mae'])}</td><td>{_format(group['bias'])}</td>"
+                   f"<td>{_format(group['cs'])}</td></tr>" for group in table["groups"])
+    gap = table["largest_gap"]
+    caption = (f"By {html.escape(attribute)} (largest MAE gap {_format(gap['mae'])}: "
+               f"{html.escape(gap['worst'])} vs {html.escape(gap['best'])})")
+    return (f"<table><caption>{caption}</caption><tr><th>{html.escape(attribute)}</th>"
+            f"<th>count</th><th>MAE</th><th>bias</th><th>CS@{theta:g}</th></tr>{rows}</table>")
+
+
+def _interval_table(intervals: Mapping[str, Any] | None) -> str:
+    """Coverage and mean width of the central intervals, uncalibrated and calibrated."""
+    if not intervals:
+        return ""
+    temperature = intervals["temperature"]
+    rows = "".join(
+        f"<tr><td>{float(mass) * 100:g} %</td><td>{_format(raw['coverage'])}</td>"
+        f"<td>{_format(raw['mean_width'])}</td>"
+        f"<td>{_format(intervals['calibrated'][mass]['coverage'])}</td>"
+        f"<td>{_format(intervals['calibrated'][mass]['mean_width'])}</td></tr>"
+        for mass, raw in intervals["uncalibrated"].items())
+    return ("<table><caption>Predicted intervals: share of true labels inside "
+            f"(temperature {temperature:.3g})</caption><tr><th>interval</th>"
+            "<th>coverage</th><th>mean width</th><th>calibrated coverage</th>"
+            f"<th>calibrated width</th></tr>{rows}</table>")
+
+
 def write_html(out_dir: str, results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
     """Write ``out_dir/report.html``: headline metrics, band table and the embedded PNGs.
 
@@ -266,6 +338,8 @@ def write_html(out_dir: str, results: Mapping[str, Any], figures: Mapping[str, s
     pictures = "".join(f"<figure>{_image_tag(path, caption)}<figcaption>"
                        f"{html.escape(caption)}</figcaption></figure>"
                        for caption, path in figures.items())
+    slice_tables = "".join(_slice_table(attribute, table)
+                           for attribute, table in (results.get("slices") or {}).items())
     space = results.get("label_space", {})
     title = (f"tfdldl evaluation: {results.get('model', '')} on "
              f"{results.get('data', '')} [{results.get('split', '')}]")
@@ -287,7 +361,15 @@ Errors are predicted − true, in label units.</p>
 <table><caption>Cumulative score</caption>{cs_at}</table>
 <table><caption>By band</caption><tr><th>band</th><th>count</th><th>MAE</th><th>bias</th></tr>
 {band_rows}</table>
+{slice_tables}{_interval_table(results.get("intervals"))}
 <div>{pictures}</div>
+<script>
+window.addEventListener("load", function () {{
+  var broken = Array.prototype.filter.call(document.images, function (image) {{
+    return !image.complete || image.naturalWidth === 0; }});
+  document.body.setAttribute("data-broken-images", String(broken.length));
+}});
+</script>
 </body></html>
 """
     path = os.path.join(out_dir, HTML_NAME)
@@ -309,7 +391,8 @@ def write_report(out_dir: str, results: Mapping[str, Any], true: np.ndarray,
       label_space: the model's label space.
       faces: (title, samples) groups for the face grid (may be empty).
     Returns:
-      name -> path of every file written ("scatter", "bands", "cs", "faces", "html").
+      name -> path of every file written ("scatter", "bands", "cs", "slices" when the
+      results have slices, "faces", "html").
     """
     os.makedirs(out_dir, exist_ok=True)
     written = {
@@ -320,10 +403,14 @@ def write_report(out_dir: str, results: Mapping[str, Any], true: np.ndarray,
         "cs": plot_cs_curve(results["cs"]["thetas"], results["cs"]["values"], label_space,
                             os.path.join(out_dir, CS_PNG)),
     }
+    if results.get("slices"):
+        written["slices"] = plot_slices(results["slices"], label_space,
+                                        os.path.join(out_dir, SLICES_PNG))
     if faces and any(samples for _, samples in faces):
         written["faces"] = plot_face_grid(faces, label_space, os.path.join(out_dir, FACES_PNG))
     captions = {"scatter": "Predicted vs true", "bands": "Error by band",
-                "cs": "Cumulative score", "faces": "Best and worst predicted faces"}
+                "cs": "Cumulative score", "slices": "Error by group",
+                "faces": "Best and worst predicted faces"}
     written["html"] = write_html(out_dir, results,
                                  {captions[key]: path for key, path in written.items()})
     return written
