@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from data_prep.adapters.base import Record
+from data_prep import duplicates
 from data_prep.duplicates import connected_groups, find_groups
 
 
@@ -128,6 +129,8 @@ def test_real_utkface_sample(utkface_dir):
     start = time.monotonic()
     groups, report = find_groups(records)
     seconds = time.monotonic() - start
+    prints = duplicates.fingerprint([record.path for record in records])
+    assert duplicates.near_pairs(prints, 20) == duplicates.near_pairs_dense(prints, 20)
     print(f"\nUTKFace sample: {len(records)} images, {report['groups']} groups, "
           f"{report['conflicting_groups']} conflicting, {seconds:.1f} s")
     group_of = {path: i for i, group in enumerate(groups) for path in group}
@@ -150,3 +153,61 @@ def test_real_utkface_sample(utkface_dir):
     assert report["largest_group"] <= 6
     assert 20 <= report["groups"] <= 120, report["groups"]
     assert seconds < 30
+
+
+def _flip(bits: np.ndarray, count: int, rng) -> np.ndarray:
+    """Packed hash bits [32] with ``count`` distinct random bits flipped."""
+    noise = np.zeros(duplicates.HASH_BITS, np.uint8)
+    noise[rng.choice(duplicates.HASH_BITS, count, replace=False)] = 1
+    return bits ^ np.packbits(noise)
+
+
+@pytest.mark.parametrize("radius,n", [(30, 2000), (30, 20_000), (30, 100_000), (30, 50),
+                                      (7, 1000), (0, 1000)])
+def test_band_keys_never_miss_a_pair_within_the_radius(radius, n):
+    """Pigeonhole: hashes exactly ``radius`` bits apart always share a key."""
+    plan = duplicates.plan_bands(radius, n)
+    assert len(plan.bands) * (plan.deletions + 1) > radius
+    assert sorted(p for band in plan.bands for p in band) == list(range(duplicates.HASH_BITS))
+    rng = np.random.default_rng(radius + n)
+    base = rng.integers(0, 256, (200, duplicates.HASH_BYTES), dtype=np.uint8)
+    near = np.stack([_flip(row, radius, rng) for row in base])
+    far = np.stack([_flip(row, 128, rng) for row in base])  # unrelated hashes
+    keys_base, keys_near, keys_far = plan.keys(base), plan.keys(near), plan.keys(far)
+    assert all(set(a) & set(b) for a, b in zip(keys_base, keys_near))
+    assert keys_base.shape == (200, plan.keys_per_hash) and keys_base.max() < 2 ** 63
+    # unrelated hashes share a key only by rare chance
+    assert sum(bool(set(a) & set(b)) for a, b in zip(keys_base, keys_far)) < 20
+
+
+def test_a_plan_that_could_miss_pairs_is_refused():
+    with pytest.raises(ValueError, match="can miss pairs"):
+        duplicates.BandPlan(30, tuple((i,) for i in range(15)), 1)
+
+
+def test_banded_matcher_finds_exactly_the_all_pairs_matches():
+    """Copies planted at every distance 0..32, plain and mirrored, with and without a
+    correlated thumbnail, among random images: both matchers agree pair for pair."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    bits = rng.integers(0, 256, (n, duplicates.HASH_BYTES), dtype=np.uint8)
+    mirror = rng.integers(0, 256, (n, duplicates.HASH_BYTES), dtype=np.uint8)
+    thumbs = rng.integers(0, 256, (n, duplicates.THUMB, duplicates.THUMB), dtype=np.uint8)
+    planted = {}
+    for k, distance in enumerate(list(range(33)) * 4):
+        original, copy = 2 * k, 2 * k + 1
+        mirrored, correlated = k % 2 == 1, (k // 33) % 2 == 0
+        source = mirror[original] if mirrored else bits[original]
+        bits[copy] = _flip(source, distance, rng)
+        mirror[copy] = _flip(bits[original] if mirrored else mirror[original], distance, rng)
+        if correlated:
+            thumbs[copy] = np.clip(thumbs[original] + rng.integers(-5, 6, thumbs[0].shape),
+                                   0, 255)
+        planted[(original, copy)] = distance <= 20 or (distance <= 30 and correlated)
+    prints = duplicates.Fingerprints([""] * n, np.ones(n, bool), bits, mirror, thumbs)
+    banded = duplicates.near_pairs(prints, 20)
+    assert banded == duplicates.near_pairs_dense(prints, 20)
+    assert {pair for pair, match in planted.items() if match} <= set(banded)
+    assert not {pair for pair, match in planted.items() if not match} & set(banded)
+    # a plan for another n (other bands) finds the same pairs
+    assert duplicates.near_pairs(prints, 20, duplicates.plan_bands(30, 10 ** 6)) == banded
