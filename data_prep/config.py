@@ -149,6 +149,24 @@ class OutputConfig:
 
 
 @dataclasses.dataclass
+class RunnerConfig:
+    """Where the build runs.
+
+    Attributes:
+      name: "local" (worker processes on this machine; resumes finished shards) or "beam"
+        (the same build as an Apache Beam pipeline, data_prep.beam_pipeline; needs
+        ``pip install 'tfdldl[beam]'``).
+      beam_options: Beam pipeline options as "KEY=VALUE" strings, e.g.
+        "runner=DataflowRunner", "project=my-project"; ``--beam_option`` on the command
+        line adds to them. Without a ``runner`` option the pipeline runs on Beam's
+        FnApiRunner on this machine with ``workers`` processes, offline.
+    """
+
+    name: Literal["local", "beam"] = "local"
+    beam_options: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class DataConfig:
     """One dataset build: what to read, how to label, align, split and write it.
 
@@ -162,6 +180,7 @@ class DataConfig:
       duplicates: duplicate detection settings.
       group: the names of the adapter's group codes (UTKFace: race).
       output: where and how to write.
+      runner: local worker processes or an Apache Beam pipeline.
       workers: parallel alignment processes (each loads its own MTCNN).
       seed: makes splits and shard membership reproducible.
       limit: build only a random (seeded) subset of N of the usable records (0: all), for
@@ -177,6 +196,7 @@ class DataConfig:
     duplicates: DuplicatesConfig = dataclasses.field(default_factory=DuplicatesConfig)
     group: GroupConfig = dataclasses.field(default_factory=GroupConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
     workers: int = 2
     seed: int = 0
     limit: int = 0
@@ -234,6 +254,11 @@ def check(config: DataConfig, source: str = "<config>") -> None:
         problems.append("workers must be >= 1")
     if config.group.labels and not config.group.name:
         problems.append("group.labels needs group.name (what the codes are, e.g. race)")
+    bad_options = [option for option in config.runner.beam_options
+                   if "=" not in option or not option.split("=", 1)[0].strip()]
+    if bad_options:
+        problems.append(f"runner.beam_options {bad_options} are not KEY=VALUE (e.g. "
+                        "runner=DataflowRunner)")
     if config.limit < 0:
         problems.append("limit must be >= 0 (0 builds everything)")
     if problems:
