@@ -97,6 +97,8 @@ def test_command_line_reports_bad_inputs_and_processes_the_others(saved_model, p
     assert by_file[f"{video}#frame=2"]["value"] == pytest.approx(by_file[f"{video}#frame=0"]["value"], abs=0.5)
     assert f"{video}#frame=1" not in by_file
     assert "Traceback" not in done.stderr
+    # TensorFlow's start-up chatter (CUDA probing, absl's pre-init notice) stays hidden
+    assert "InitializeLog" not in done.stderr and "cuda" not in done.stderr.lower()
     assert f"model: {saved_model} (version 1 of tiny)" in done.stderr
     assert ("4 photo(s), 3 face(s), 1 without a face, 3 error(s) in"
             in done.stderr.splitlines()[-1]), done.stderr[-500:]
@@ -184,3 +186,16 @@ def test_python_api_gives_the_command_lines_faces(saved_model, photos, monkeypat
     assert resolve_model() == SHIPPED_MODEL
     monkeypatch.setenv(MODEL_ENV, saved_model)
     assert resolve_model() == saved_model and resolve_model("x") == "x"
+
+
+def test_help_lists_each_clis_own_and_shared_flags_without_loading_tensorflow():
+    done = subprocess.run([sys.executable, "-m", "data_prep.build", "--help"],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert "--config: Config YAML" in done.stdout and "--set: Override" in done.stdout
+    done = subprocess.run(
+        [sys.executable, "-c", "import atexit, runpy, sys; atexit.register(lambda: print("
+         "'tensorflow loaded:', 'tensorflow' in sys.modules)); sys.argv = ['predict', "
+         "'--help']; runpy.run_module('tfdldl.predict', run_name='__main__')"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert "--model: SavedModel folder" in done.stdout and "--[no]progress" in done.stdout
+    assert "tensorflow loaded: False" in done.stdout
