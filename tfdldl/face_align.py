@@ -5,10 +5,16 @@ through this one module with the same template, so the model never sees a framin
 inference that it did not see in training.
 
 Detector: MTCNN from the ``mtcnn`` package (weights ship with it; runs offline), with the
-DLDL-v2 settings: minimum face 20 px, stage thresholds 0.6 / 0.7 / 0.7 (PNet, RNet, ONet),
-pyramid factor 0.709. Among several faces the most confident wins; confidences equal to
-three decimals count as a tie, broken by the distance of the box centre to the image
-centre (the photographed person is usually in the middle).
+DLDL-v2 settings: stage thresholds 0.6 / 0.7 / 0.7 (PNet, RNet, ONet), pyramid factor
+0.709, minimum face 20 px (data_prep gives it explicitly). Its three networks run as
+compiled graphs (:mod:`tfdldl.mtcnn_graph`: same weights and box arithmetic as the
+package, several times faster). Without a given minimum face (tfdldl.predict's default),
+the smallest face searched for is 1/16 of the photo's shorter side, at least 20 px, and
+the photo is detected on a copy where that face is 24 px wide: the work per photo is then
+the same at any resolution, and photos of one aspect ratio share one batch. Among
+several faces the most confident wins; confidences equal to three decimals count as a
+tie, broken by the distance of the box centre to the image centre (the photographed
+person is usually in the middle).
 
 Framing (the template's field of view): the widely used 5-point ArcFace template for a
 112 px crop (eye centres, nose tip, mouth corners), scaled about the crop centre by
