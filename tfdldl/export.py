@@ -450,8 +450,84 @@ class ServingModel:
         if signature not in self.signatures:
             raise ServingLoadError(f"{self.path} has no '{signature}' signature (it has "
                                    f"{sorted(self.signatures)})")
-        outputs = self.signatures[signature](**{INPUT_NAME: images})
+        import tensorflow as tf
+
+        try:
+            outputs = self.signatures[signature](**{INPUT_NAME: images})
+        except tf.errors.InvalidArgumentError as error:
+            if images.dtype != tf.string or len(images) > MAX_BATCH:
+                raise
+            raise self._first_undecodable(signature, images, error) from None
         return {key: value.numpy() for key, value in outputs.items()}
+
+    def _first_undecodable(self, signature: str, images, error) -> Exception:
+        """The ImageReadError naming the image of a batch whose data TF's decoders reject
+        (the graph checks headers, not every byte), found by trying them one at a time."""
+        import tensorflow as tf
+
+        from tfdldl.image_io import ImageReadError
+
+        for index in range(len(images)):
+            try:
+                self.signatures[signature](**{INPUT_NAME: images[index:index + 1]})
+            except tf.errors.InvalidArgumentError as alone:
+                return ImageReadError(f"image {index}", "corrupt image data: TensorFlow's "
+                                      f"decoder says '{_op_message(alone.message)}'")
+        return error
+
+
+def _op_message(text: str) -> str:
+    """The op's own words in a TensorFlow error message (no graph or node decoration)."""
+    lines = [re.sub(r"\{\{[^}]*\}\}", "", line).strip() for line in text.splitlines()
+             if line.strip() and not line[0].isspace()]
+    words = [line for line in lines if line and not line.startswith(
+        ("Graph execution error", "Detected at node", "<stack traces", "[["))]
+    return re.sub(r"\s*\[Op:[^]]*\]$", "", words[0]) if words else text.strip()
+
+
+def reexport_saved_model(path: str | os.PathLike, out_root: str | os.PathLike, name: str,
+                         version: int) -> str:
+    """Export the tfdldl SavedModel ``path`` again, with this version's signatures.
+
+    For models exported before a fix to the serving graph (e.g. its image decoder): the
+    weights, label space, config and other assets (e.g. a calibration) are kept, the
+    signatures are written anew.
+
+    Args:
+      path: a SavedModel version folder written by :func:`export_saved_model`; its config
+        asset must name the network (``model.arch``, ``model.pooling``, ``model.width``).
+      out_root, name, version: as :func:`export_saved_model`.
+    Returns:
+      The new version folder's path.
+    Raises:
+      ServingLoadError: ``path`` is not a tfdldl SavedModel, or its weights do not fit the
+        network its config names.
+    """
+    from tfdldl import models
+
+    old = load_serving(path)
+    network = old.config.get("model", {})
+    if "arch" not in network:
+        raise ServingLoadError(f"{old.path}: assets/{CONFIG_ASSET} names no model.arch; "
+                               "re-export from the training run instead")
+    model = models.build_model(network["arch"], old.label_space, input_size=old.input_size,
+                               pooling=network.get("pooling", "hybrid"), head=old.head,
+                               width=network.get("width"))
+    stored = {variable.name.split(":")[0]: variable
+              for variable in old.signatures[PREDICT_IMAGES].variables}
+    wanted = {weight.path: weight for weight in model.weights}
+    if set(stored) != set(wanted) or any(
+            tuple(stored[key].shape) != tuple(weight.shape) for key, weight in wanted.items()):
+        raise ServingLoadError(f"{old.path}: its weights do not fit the {network['arch']} "
+                               "network its config names; re-export from the training run")
+    for key, weight in wanted.items():
+        weight.assign(stored[key].numpy())
+    final = export_saved_model(model, out_root, name, version, config_dict=old.config)
+    assets = os.path.join(old.path, "assets")
+    for filename in sorted(os.listdir(assets)):  # e.g. a calibration written since
+        if not os.path.exists(os.path.join(final, "assets", filename)):
+            shutil.copy2(os.path.join(assets, filename), os.path.join(final, "assets"))
+    return final
 
 
 def load_serving(path: str | os.PathLike) -> ServingModel:
