@@ -32,6 +32,8 @@ setup(
     extras_require={
         "report": ["matplotlib>=3.7"],
         "serving": ["tensorflow-serving-api>=2.16,<3"],
+        # data_prep.build --runner beam (data_prep/beam_pipeline.py); about 20 packages
+        "beam": ["apache-beam>=2.77,<3"],
         "dev": [
             "pytest>=8",
             "matplotlib>=3.7",
