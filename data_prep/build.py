@@ -13,27 +13,37 @@ Raw photos and labels in, aligned, leak-free, sharded TFRecords out:
 6. ``skipped.tsv``, ``contact_sheet.png`` and, last, ``manifest.json`` are written and
    a summary printed.
 
-Rerunning after a kill rebuilds only the unfinished shards. Config errors and a missing
-dataset exit with status 2 and one line naming the problem.
+Rerunning after a kill rebuilds only the unfinished shards. A shard counts as finished
+only while its file still has the size and SHA-256 its sidecar recorded and its plan
+(settings, members and the SHA-256 of every member's source bytes) is unchanged, so a
+source image replaced in place or a shard damaged or copied in after the build is
+rebuilt. The manifest records every shard's size, SHA-256 and record count and a
+fingerprint of the whole build; readers (tfdldl.tfrecord_reader.verify_shards) refuse a
+shard that does not match, naming it.
+
+One build at a time writes into an output folder (a lock; a second one is refused), and
+no file is written through a symbolic link planted in it. Config errors, a missing
+dataset and a busy folder exit with status 2 and one line naming the problem.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import math
 import multiprocessing
 import os
 import re
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from data_prep import shard_job
 from data_prep.adapters.base import Record, Skip
 from data_prep.config import DataConfig, load_data_config, sigma_of
-from tfdldl import cli, example_schema
+from tfdldl import cli, example_schema, safe_io
 from tfdldl.config import ConfigError, to_dict
 from tfdldl.manifest import write_manifest
 
@@ -103,11 +113,14 @@ def split_records(config: DataConfig, records: list[Record]) -> tuple[list[str],
 
 
 def plan(config: DataConfig, records: list[Record], assignment: Sequence[str],
-         data_root: str) -> list[shard_job.ShardTask]:
+         data_root: str, digests: Optional[dict[str, str]] = None
+         ) -> list[shard_job.ShardTask]:
     """Every shard of every split, with its members, decided before any alignment.
 
     Within a split the records are shuffled with the config's seed (so shards mix labels),
     then cut into ceil(N / records_per_shard) contiguous shards of near-equal size.
+    ``digests`` (path -> SHA-256 of the source file, :func:`source_digests`) become part
+    of each item, so a source replaced in place changes its shard's fingerprint.
     """
     settings = _settings(config)
     by_split: dict[str, list[Record]] = collections.defaultdict(list)
@@ -121,7 +134,8 @@ def plan(config: DataConfig, records: list[Record], assignment: Sequence[str],
     for split_index, split in enumerate(example_schema.SPLITS):
         members = by_split.get(split, [])
         order = np.random.default_rng([config.seed, split_index]).permutation(len(members))
-        items = [_item(members[i], config, data_root) for i in order]
+        items = [_item(members[i], config, data_root, (digests or {}).get(members[i].path, ""))
+                 for i in order]
         count = math.ceil(len(items) / config.output.records_per_shard)
         for index in range(count):
             chunk = items[index * len(items) // count:(index + 1) * len(items) // count]
@@ -138,12 +152,29 @@ def _settings(config: DataConfig) -> shard_job.Settings:
         framing=alignment.framing().to_dict(), on_no_face=alignment.on_no_face, jpeg_quality=config.output.jpeg_quality)
 
 
-def _item(record: Record, config: DataConfig, data_root: str) -> shard_job.Item:
+def _item(record: Record, config: DataConfig, data_root: str, sha256: str) -> shard_job.Item:
     path = os.path.abspath(record.path)
     return shard_job.Item(path=path, source=os.path.relpath(path, data_root),
                           label=float(record.label), sigma=sigma_of(config.sigma, record.sigma),
                           subject=record.subject, gender=int(record.gender),
-                          group=int(record.group))
+                          group=int(record.group), sha256=sha256)
+
+
+def source_digests(paths: Sequence[str], workers: int = 2) -> dict[str, str]:
+    """path -> SHA-256 (hex) of the file's bytes ("" for a file that cannot be read).
+
+    Threads (hashlib releases the GIL while hashing); about 1 s for UTKFace's 152 MB.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def digest(path: str) -> str:
+        try:
+            return safe_io.file_sha256(path)
+        except OSError:
+            return ""
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return dict(zip(paths, pool.map(digest, paths)))
 
 
 def coverage_summary(coverages: list[float]) -> dict[str, Any] | None:
@@ -234,12 +265,16 @@ def _progress_line(done: int, skipped: int, total: int, shards_done: int, shards
 def write_outputs(config: DataConfig, tasks: list[shard_job.ShardTask], sidecars: list[dict],
                   adapter_skips: list[Skip], duplicate_report: dict[str, Any], out_dir: str,
                   seconds: float, alignment_seconds: float, aligned_now: int) -> dict[str, Any]:
-    """skipped.tsv, contact_sheet.png and (last) manifest.json; returns the manifest."""
+    """skipped.tsv, contact_sheet.png and (last) manifest.json; returns the manifest.
+
+    Each sidecar gives its shard's "written" record count, "shard_bytes", "shard_sha256"
+    (recorded in the manifest's "shards"), "faces" and "skips" (see shard_job.run).
+    """
     from data_prep.contact_sheet import write_contact_sheet
 
     skips = [[skip.path, skip.reason, skip.detail] for skip in adapter_skips]
     skips += [skip for sidecar in sidecars for skip in sidecar["skips"]]
-    with open(os.path.join(out_dir, SKIPPED_LIST), "w", encoding="utf-8") as handle:
+    with safe_io.atomic_file(os.path.join(out_dir, SKIPPED_LIST)) as handle:
         handle.write("path\treason\tdetail\n")
         for path, reason, detail in skips:
             handle.write(f"{path}\t{reason}\t{' '.join(str(detail).split())}\n")
@@ -288,6 +323,10 @@ def write_outputs(config: DataConfig, tasks: list[shard_job.ShardTask], sidecars
             "coverage": coverage_summary([face[4] for face in faces if len(face) > 4]),
         },
         "contact_sheet": os.path.basename(sheet) if sheet else None,
+        "build": build_fingerprint(tasks),
+        "shards": {task.name: {"bytes": sidecar["shard_bytes"], "sha256": sidecar["shard_sha256"],
+                               "records": sidecar["written"]}
+                   for task, sidecar in zip(tasks, sidecars)},
         "config": to_dict(config),
         "seconds": round(seconds, 1),
         "this_run": {"images_aligned": aligned_now,
@@ -334,10 +373,28 @@ def summary(manifest: dict[str, Any], out_dir: str) -> str:
 # -- the job ------------------------------------------------------------------------------
 
 
+def build_fingerprint(tasks: Sequence[shard_job.ShardTask]) -> str:
+    """SHA-256 over the fingerprints of every planned shard: what this build is."""
+    return hashlib.sha256("".join(task.fingerprint() for task in tasks).encode()).hexdigest()
+
+
 def build(config: DataConfig, log=_print) -> dict[str, Any]:
-    """Run a whole build (resuming finished shards); returns the manifest dict."""
-    start = time.monotonic()
+    """Run a whole build (resuming finished shards); returns the manifest dict.
+
+    Raises:
+      BuildError: no usable records, a shard that did not finish, another build writing
+        into the same folder, or a symbolic link where the build's own files belong.
+    """
     out_dir = os.path.abspath(config.output.dir)
+    try:
+        with safe_io.FolderLock(out_dir, "build"):
+            return _build(config, out_dir, log)
+    except (safe_io.FolderBusyError, safe_io.UnsafePathError) as error:
+        raise BuildError(str(error)) from None
+
+
+def _build(config: DataConfig, out_dir: str, log) -> dict[str, Any]:
+    start = time.monotonic()
     log(f"[1/5] reading {config.dataset} with adapter '{config.adapter.name}'")
     records, skips = collect(config)
     if not records:
@@ -349,8 +406,15 @@ def build(config: DataConfig, log=_print) -> dict[str, Any]:
     data_root = os.path.commonpath([os.path.abspath(record.path) for record in records])
     if os.path.isfile(data_root):
         data_root = os.path.dirname(data_root)
-    tasks = plan(config, records, assignment, data_root)
-    os.makedirs(out_dir, exist_ok=True)
+    tasks = plan(config, records, assignment, data_root,
+                 source_digests([record.path for record in records], config.workers))
+    sidecars_dir = os.path.join(out_dir, shard_job.SIDECAR_DIR)
+    if os.path.islink(sidecars_dir):
+        raise safe_io.refuse_link(sidecars_dir)
+    for folder in (out_dir, sidecars_dir):  # temporaries of killed writes (the lock is ours)
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name.startswith(".") and ".partial-" in name:
+                _remove(os.path.join(folder, name))
     pending = [task for task in tasks if shard_job.read_finished(task, out_dir) is None]
     if pending:
         # A folder with a manifest must be a complete build; it becomes one again at step 4.
@@ -390,7 +454,7 @@ def _stale_shards(out_dir: str, planned: set[str]) -> list[str]:
 
 
 def _remove(path: str) -> None:
-    if os.path.exists(path):
+    if os.path.lexists(path):
         os.remove(path)
 
 

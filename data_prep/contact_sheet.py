@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdldl import example_schema as schema
+from tfdldl.safe_io import atomic_path
 
 TILE = 112  # pixels per face in the sheet
 
@@ -58,5 +59,7 @@ def write_contact_sheet(shard_paths: Sequence[str], path: str, count: int = 64,
         row, column = divmod(i, columns)
         sheet[row * TILE:(row + 1) * TILE, column * TILE:(column + 1) * TILE] = tile
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    cv2.imwrite(path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    with atomic_path(path, suffix=".png") as partial:  # never through a planted link
+        if not cv2.imwrite(partial, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"OpenCV could not write the contact sheet {path}")
     return path

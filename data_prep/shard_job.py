@@ -2,8 +2,10 @@
 
 A shard's membership is decided before any alignment (data_prep.build plans every
 shard), so each shard is an independent unit of parallel work and of resuming: a shard
-whose file and sidecar both exist with the same fingerprint is finished and is not
-redone. The sidecar (``.build/<shard>.json``) keeps what the manifest needs about the
+whose sidecar has the same fingerprint (settings, members, and the SHA-256 of each
+member's source file) and whose file still has the size and SHA-256 the sidecar recorded
+is finished and is not redone; anything else (a source replaced in place, a shard cut
+short, flipped or copied in from another build) is rebuilt. The sidecar (``.build/<shard>.json``) keeps what the manifest needs about the
 shard (faces written, their alignment, every skip), so the manifest can be written after
 a resumed build without aligning anything again.
 """
@@ -24,6 +26,7 @@ from tfdldl.face_align import FaceAligner, Framing
 from tfdldl.image_io import ImageReadError, read_rgb
 from tfdldl.jsonio import write_json
 from tfdldl.label_space import LabelSpace
+from tfdldl.safe_io import file_sha256
 
 SIDECAR_DIR = ".build"
 # Images read, detected and encoded together inside a shard (bounds memory).
@@ -43,6 +46,7 @@ class Item:
       subject: subject id or "".
       gender: 0, 1 or -1.
       group: the dataset's group code, -1 unknown.
+      sha256: SHA-256 (hex) of the source file's bytes ("" when unknown).
     """
 
     path: str
@@ -52,6 +56,7 @@ class Item:
     subject: str = ""
     gender: int = -1
     group: int = -1
+    sha256: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +103,12 @@ class ShardTask:
         return example_schema.shard_name(self.split, self.index, self.count)
 
     def fingerprint(self) -> str:
-        """A hash of everything that determines the shard's content."""
+        """SHA-256 (hex) of everything that determines the shard's content: the settings,
+        the shard's place, and each item with the SHA-256 of its source bytes."""
         payload = json.dumps([dataclasses.asdict(self.settings), self.split, self.index,
                               self.count, [dataclasses.astuple(i) for i in self.items],
                               example_schema.SCHEMA_VERSION], sort_keys=True)
-        return hashlib.sha1(payload.encode("utf-8")).hexdigest()
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def sidecar_path(out_dir: str, shard: str) -> str:
@@ -111,15 +117,22 @@ def sidecar_path(out_dir: str, shard: str) -> str:
 
 
 def read_finished(task: ShardTask, out_dir: str) -> Optional[dict[str, Any]]:
-    """The sidecar of ``task`` if the shard is finished with the same fingerprint, else None."""
-    if not os.path.exists(os.path.join(out_dir, task.name)):
+    """The sidecar of ``task`` if the shard is finished, else None: the sidecar has the
+    task's fingerprint, and the shard file (not a link) has the size and SHA-256 it
+    recorded (so a damaged or swapped shard is not finished)."""
+    shard = os.path.join(out_dir, task.name)
+    if not os.path.isfile(shard) or os.path.islink(shard):
         return None
     try:
         with open(sidecar_path(out_dir, task.name), encoding="utf-8") as handle:
             sidecar = json.load(handle)
     except (OSError, json.JSONDecodeError):
         return None
-    return sidecar if sidecar.get("fingerprint") == task.fingerprint() else None
+    if (sidecar.get("fingerprint") != task.fingerprint()
+            or sidecar.get("shard_bytes") != os.path.getsize(shard)
+            or sidecar.get("shard_sha256") != file_sha256(shard)):
+        return None
+    return sidecar
 
 
 def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
@@ -171,9 +184,11 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
                 group=item.group, coverage=coverage))
             faces.append([item.source, item.label, confidence, method, round(coverage, 4)])
         on_progress(len(chunk), len(chunk) - len(readable) + len(skips) - skipped_before)
-    written = write_shard(os.path.join(out_dir, task.name), examples)
+    shard = os.path.join(out_dir, task.name)
+    written = write_shard(shard, examples)
     sidecar = {"fingerprint": task.fingerprint(), "split": task.split, "shard": task.name,
-               "written": written, "faces": faces, "skips": skips}
+               "written": written, "shard_bytes": os.path.getsize(shard),
+               "shard_sha256": file_sha256(shard), "faces": faces, "skips": skips}
     path = sidecar_path(out_dir, task.name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_json(path, sidecar, indent=None)

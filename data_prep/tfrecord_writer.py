@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Iterable, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from tfdldl import example_schema as schema
+from tfdldl.safe_io import atomic_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,19 +70,20 @@ def serialize(example: FaceExample) -> bytes:
 
 
 def write_shard(path: str, examples: Iterable[FaceExample], compression: Optional[str] = None) -> int:
-    """Write ``examples`` to ``path`` via ``path + '.partial'`` and an atomic rename.
+    """Write ``examples`` to ``path`` via a fresh temporary file and an atomic rename.
 
     A shard that exists under its final name is therefore always complete; a killed
-    write leaves only a ``.partial`` file, which the next build overwrites.
+    write leaves only a hidden ``.<name>.partial-*`` file, which the next build deletes.
+    The temporary file is created exclusively (tfdldl.safe_io), so a symbolic link planted
+    in the folder is never written through.
 
     Returns:
       The number of examples written.
     """
-    temporary = path + ".partial"
     count = 0
-    with tf.io.TFRecordWriter(temporary, options=compression) as writer:
-        for example in examples:
-            writer.write(serialize(example))
-            count += 1
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        with tf.io.TFRecordWriter(temporary, options=compression) as writer:
+            for example in examples:
+                writer.write(serialize(example))
+                count += 1
     return count

@@ -219,3 +219,101 @@ def test_every_shipped_data_config_loads():
         assert config.label_space.build().num_classes > 1
     assert np.isclose(load_data_config(os.path.join(folder, "scut_fbp5500.yaml"))
                       .label_space.step, 0.1)
+
+
+# -- nothing changes or mixes silently --------------------------------------------------
+
+
+def _shards(out):
+    return sorted(name for name in os.listdir(out) if name.endswith(".tfrecord"))
+
+
+def _rebuild(config):
+    lines = []
+    manifest = build_module.build(config, log=lines.append)
+    finished = next(line for line in lines if "shards already finished" in line)
+    return manifest, finished
+
+
+def test_a_source_replaced_in_place_is_aligned_again(built, sample):
+    config, out, _, _ = built
+    _rebuild(config)  # start from a finished build, whatever earlier tests did
+    manifest = read_manifest(out)
+    source = sample / GOOD[3]
+    shard = next(path for path in manifest.shards("train") + manifest.shards("val")
+                 + manifest.shards("test")
+                 if GOOD[3].encode() in b"".join(r[schema.SOURCE] for r in _read([path])))
+    before = {name: os.path.getmtime(out / name) for name in _shards(out)}
+    old_face = next(r[schema.IMAGE] for r in _read([shard]) if r[schema.SOURCE] == GOOD[3].encode())
+    image = tf.io.decode_jpeg(source.read_bytes()).numpy()
+    source.write_bytes(tf.io.encode_jpeg(image[:, ::-1]).numpy())  # same path and label
+    _, finished = _rebuild(config)
+    assert f"{len(before) - 1} of {len(before)} shards already finished" in finished
+    after = {name: os.path.getmtime(out / name) for name in _shards(out)}
+    assert [name for name in before if before[name] != after[name]] == [os.path.basename(shard)]
+    new_face = next(r[schema.IMAGE] for r in _read([shard]) if r[schema.SOURCE] == GOOD[3].encode())
+    assert new_face != old_face
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "swap"])
+def test_a_damaged_or_swapped_shard_is_named_by_readers_and_rebuilt(built, damage):
+    from tfdldl import input_pipeline, tfrecord_reader
+
+    config, out, _, _ = built
+    _rebuild(config)
+    names = _shards(out)
+    victim = out / names[0]
+    content = victim.read_bytes()
+    if damage == "flip":  # one byte in the middle of the JPEG data, same size
+        middle = len(content) // 2
+        victim.write_bytes(content[:middle] + bytes([content[middle] ^ 0xFF])
+                           + content[middle + 1:])
+    elif damage == "truncate":
+        victim.write_bytes(content[:len(content) - 100])
+    else:  # a shard of the same name from another build (here: another shard's bytes)
+        shutil.copy(out / names[-1], victim)
+    manifest = read_manifest(out)
+    split = names[0].split("-")[0]
+    expected = {"flip": "SHA-256 differs", "truncate": "bytes, its build wrote",
+                "swap": "copied in from another build"}[damage]
+    with pytest.raises(tfrecord_reader.ShardMismatchError, match=expected) as error:
+        tfrecord_reader.read_split(manifest, split)
+    assert str(victim) in str(error.value) and "rerun data_prep.build" in str(error.value)
+    with pytest.raises(tfrecord_reader.ShardMismatchError, match=names[0]):
+        input_pipeline.make_dataset(manifest, split, 2, ["value"], training=False)
+    _, finished = _rebuild(config)  # formerly: "every shard is finished", damage kept
+    assert f"{len(names) - 1} of {len(names)} shards already finished" in finished
+    tfrecord_reader.read_split(read_manifest(out), split)  # the rebuilt shard matches
+
+
+def test_a_second_build_into_a_busy_folder_is_refused(built):
+    from tfdldl.safe_io import FolderLock
+
+    config, out, _, _ = built
+    with FolderLock(out, "another build"):
+        with pytest.raises(build_module.BuildError, match="being written by another process"):
+            build_module.build(config, log=lambda line: None)
+
+
+def test_links_planted_in_the_output_folder_are_not_followed(built, tmp_path):
+    config, out, _, _ = built
+    _rebuild(config)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    victim = _shards(out)[0]
+    os.remove(out / victim)  # its sidecar is written again
+    for name in ("skipped.tsv", "contact_sheet.png", "manifest.json",
+                 os.path.join(".build", victim + ".json")):
+        os.remove(out / name) if os.path.lexists(out / name) else None
+        os.symlink(outside, out / name)
+    manifest, _ = _rebuild(config)
+    assert outside.read_text() == "precious"
+    for name in ("skipped.tsv", "contact_sheet.png", "manifest.json"):
+        assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
+    assert read_manifest(out).raw["shards"] == manifest["shards"]
+    shutil.rmtree(out / ".build")
+    os.symlink(tmp_path, out / ".build")
+    with pytest.raises(build_module.BuildError, match=r"\.build is a symbolic link"):
+        build_module.build(config, log=lambda line: None)
+    os.remove(out / ".build")
+    _rebuild(config)

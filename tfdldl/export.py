@@ -53,7 +53,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tfdldl import layers
+from tfdldl import layers, safe_io
+from tfdldl.jsonio import write_json
 from tfdldl.label_space import LabelSpace
 
 SERVING_DEFAULT = "serving_default"
@@ -74,6 +75,7 @@ ERROR_OUTPUT = "error"
 MAX_BATCH = 256
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SCRATCH = re.compile(r"\.\d+\.partial-.+")
 
 
 class ServingLoadError(ValueError):
@@ -99,7 +101,10 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
 
     The SavedModel is written into a hidden temporary folder beside the version folder and
     renamed when complete, so TF Serving (which watches ``<out_root>/<name>/`` for numbered
-    folders) never sees a half-written version.
+    folders) never sees a half-written version. Folders get mode 0755 and files 0644, so a
+    server running as another user can read them. One export at a time writes into
+    ``<out_root>/<name>/`` (a lock), and it first deletes the temporary folders that killed
+    exports left there.
 
     Args:
       model: a Keras model from ``tfdldl.models.build_model`` (input float32 [N, S, S, 3]
@@ -114,9 +119,9 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
     Raises:
       ValueError: a bad name or version, or a model that does not follow the contract.
       FileExistsError: that version already exists (pick the next version number).
+      tfdldl.safe_io.FolderBusyError: another process is exporting into ``<name>/``.
     """
     import keras
-    import tensorflow as tf
 
     from tfdldl import models
 
@@ -142,6 +147,40 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
         archive.add_endpoint(signature, fn, input_signature=[spec])
 
     os.makedirs(model_dir, exist_ok=True)
+    with safe_io.FolderLock(model_dir, "SavedModel export"):
+        _remove_scratch(model_dir)
+        if os.path.exists(final):
+            raise FileExistsError(f"{final} already exists; export with a higher version "
+                                  "number or delete that folder first")
+        _write_version(archive, final, size, head, label_space, config_dict)
+    return final
+
+
+def remove_scratch(out_root: str | os.PathLike, name: str) -> None:
+    """Delete the hidden temporary folders that killed exports left in ``<out_root>/<name>/``.
+
+    Raises:
+      tfdldl.safe_io.FolderBusyError: an export into that folder is running.
+    """
+    model_dir = os.path.join(os.fspath(out_root), _checked_name(name))
+    if os.path.isdir(model_dir):
+        with safe_io.FolderLock(model_dir, "SavedModel export"):
+            _remove_scratch(model_dir)
+
+
+def _remove_scratch(model_dir: str) -> None:
+    for entry in os.listdir(model_dir):
+        if _SCRATCH.fullmatch(entry):  # left by a killed export: no one else writes here
+            shutil.rmtree(os.path.join(model_dir, entry), ignore_errors=True)
+
+
+def _write_version(archive, final: str, size: int, head: str, label_space: LabelSpace,
+                   config_dict: Mapping[str, Any] | None) -> None:
+    """Write the archive and its assets into a scratch folder, make it readable, rename it."""
+    import keras
+    import tensorflow as tf
+
+    model_dir, version = os.path.split(final)
     scratch = tempfile.mkdtemp(prefix=f".{version}.partial-", dir=model_dir)
     try:
         archive.write_out(scratch, verbose=False)
@@ -156,11 +195,11 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
                                   (EXPORT_INFO_ASSET, info)):
             with open(os.path.join(assets, filename), "w", encoding="utf-8") as stream:
                 json.dump(content, stream, indent=2, sort_keys=True, default=str)
+        safe_io.make_readable(scratch)
         os.rename(scratch, final)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return final
 
 
 def _checked_name(name: str) -> str:
@@ -339,10 +378,8 @@ def write_models_config(saved_models_root: str | os.PathLike,
         '    model_platform: "tensorflow"\n'
         "  }\n" for name in names)
     path = os.path.join(root, MODELS_CONFIG)
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as stream:
+    with safe_io.atomic_file(path, mode=safe_io.FILE_MODE) as stream:
         stream.write("model_config_list {\n" + entries + "}\n")
-    os.replace(partial, path)
     return path
 
 
@@ -377,11 +414,8 @@ def save_keras(model, path: str | os.PathLike, training_faces: dict | None = Non
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: a Keras model file must end in .keras")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=".keras", dir=folder)
-    os.close(handle)
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with safe_io.atomic_path(path, mode=safe_io.FILE_MODE, suffix=".keras") as partial:
         model.save(partial)
         reloaded = keras.saving.load_model(partial, compile=False)
         saved, loaded = model.get_weights(), reloaded.get_weights()

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tfdldl import augment, example_schema, tf_image_io
+from tfdldl import augment, example_schema, tf_image_io, tfrecord_reader
 from tfdldl.experiment import AugmentConfig
 from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import Manifest, ManifestError
@@ -87,7 +87,8 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
       in_memory: training only: decode the split once into memory and gather batches
         from there (tfdldl.experiment.DataConfig.in_memory).
     Raises:
-      ManifestError: missing/empty split, other label space, too few records, unknown output.
+      ManifestError: missing/empty split, other label space, too few records, unknown output,
+        a shard that is not the one its build wrote (tfrecord_reader.verify_shards).
     """
     if label_space is not None:
         manifest.require_label_space(label_space)
@@ -96,6 +97,7 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
         raise ManifestError(f"no target can be made for model output(s) {unknown}; "
                             f"the input pipeline knows {', '.join(TARGET_NAMES)}")
     files = manifest.shards(split)
+    tfrecord_reader.verify_shards(manifest, [split])  # a damaged or swapped shard, by name
     size = int(image_size or manifest.image_size)
     decode = _decoder(manifest.label_space, [n for n in outputs if n in TARGET_NAMES], size)
     options = tf.data.Options()

@@ -9,8 +9,8 @@ Every writer of the project (data_prep, training, export) goes through these hel
   target itself, not the file it points to. So a reader sees the old file or the whole
   new one, and nothing outside the folder is ever written through a link.
 - :func:`open_append` appends to a log file, refusing a symbolic link (``O_NOFOLLOW``).
-- :func:`FolderLock` holds an exclusive ``flock`` on ``<folder>/.lock`` so that two
-  processes never write one output folder at the same time.
+- :func:`FolderLock` holds an exclusive ``flock`` on the output folder itself so that two
+  processes never write one output folder at the same time (no lock file is left).
 - :func:`make_readable` sets 0755 on folders and 0644 on files, so that a server running
   as another user (TensorFlow Serving) can read an export.
 
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
 from typing import IO, Iterator, Optional
 
-LOCK_NAME = ".lock"
 FILE_MODE, DIR_MODE = 0o644, 0o755
 
 
@@ -119,6 +119,15 @@ def remove_temporaries(path: str | os.PathLike) -> list[str]:
     return removed
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def open_append(path: str | os.PathLike) -> IO:
     """``path`` opened for appending text (created if missing); never through a link.
 
@@ -160,39 +169,32 @@ class FolderLock:
     """An exclusive lock on an output folder, held while a process writes into it.
 
     ``with FolderLock(folder, "data_prep.build"):`` creates ``folder`` if needed and
-    ``flock``s ``folder/.lock`` without waiting; the lock file records the holder's pid.
-    The kernel releases the lock when the process ends, killed or not, so a stale lock
-    file never blocks a rerun.
+    ``flock``s the folder itself without waiting. The kernel releases the lock when the
+    process ends, killed or not, so nothing stale ever blocks a rerun, and no lock file
+    appears among the outputs.
 
     Raises:
-      FolderBusyError: another process holds the lock (the message names its pid and
-        what it is).
+      FolderBusyError: another process (or another FolderLock of this one) holds the lock.
     """
 
     def __init__(self, folder: str | os.PathLike, what: str):
         self.folder = os.path.abspath(os.fspath(folder))
         self.what = what
-        self.path = os.path.join(self.folder, LOCK_NAME)
         self._descriptor: Optional[int] = None
 
     def __enter__(self) -> "FolderLock":
         import fcntl
 
         os.makedirs(self.folder, exist_ok=True)
-        if os.path.islink(self.path):
-            raise refuse_link(self.path)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        descriptor = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(descriptor, 200, 0).decode("utf-8", "replace").strip()
             os.close(descriptor)
             raise FolderBusyError(
-                f"{self.folder} is being written by another process ({holder or 'unknown'}); "
-                f"two writers would mix or delete each other's files. Wait for it to "
-                f"finish, or give this {self.what} another output folder") from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{self.what}, pid {os.getpid()}".encode(), 0)
+                f"{self.folder} is being written by another process right now; two writers "
+                f"would mix or delete each other's files. Wait for it to finish, or give "
+                f"this {self.what} another output folder") from None
         self._descriptor = descriptor
         return self
 

@@ -17,6 +17,10 @@ Two small formats are decoded here by hand, in NumPy and plain Python:
   ``BytesList``, a ``FloatList`` or an ``Int64List``, values packed or unpacked.
 
 Every error names the file and the byte offset of the record concerned.
+
+:func:`verify_shards` checks shards against the manifest's record of its build (size and
+SHA-256 of each shard), so a shard damaged, truncated or copied in from another build is
+refused by name before anything reads it; tfdldl.input_pipeline calls it too.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from tfdldl import example_schema as schema
-from tfdldl.manifest import Manifest
+from tfdldl.manifest import Manifest, ManifestError
+from tfdldl.safe_io import file_sha256
 
 _MASK_DELTA = 0xA282EAD8
 _CRC32C_POLYNOMIAL = 0x82F63B78  # Castagnoli, reflected
@@ -43,6 +48,52 @@ FeatureValue = Union[list, np.ndarray]
 
 class TFRecordError(ValueError):
     """A TFRecord file that is truncated, corrupt or not in the expected schema."""
+
+
+class ShardMismatchError(ManifestError):
+    """A shard that is not the one its build wrote (damaged, cut short, or swapped)."""
+
+
+# (path, size, mtime_ns) of shards already verified in this process.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def verify_shards(manifest: Manifest, splits: Optional[Sequence[str]] = None) -> None:
+    """Check the shards of ``splits`` (default: all) against the manifest's ``shards``
+    record: each file's size and SHA-256 must be the ones its build wrote.
+
+    Manifests written before builds recorded their shards have nothing to check against
+    and pass. A shard checked once in this process is not hashed again until its size or
+    modification time changes.
+
+    Raises:
+      ShardMismatchError: a shard that differs, or that the record does not list; the
+        message names the file and how to rebuild it.
+    """
+    record = manifest.raw.get("shards")
+    if not record:
+        return
+    for split in splits if splits is not None else list(manifest.splits):
+        for path in manifest.splits.get(split, []):
+            stat = os.stat(path)
+            key = (path, stat.st_size, stat.st_mtime_ns)
+            if key in _VERIFIED:
+                continue
+            expected = record.get(os.path.basename(path))
+            problem = None
+            if expected is None:
+                problem = "is not part of the build this manifest describes"
+            elif stat.st_size != expected.get("bytes"):
+                problem = (f"has {stat.st_size} bytes, its build wrote {expected.get('bytes')} "
+                           "(cut short, damaged, or copied in from another build)")
+            elif file_sha256(path) != expected.get("sha256"):
+                problem = ("is not the file its build wrote (SHA-256 differs: damaged, or "
+                           "copied in from another build)")
+            if problem:
+                raise ShardMismatchError(
+                    f"shard {path} {problem}; rebuild it: rerun data_prep.build with the data "
+                    "config of this folder (it rebuilds every shard that does not match)")
+            _VERIFIED.add(key)
 
 
 def _crc32c_table() -> list[int]:
@@ -393,11 +444,13 @@ def read_split(manifest: Manifest, split: str, verify_data: Optional[bool] = Non
     """Load every record of ``split`` into a :class:`FaceArrays`.
 
     Raises:
-      ManifestError: the split is missing or empty.
+      ManifestError: the split is missing or empty, or a shard is not the one its build
+        wrote (ShardMismatchError, see verify_shards).
       TFRecordError: a corrupt record, a distribution whose width is not the manifest's K,
         or a record count different from the manifest's.
     """
     paths = manifest.shards(split)
+    verify_shards(manifest, [split])
     k = manifest.label_space.num_classes
     jpegs, labels, sigmas, distributions, genders, groups = [], [], [], [], [], []
     for record in read_faces(paths, verify_data):

@@ -18,7 +18,15 @@ and the SavedModel goes to ``<export.saved_models_dir>/<name>/<version>/`` with 
 
 Kill it at any moment and run the same command again: it resumes at the last backup
 (every ``train.backup_every_steps`` steps and each epoch end) and finishes the planned
-epochs; see tfdldl.resume.
+epochs; see tfdldl.resume. A kill after the export (or after results.json) resumes into
+the export this run already wrote. The backup records the settings and data it was made
+with; a rerun with other ones is refused (delete the run folder to start fresh). Only
+one process trains into a run folder at a time (``.lock``), every file in it is written
+atomically, and none is written through a symbolic link.
+
+A run whose best validation MAE is no better than predicting the training labels' mean
+for every face says so in train.log, on stderr and in results.json
+(``"no_better_than_mean"``), and the command exits with status 3.
 
 Under MultiWorkerMirroredStrategy Keras' ``model.fit`` does not work (keras#20585), so the
 run uses :func:`_custom_loop` there: the same compiled model, losses, optimizer, callbacks
@@ -27,15 +35,17 @@ and data stream, stepped with ``strategy.run``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
+import re
 import sys
 from typing import Any, Optional, Sequence
 
 from tfdldl import callbacks as callbacks_module
-from tfdldl import cli, distribute, input_pipeline, resume
+from tfdldl import cli, distribute, input_pipeline, resume, safe_io
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.inference import TRAINING_FACES_KEY
@@ -58,7 +68,17 @@ class TrainingStopped(RuntimeError):
 
 
 class RunFolderError(ValueError):
-    """The run folder holds a finished run."""
+    """The run folder holds a finished run, or a backup of another run's settings."""
+
+
+# Settings that do not change what is trained: a resumed run may change these.
+RESUMABLE_KEYS = ("name", "output_dir", "data.tfrecords", "train.verbose",
+                  "train.backup_every_steps", "export")
+# Manifest keys that identify the data a run trains on.
+DATA_KEYS = ("schema_version", "label_space", "image_size", "sigma", "splits", "build",
+             "shards")
+# Exit status of a finished run that is no better than predicting the mean.
+USELESS_EXIT = 3
 
 
 @dataclasses.dataclass
@@ -89,16 +109,25 @@ def train(experiment: Experiment, strategy=None) -> dict[str, Any]:
     Returns:
       The results written to results.json ({} on non-chief workers).
     Raises:
-      ManifestError: missing/empty data, data built on another label space.
+      ManifestError: missing/empty data, data built on another label space, a damaged
+        shard (named).
       DistributionError: batch not divisible by the replicas, bad TF_CONFIG.
       TrainingStopped: NaN/Inf loss (the message says where and what to try).
-      RunFolderError: the run folder already holds a finished run.
+      RunFolderError: the run folder already holds a finished run, or a backup made with
+        other settings or data.
+      tfdldl.safe_io.FolderBusyError: another process trains into the same run folder.
     """
-    trained = fit_model(experiment, strategy)
-    if not trained.chief:
-        return {}
-    results = _finish(trained.model, experiment, trained.manifest, trained.plan)
-    trained.backup.remove()
+    if strategy is None:
+        strategy = distribute.make_strategy(experiment.distribution.strategy)
+    lock = (safe_io.FolderLock(experiment.run_dir, "tfdldl.train")
+            if distribute.is_chief(strategy) else contextlib.nullcontext())
+    with lock:
+        trained = fit_model(experiment, strategy)
+        if not trained.chief:
+            return {}
+        results = _finish(trained.model, experiment, trained.manifest, trained.plan,
+                          trained.backup)
+        trained.backup.remove()
     return results
 
 
@@ -116,7 +145,8 @@ class Trained:
 def fit_model(experiment: Experiment, strategy=None) -> Trained:
     """Everything of :func:`train` up to the end of the last epoch (no export, no test).
 
-    Same arguments and errors as :func:`train`.
+    Same arguments and errors as :func:`train` (which holds the run folder's lock around
+    this; a direct caller must keep other writers away from the run folder itself).
     """
     if strategy is None:
         strategy = distribute.make_strategy(experiment.distribution.strategy)
@@ -128,7 +158,9 @@ def fit_model(experiment: Experiment, strategy=None) -> Trained:
     run_dir = experiment.run_dir
     manifest = read_manifest(experiment.data.tfrecords)
     _check_splits(manifest, experiment)
-    _prepare_run_dir(run_dir, experiment, chief)
+    backup = resume.StepBackup(os.path.join(run_dir, "backup"),
+                               experiment.train.backup_every_steps, writer=chief)
+    _prepare_run_dir(run_dir, experiment, chief, backup, _identity(experiment, manifest))
 
     keras.utils.set_random_seed(experiment.seed)
     if experiment.deterministic:
@@ -137,8 +169,6 @@ def fit_model(experiment: Experiment, strategy=None) -> Trained:
         manifest, experiment.data.train_split, experiment.train.batch_size)
     with strategy.scope():
         model = build_compiled_model(experiment, manifest, steps)
-    backup = resume.StepBackup(os.path.join(run_dir, "backup"),
-                               experiment.train.backup_every_steps, writer=chief)
     plan = Plan(steps, experiment.train.epochs, backup.restore(model))
     if plan.done_steps:
         log.info("resuming from the backup at step %d of %d (epoch %d, step %d)",
@@ -149,12 +179,49 @@ def fit_model(experiment: Experiment, strategy=None) -> Trained:
              manifest.label_space.describe())
 
     sync = experiment.distribution.sync_batch_norm and strategy.num_replicas_in_sync > 1
-    with distribute.synchronized_batch_norm(model, sync):
+    with distribute.synchronized_batch_norm(model, sync), _naming_damaged_shards(manifest):
         if distribute.needs_custom_loop(strategy):
             _custom_loop(model, experiment, manifest, plan, backup, strategy, chief)
         else:
             _fit(model, experiment, manifest, plan, backup)
     return Trained(model, manifest, plan, backup, chief)
+
+
+@contextlib.contextmanager
+def _naming_damaged_shards(manifest: Manifest):
+    """Turn TensorFlow's ``DataLossError`` (which names no file) into a ManifestError that
+    names the damaged shard, found by checking every shard of the manifest."""
+    import tensorflow as tf
+
+    from tfdldl import tfrecord_reader
+
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        for split in manifest.splits:
+            for path in manifest.splits[split]:
+                try:
+                    for _ in tfrecord_reader.iter_records(path, verify_data=True):
+                        pass
+                except tfrecord_reader.TFRecordError as damaged:
+                    raise ManifestError(f"{damaged} (data_prep.build rebuilds a damaged "
+                                        "shard when rerun with its data config)") from None
+        raise ManifestError(f"a shard of {manifest.root} could not be read "
+                            f"({error.message.splitlines()[0]}); rerun data_prep.build") from None
+
+
+def _identity(experiment: Experiment, manifest: Manifest) -> dict[str, Any]:
+    """What a backup must have been trained with to be resumed: the experiment without
+    RESUMABLE_KEYS, and the fingerprint of the data (manifest keys DATA_KEYS)."""
+    config = to_dict(experiment)
+    for dotted in RESUMABLE_KEYS:
+        *parents, last = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+    data = {key: manifest.raw.get(key) for key in DATA_KEYS}
+    return {"config": config, "data": resume.fingerprint(data)}
 
 
 def _check_splits(manifest: Manifest, experiment: Experiment) -> None:
@@ -165,21 +232,57 @@ def _check_splits(manifest: Manifest, experiment: Experiment) -> None:
             manifest.shards(split)
 
 
-def _prepare_run_dir(run_dir: str, experiment: Experiment, chief: bool) -> None:
-    """Create the run folder, refuse a finished one, write config.yaml, start train.log."""
+def _prepare_run_dir(run_dir: str, experiment: Experiment, chief: bool,
+                     backup: resume.StepBackup, identity: dict[str, Any]) -> None:
+    """Refuse a finished run folder or another run's backup, clean up temporaries left by
+    a kill, write config.yaml, start train.log (in that order: config.yaml only ever
+    describes the run the folder holds)."""
+    fresh = (f"delete {run_dir} (rm -r) or set another output_dir (--set output_dir=...)")
+    for name in ("backup", "tensorboard", CSV_LOG, "train.log"):  # written into or appended to
+        if os.path.islink(os.path.join(run_dir, name)):
+            raise safe_io.refuse_link(os.path.join(run_dir, name))
     if os.path.exists(os.path.join(run_dir, RESULTS)) and not os.path.exists(
             os.path.join(run_dir, "backup")):
-        raise RunFolderError(f"{run_dir} holds a finished run ({RESULTS} exists); set another "
-                             "output_dir (--set output_dir=...) or delete that folder")
+        raise RunFolderError(f"{run_dir} holds a finished run ({RESULTS} exists); {fresh}")
+    try:
+        backup.check_or_start(identity, fresh)
+    except resume.BackupMismatch as error:
+        raise RunFolderError(str(error)) from None
     if not chief:
         return
-    os.makedirs(run_dir, exist_ok=True)
+    for name in _leftovers(run_dir):
+        safe_io.remove_temporaries(os.path.join(run_dir, name))
     save_config(experiment, os.path.join(run_dir, "config.yaml"))
-    handler = logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8")
+    handler = logging.StreamHandler(safe_io.open_append(os.path.join(run_dir, "train.log")))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for old in log.handlers:
+        if getattr(old, "stream", None) not in (sys.stdout, sys.stderr):
+            old.close()
     log.handlers = [handler, logging.StreamHandler(sys.stdout)]
     log.setLevel(logging.INFO)
     log.propagate = False
+    _check_best_weights(os.path.join(run_dir, BEST_WEIGHTS))
+
+
+def _leftovers(run_dir: str) -> set[str]:
+    """The files of ``run_dir`` whose temporaries (safe_io names) a kill left behind."""
+    pattern = re.compile(r"^\.(.+)\.partial-")
+    names = set()
+    for name in os.listdir(run_dir):
+        match = pattern.match(name)
+        if match:
+            names.add(match.group(1))
+        elif name.startswith(".partial-") and name.endswith(".keras"):  # older versions
+            os.remove(os.path.join(run_dir, name))
+    return names
+
+
+def _check_best_weights(path: str) -> None:
+    """Delete a best-weights file a kill left torn (older versions wrote it in place)."""
+    if os.path.exists(path) and not callbacks_module.usable_weights_file(path):
+        log.warning("%s is damaged (a kill during its write); deleted, the best epoch is "
+                    "chosen again from the epochs still to run", path)
+        os.remove(path)
 
 
 def _datasets(experiment: Experiment, manifest: Manifest, plan: Plan, model,
@@ -215,13 +318,14 @@ def _callbacks(experiment: Experiment, backup: resume.StepBackup, first_epoch: i
     if not chief:
         return [stop, backup]
     kept = resume.truncate_csv_log(os.path.join(run_dir, CSV_LOG), first_epoch)
-    best = min((float(row[MONITOR]) for row in kept if row.get(MONITOR)), default=None)
+    best_path = os.path.join(run_dir, BEST_WEIGHTS)
+    # Without the file (never written, or deleted as damaged) any epoch may become best.
+    best = min((float(row[MONITOR]) for row in kept if row.get(MONITOR)),
+               default=None) if os.path.exists(best_path) else None
     callbacks = [stop, callbacks_module.LearningRateLog(), keras.callbacks.CSVLogger(
         os.path.join(run_dir, CSV_LOG), append=True)]
     if experiment.data.val_split:
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, BEST_WEIGHTS), monitor=MONITOR, mode="min",
-            save_best_only=True, save_weights_only=True, initial_value_threshold=best))
+        callbacks.append(callbacks_module.BestCheckpoint(best_path, MONITOR, best))
     if tensorboard and _tensorboard_installed():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"),
                                                      write_graph=False))
@@ -238,16 +342,22 @@ def _tensorboard_installed() -> bool:
     return True
 
 
-def _raise_if_stopped(callbacks: Sequence) -> None:
+def _raise_if_stopped(callbacks: Sequence, backup: resume.StepBackup) -> None:
     for callback in callbacks:
         stopped = isinstance(callback, callbacks_module.StopOnNaN) and callback.stopped_at
         if stopped:
             epoch, batch, loss = callback.stopped_at
+            if backup.exists():
+                kept = (f"The last backup with finite weights (step {backup.saved_step}) is in "
+                        f"{backup.backup_dir}: the same command resumes from it.")
+            else:
+                kept = ("No backup with finite weights was written before the stop, so a "
+                        "rerun starts from scratch.")
             raise TrainingStopped(
                 f"training stopped: the loss became {loss} at epoch {epoch}, step {batch}. "
-                "The last good state is kept in the run's backup/. Lower "
-                "optimizer.learning_rate, check the data for bad labels/distributions, or "
-                "try loss.kl_normalization=mean")
+                f"{kept} To retry with other settings, start fresh (delete the run folder "
+                "or set another output_dir): lower optimizer.learning_rate, check the data "
+                "for bad labels/distributions, or try loss.kl_normalization=mean")
 
 
 def _fit(model, experiment: Experiment, manifest: Manifest, plan: Plan,
@@ -268,7 +378,7 @@ def _fit(model, experiment: Experiment, manifest: Manifest, plan: Plan,
         model.fit(train, epochs=last, initial_epoch=first, shuffle=False,
                   steps_per_epoch=plan.steps_per_epoch - skip, validation_data=val,
                   callbacks=callbacks, verbose=verbose)
-        _raise_if_stopped(callbacks)
+        _raise_if_stopped(callbacks, backup)
 
 
 def _custom_loop(model, experiment: Experiment, manifest: Manifest, plan: Plan,
@@ -334,7 +444,7 @@ def _custom_loop(model, experiment: Experiment, manifest: Manifest, plan: Plan,
         if model.stop_training:
             break
     callbacks.on_train_end()
-    _raise_if_stopped(callbacks.callbacks)
+    _raise_if_stopped(callbacks.callbacks, backup)
 
 
 def _validate(model, dataset) -> dict[str, float]:
@@ -374,8 +484,13 @@ def _no_autoshard():
     return options
 
 
-def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan) -> dict[str, Any]:
-    """Best weights -> model.keras, SavedModel, flip-averaged test metrics -> results.json."""
+def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan,
+            backup: resume.StepBackup) -> dict[str, Any]:
+    """Best weights -> model.keras, SavedModel, flip-averaged test metrics -> results.json.
+
+    Safe to run again after a kill at any point: an export this run already wrote (its
+    path was recorded in the backup before it existed) is kept, not written twice.
+    """
     from tfdldl import evaluate, export
 
     run_dir = experiment.run_dir
@@ -390,9 +505,19 @@ def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan) -> di
     evaluated = keras_path
     saved_model = None
     if experiment.export.enabled:
-        saved_model = export.export_saved_model(
-            model, experiment.export.saved_models_dir, experiment.export_name,
-            experiment.export.version, config)
+        target = os.path.abspath(os.path.join(experiment.export.saved_models_dir,
+                                              experiment.export_name,
+                                              str(experiment.export.version)))
+        if backup.exported() == target and os.path.isdir(target):
+            log.info("keeping %s: this run exported it before it was interrupted", target)
+            export.remove_scratch(experiment.export.saved_models_dir, experiment.export_name)
+            saved_model = target
+        else:
+            if not os.path.exists(target):
+                backup.note_export(target)
+            saved_model = export.export_saved_model(
+                model, experiment.export.saved_models_dir, experiment.export_name,
+                experiment.export.version, config)
         export.write_models_config(experiment.export.saved_models_dir)
         evaluated = saved_model
     results: dict[str, Any] = {"experiment": experiment.name, "weights": chosen,
@@ -406,9 +531,52 @@ def _finish(model, experiment: Experiment, manifest: Manifest, plan: Plan) -> di
                                  batch_size=experiment.train.batch_size, report=False)
         results["test"] = test
         log.info("test (flip-averaged) %s", evaluate.summary(test).replace("\n", "; "))
+    verdict = _compare_with_mean(manifest, experiment, results)
+    if verdict:
+        results["no_better_than_mean"] = verdict
+        log.warning("=" * 78)
+        log.warning("WARNING: %s", verdict["message"])
+        log.warning("=" * 78)
     path = write_json(os.path.join(run_dir, RESULTS), results)
     log.info("wrote %s%s", path, f" and {saved_model}" if saved_model else "")
     return results
+
+
+def _compare_with_mean(manifest: Manifest, experiment: Experiment,
+                       results: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """None when the model beats predicting the training labels' mean for every face, else
+    {"split", "mae", "mean_predictor_mae", "message"}.
+
+    Judged on the best validation MAE (or the test MAE without a validation split); a
+    model with no finite MAE counts as no better.
+    """
+    split, mae = experiment.data.val_split, results.get("best_val_mae")
+    if not split:
+        split, mae = experiment.data.test_split, results.get("test", {}).get("mae")
+    if not split or not experiment.data.train_split:
+        return None
+    center = float(_labels(manifest, experiment.data.train_split).mean())
+    baseline = float(abs(_labels(manifest, split) - center).mean())
+    if mae is not None and math.isfinite(mae) and mae < baseline:
+        return None
+    return {"split": split, "mae": mae, "mean_predictor_mae": baseline,
+            "message": (f"the model is no better than predicting the training mean "
+                        f"{center:.4g} for every face: {split} MAE {mae} vs {baseline:.4g}. "
+                        "It learned nothing usable; lower optimizer.learning_rate, train "
+                        "longer, or check the data and labels")}
+
+
+def _labels(manifest: Manifest, split: str):
+    """float32 [N]: the labels of ``split``, read from its shards."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfdldl import example_schema
+
+    feature = {example_schema.LABEL: tf.io.FixedLenFeature([], tf.float32)}
+    dataset = tf.data.TFRecordDataset(manifest.shards(split)).batch(4096).map(
+        lambda records: tf.io.parse_example(records, feature)[example_schema.LABEL])
+    return np.concatenate([batch.numpy() for batch in dataset])
 
 
 def _best_epoch(run_dir: str) -> dict[str, Any]:
@@ -429,7 +597,8 @@ def _best_epoch(run_dir: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """absl entry point: exit 2 with a one-line message on bad input, 1 on a NaN stop."""
+    """absl entry point: exit 2 with a one-line message on bad input, 1 on a NaN stop, 3
+    when the finished model is no better than predicting the mean."""
     from absl import flags
 
     if len(argv) > 1:
@@ -443,13 +612,17 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         strategy = distribute.make_strategy(experiment.distribution.strategy)
-        train(experiment, strategy)
-    except (ConfigError, ManifestError, distribute.DistributionError, RunFolderError) as error:
+        results = train(experiment, strategy)
+    except (ConfigError, ManifestError, distribute.DistributionError, RunFolderError,
+            safe_io.FolderBusyError, safe_io.UnsafePathError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingStopped as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if results.get("no_better_than_mean"):
+        print(f"warning: {results['no_better_than_mean']['message']}", file=sys.stderr)
+        return USELESS_EXIT
     return 0
 
 
