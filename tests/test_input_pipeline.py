@@ -30,7 +30,8 @@ def _stored(manifest, split):
             feature = tf.train.Example.FromString(record.numpy()).features.feature
             labels.append(feature["label"].float_list.value[0])
             distributions.append(list(feature["distribution"].float_list.value))
-            images.append(tf.io.decode_jpeg(feature["image/encoded"].bytes_list.value[0]))
+            images.append(tf.io.decode_jpeg(feature["image/encoded"].bytes_list.value[0],
+                                            dct_method="INTEGER_ACCURATE"))  # as training
     return np.array(labels, np.float32), np.array(distributions, np.float32), images
 
 
