@@ -80,7 +80,9 @@ class AgeEstimator:
       model: a SavedModel folder (``saved_models/<name>`` for its highest version, or a
         version folder) or a .keras file; default :func:`resolve_model`.
       interval: probability inside each face's interval, in (0, 1).
-      min_face_size: smallest face the detector looks for, pixels.
+      min_face_size: smallest face the detector looks for, pixels; None (the default)
+        searches faces down to 1/16 of each photo's shorter side (at least 20 px), as
+        ``tfdldl.predict`` does.
       batch_size: photos detected together and faces per forward pass.
     Raises:
       tfdldl.inference.ModelLoadError: the model cannot be loaded (the message says why).
@@ -88,7 +90,7 @@ class AgeEstimator:
     """
 
     def __init__(self, model: str | os.PathLike | None = None, interval: float = 0.9,
-                 min_face_size: int = 20, batch_size: int = 32):
+                 min_face_size: int | None = None, batch_size: int = 32):
         from tfdldl.inference import aligner_for, load_predictor
 
         if not 0.0 < interval < 1.0:
