@@ -42,7 +42,7 @@ import numpy as np
 
 from data_prep import shard_job
 from data_prep.adapters.base import Record, Skip
-from data_prep.config import DataConfig, load_data_config, sigma_of
+from data_prep.config import DataConfig, check, load_data_config, sigma_of
 from tfdldl import cli, example_schema, safe_io
 from tfdldl.config import ConfigError, to_dict
 from tfdldl.manifest import write_manifest
@@ -388,7 +388,7 @@ def build(config: DataConfig, log=_print) -> dict[str, Any]:
     out_dir = os.path.abspath(config.output.dir)
     try:
         with safe_io.FolderLock(out_dir, "build"):
-            return _build(config, out_dir, log)
+            return (_build if config.runner.name == "local" else _beam_build)(config, out_dir, log)
     except (safe_io.FolderBusyError, safe_io.UnsafePathError) as error:
         raise BuildError(str(error)) from None
 
@@ -403,10 +403,7 @@ def _build(config: DataConfig, out_dir: str, log) -> dict[str, Any]:
     log(f"      {len(records)} records, {len(skips)} skipped ({_reasons(skips) or 'none'})")
     log("[2/5] finding duplicates and assigning splits")
     assignment, duplicate_report = split_records(config, records)
-    data_root = os.path.commonpath([os.path.abspath(record.path) for record in records])
-    if os.path.isfile(data_root):
-        data_root = os.path.dirname(data_root)
-    tasks = plan(config, records, assignment, data_root,
+    tasks = plan(config, records, assignment, data_root(records),
                  source_digests([record.path for record in records], config.workers))
     sidecars_dir = os.path.join(out_dir, shard_job.SIDECAR_DIR)
     if os.path.islink(sidecars_dir):
@@ -444,6 +441,24 @@ def _build(config: DataConfig, out_dir: str, log) -> dict[str, Any]:
     return manifest
 
 
+def _beam_build(config: DataConfig, out_dir: str, log) -> dict[str, Any]:
+    """The build as Apache Beam pipelines (data_prep.beam_pipeline)."""
+    try:
+        from data_prep import beam_pipeline
+    except ImportError as error:
+        if not (error.name or "").startswith("apache_beam"):
+            raise
+        raise BuildError("runner beam needs Apache Beam: pip install 'tfdldl[beam]' (or "
+                         "pip install apache-beam), or build with --runner local") from None
+    return beam_pipeline.build(config, out_dir, log)
+
+
+def data_root(records: Sequence[Record]) -> str:
+    """The deepest folder holding every record: TFRecord ``source`` paths are relative to it."""
+    root = os.path.commonpath([os.path.abspath(record.path) for record in records])
+    return os.path.dirname(root) if os.path.isfile(root) else root
+
+
 def _stale_shards(out_dir: str, planned: set[str]) -> list[str]:
     """Shard files in ``out_dir`` (by their naming pattern) that the plan does not contain,
     and ``.partial`` leftovers of killed writes."""
@@ -470,7 +485,10 @@ def main(argv: Sequence[str]) -> None:
     del argv
     values = flags.FLAGS
     try:
-        config = load_data_config(values.config, values.set or ())
+        runner = [f"runner.name={values.runner}"] if values.runner else []
+        config = load_data_config(values.config, list(values.set or ()) + runner)
+        config.runner.beam_options += list(values.beam_option or ())
+        check(config, values.config)
         build(config)
     except (ConfigError, BuildError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -478,7 +496,13 @@ def main(argv: Sequence[str]) -> None:
 
 
 def _define_flags() -> None:
+    from absl import flags
+
     cli.define_config_flags("configs/data/utkface.yaml")
+    flags.DEFINE_enum("runner", None, ["local", "beam"], "Where the build runs (default: the "
+                      "config's runner.name, else local); beam needs tfdldl[beam].")
+    flags.DEFINE_multi_string("beam_option", [], "A Beam pipeline option KEY=VALUE, e.g. "
+                              "runner=DataflowRunner (repeatable; adds to runner.beam_options).")
 
 
 def run() -> None:

@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -148,22 +148,58 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
       The sidecar dict: ``faces`` [source, label, confidence or None, method, coverage]
       per written record, ``skips`` [path, reason, detail] per dropped item.
     """
-    from data_prep.tfrecord_writer import FaceExample, write_shard
+    from data_prep.tfrecord_writer import write_shard
 
-    settings = task.settings
-    space = LabelSpace.from_dict(settings.label_space)
     examples, faces, skips = [], [], []
     for start in range(0, len(task.items), CHUNK):
         chunk = task.items[start:start + CHUNK]
-        images, readable = [], []
-        for item in chunk:
-            try:
-                images.append(read_rgb(item.path))
-                readable.append(item)
-            except ImageReadError as error:
-                skips.append([item.path, "unreadable_image", error.reason])
-        skipped_before = len(skips)
-        for item, image, found in zip(readable, images, aligner.detect_batch(images)):
+        chunk_examples, chunk_faces, chunk_skips = align_items(chunk, task.settings, aligner)
+        examples += chunk_examples
+        faces += chunk_faces
+        skips += chunk_skips
+        on_progress(len(chunk), len(chunk_skips))
+    shard = os.path.join(out_dir, task.name)
+    written = write_shard(shard, examples)
+    sidecar = {"fingerprint": task.fingerprint(), "split": task.split, "shard": task.name,
+               "written": written, "shard_bytes": os.path.getsize(shard),
+               "shard_sha256": file_sha256(shard), "faces": faces, "skips": skips}
+    path = sidecar_path(out_dir, task.name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, sidecar, indent=None)
+    return sidecar
+
+
+def align_items(items: Sequence[Item], settings: Settings, aligner: FaceAligner
+                ) -> tuple[list, list[list], list[list]]:
+    """Read, detect (one detector batch), align and encode ``items``.
+
+    Shared by the local build (per shard) and the Beam pipeline (per batch of items).
+
+    Returns:
+      (examples, faces, skips): a FaceExample and a face row [source, label, confidence
+      or None, method, coverage] per kept item, in order, and [path, reason, detail] per
+      dropped one: unreadable_image, no_face, or alignment_error (the item raised while
+      being detected, aligned or encoded; the others of the batch are not affected).
+    """
+    from data_prep.tfrecord_writer import FaceExample
+
+    space = LabelSpace.from_dict(settings.label_space)
+    examples, faces, skips = [], [], []
+    images, readable = [], []
+    for item in items:
+        try:
+            images.append(read_rgb(item.path))
+            readable.append(item)
+        except ImageReadError as error:
+            skips.append([item.path, "unreadable_image", error.reason])
+    try:
+        detections = aligner.detect_batch(images)
+    except Exception:  # one bad image must not sink the batch: detect one by one
+        detections = [_detect_one(aligner, image) for image in images]
+    for item, image, found in zip(readable, images, detections):
+        try:
+            if isinstance(found, Exception):
+                raise found
             if found:
                 face = aligner.align(image, found[0].landmarks)
                 confidence, method = found[0].confidence, ALIGNED
@@ -176,23 +212,26 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
                               "MTCNN found no face; lower alignment.min_face_size or, for a "
                               "pre-cropped set, use alignment.on_no_face: center_crop"])
                 continue
-            examples.append(FaceExample(
-                jpeg=_encode_jpeg(face, settings.jpeg_quality), image_size=settings.output_size,
-                label=item.label, sigma=item.sigma,
-                distribution=space.gaussian(np.float32(item.label), item.sigma),
-                subject=item.subject, gender=item.gender, source=item.source,
-                group=item.group, coverage=coverage))
-            faces.append([item.source, item.label, confidence, method, round(coverage, 4)])
-        on_progress(len(chunk), len(chunk) - len(readable) + len(skips) - skipped_before)
-    shard = os.path.join(out_dir, task.name)
-    written = write_shard(shard, examples)
-    sidecar = {"fingerprint": task.fingerprint(), "split": task.split, "shard": task.name,
-               "written": written, "shard_bytes": os.path.getsize(shard),
-               "shard_sha256": file_sha256(shard), "faces": faces, "skips": skips}
-    path = sidecar_path(out_dir, task.name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_json(path, sidecar, indent=None)
-    return sidecar
+            jpeg = _encode_jpeg(face, settings.jpeg_quality)
+        except Exception as error:  # noqa: BLE001 - counted with its reason, as a skip
+            skips.append([item.path, "alignment_error", f"{type(error).__name__}: {error}"])
+            continue
+        examples.append(FaceExample(
+            jpeg=jpeg, image_size=settings.output_size,
+            label=item.label, sigma=item.sigma,
+            distribution=space.gaussian(np.float32(item.label), item.sigma),
+            subject=item.subject, gender=item.gender, source=item.source,
+            group=item.group, coverage=coverage))
+        faces.append([item.source, item.label, confidence, method, round(coverage, 4)])
+    return examples, faces, skips
+
+
+def _detect_one(aligner: FaceAligner, image: np.ndarray):
+    """The detections of one image, or the exception detecting it raised."""
+    try:
+        return aligner.detect_batch([image])[0]
+    except Exception as error:  # noqa: BLE001 - reported per item by align_items
+        return error
 
 
 def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
