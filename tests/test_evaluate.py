@@ -40,7 +40,8 @@ def _direct(saved_model, data, split="test"):
         labels.append(feature[example_schema.LABEL].float_list.value[0])
         sigmas.append(feature[example_schema.SIGMA].float_list.value[0])
         jpeg = feature[example_schema.IMAGE].bytes_list.value[0]
-        images.append(tf.io.decode_jpeg(jpeg, channels=3).numpy())  # as training decodes
+        images.append(tf.io.decode_jpeg(  # as training decodes
+            jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy())
     images = np.stack(images).astype(np.float32)
     plain = predict(images=tf.constant(images))["value"].numpy()
     mirrored = predict(images=tf.constant(images[:, :, ::-1].copy()))["value"].numpy()
