@@ -40,7 +40,8 @@ def read_faces(shard_paths: Sequence[str], count: int) -> list[tuple[np.ndarray,
 
 def write_contact_sheet(shard_paths: Sequence[str], path: str, count: int = 64,
                         columns: int = 8) -> str | None:
-    """Write a grid of up to ``count`` faces from ``shard_paths``, each captioned with its label.
+    """Write a grid of up to ``count`` faces from ``shard_paths``, each captioned with its
+    label and (when recorded) the share of its crop that lies inside the source photo.
 
     Returns:
       ``path``, or None when the shards hold no face (nothing is written).

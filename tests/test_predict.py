@@ -39,14 +39,15 @@ def test_each_utkface_photo_gives_one_face_equal_to_serving_default(saved_model,
     aligner = FaceAligner(output_size=predictor.input_size)
     results = list(predict.predict_paths(photos, predictor, aligner, batch_size=2))
     assert [frame.name for frame, _ in results] == photos
-    serving = tf.saved_model.load(saved_model).signatures["serving_default"]
+    serving = tf.saved_model.load(saved_model).signatures["serving_flip_averaged"]
     for (frame, rows), path in zip(results, photos):
         assert len(rows) == 1 and rows[0].status == predict.STATUS_FACE, rows
         row = rows[0]
         assert AGE.minimum <= row.value <= AGE.maximum
         assert row.low <= row.value <= row.high and row.stddev > 0
         assert 0.7 <= row.confidence <= 1.0 and row.width > 50  # ONet threshold 0.7
-        # The same photo through the shared aligner, then the serving signature on PNG bytes.
+        # The same photo through the shared aligner, then the flip-averaging serving
+        # signature (predict averages each face with its mirror by default) on PNG bytes.
         crop = aligner.detect_and_align(read_rgb(path))[0].image
         png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1].tobytes()
         expected = serving(images=tf.constant([png]))

@@ -308,11 +308,10 @@ def export_run(run_dir: str, overrides: Sequence[str] = ()) -> str:
         raise RuntimeError("--export_from writes a TensorFlow SavedModel: run it with "
                            "KERAS_BACKEND=tensorflow (the default)")
     experiment = load_experiment(os.path.join(run_dir, CONFIG), overrides)
-    export.save_keras(model, os.path.join(run_dir, KERAS_MODEL))
     config = to_dict(experiment)
     if os.path.isdir(experiment.data.tfrecords):
-    export.save_keras(model, os.path.join(run_dir, KERAS_MODEL), config.get(TRAINING_FACES_KEY))
         config[TRAINING_FACES_KEY] = read_manifest(experiment.data.tfrecords).face_alignment()
+    export.save_keras(model, os.path.join(run_dir, KERAS_MODEL), config.get(TRAINING_FACES_KEY))
     path = export.export_saved_model(model, experiment.export.saved_models_dir,
                                      experiment.export_name, experiment.export.version, config)
     export.write_models_config(experiment.export.saved_models_dir)
