@@ -4,7 +4,8 @@ The evaluation path feeds the aligned faces stored in the TFRecords to the Saved
 ``serving_default``; ``tfdldl.predict`` detects and aligns the original photos itself.
 Both use tfdldl.face_align at the size the model was trained from, and predict detects
 with the data build's minimum face size; they differ in the stored JPEG re-encoding (and
-the JPEG decoder). Prints both ages per face, the mean and the largest difference (years).
+the JPEG decoder). Both predict each face once (predict with --no_flip, as
+``serving_default`` does). Prints both ages per face, the mean and the largest difference (years).
 
   python scripts/compare_predict_with_evaluation.py --model saved_models/utkface_tinyagenet/1 \
       --data data/utkface_128 --images ../shared/datasets/utkface/images --count 20
@@ -47,7 +48,8 @@ def main() -> int:
     photos = [os.path.join(args.images, os.path.basename(face.source)) for face in faces]
     output = subprocess.run(
         [sys.executable, "-m", "tfdldl.predict", *photos, "--model", args.model,
-         "--format", "jsonl", "--min_face_size", min_face_size], check=True, capture_output=True, text=True).stdout
+         "--format", "jsonl", "--min_face_size", min_face_size, "--no_flip"],
+        check=True, capture_output=True, text=True).stdout
     predicted = {}
     for line in output.splitlines():
         row = json.loads(line)
