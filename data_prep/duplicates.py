@@ -68,7 +68,9 @@ _KEY_COST, _PAIR_COST = 0.25, 1.0
 _MAX_BAND_ENTRIES = 2e8
 # Keys computed at once in BandPlan.keys (64 bytes of work space each).
 _KEY_BLOCK = 1 << 20
-_MAX_DELETIONS = 3
+# 2+ deletions multiply the keys (2,852 per hash at 100k): measured slower and 5x the
+# memory of 1 deletion there (bench_duplicates.py), so plans use at most 1.
+_MAX_DELETIONS = 1
 # Buckets with more entries than this are verified by a matrix product.
 _LARGE_BUCKET = 48
 _MASK63 = np.uint64((1 << 63) - 1)
@@ -271,7 +273,7 @@ class BandPlan:
 def plan_bands(radius: int, n: int) -> BandPlan:
     """The band plan with the least expected work for n hashes and pairs within ``radius``.
 
-    For each number of deleted positions s (0..3) the fewest bands m with m·(s + 1) >
+    For each number of deleted positions s (0.._MAX_DELETIONS) the fewest bands m with m·(s + 1) >
     radius are taken; the cost is the keys filed (2n·m·C(w, s), plain and mirrored hashes)
     plus the entry pairs expected to share a key between uniformly random hashes
     (2n²·m·P(shared key in one band)). Plans whose keys for one band would exceed
