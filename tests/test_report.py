@@ -70,6 +70,19 @@ def test_report_writes_every_plot_and_an_html_page_embedding_them(tmp_path):
     assert "By tone (largest MAE gap" in page and "temperature 0.8" in page
 
 
+def test_report_files_replace_planted_links_and_leave_their_targets_alone(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    out = tmp_path / "report"
+    out.mkdir()
+    for name in (report.HTML_NAME, report.SCATTER_PNG):
+        os.symlink(outside, out / name)
+    _, written = _write_report(out)
+    assert outside.read_text() == "keep me"
+    for key in ("html", "scatter"):
+        assert not os.path.islink(written[key]) and os.path.getsize(written[key]) > 1000
+
+
 def test_slices_and_intervals_in_the_results():
     predictions = _predictions()
     results = compute_results(predictions, AGE, per_sample_sigma=False, temperature=0.8,

@@ -45,7 +45,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from tfdldl import cli, host_pipeline, tfrecord_reader
+from tfdldl import cli, host_pipeline, safe_io, tfrecord_reader
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.inference import TRAINING_FACES_KEY
@@ -250,7 +250,7 @@ def _prepare_run_dir(run_dir: str, experiment: Experiment, manifest: Manifest) -
     os.makedirs(run_dir, exist_ok=True)
     save_config(experiment, os.path.join(run_dir, CONFIG))
     write_json(os.path.join(run_dir, LABEL_SPACE), manifest.label_space.to_dict())
-    handler = logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8")
+    handler = logging.StreamHandler(safe_io.open_append(os.path.join(run_dir, "train.log")))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.handlers = [handler, logging.StreamHandler(sys.stdout)]
     log.setLevel(logging.INFO)

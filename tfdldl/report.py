@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tfdldl import safe_io
 from tfdldl.label_space import LabelSpace
 
 SCATTER_PNG = "scatter.png"
@@ -77,7 +78,8 @@ def _units(label_space: LabelSpace) -> str:
 
 
 def _save(figure, path: str) -> str:
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    with safe_io.atomic_path(path, suffix=".png") as temporary:  # not through a link
+        figure.savefig(temporary, dpi=110, bbox_inches="tight")
     _pyplot().close(figure)
     return path
 
@@ -373,9 +375,8 @@ window.addEventListener("load", function () {{
 </body></html>
 """
     path = os.path.join(out_dir, HTML_NAME)
-    with open(path + ".partial", "w", encoding="utf-8") as handle:
+    with safe_io.atomic_file(path) as handle:  # never writes through a planted link
         handle.write(page)
-    os.replace(path + ".partial", path)
     return path
 
 

@@ -59,6 +59,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tfdldl import safe_io
 from tfdldl.inference import Predictor, load_predictor, resize_square
 from tfdldl.label_space import LabelSpace
 
@@ -443,13 +444,12 @@ def export_tflite(model_path: str, data_dir: str, out_dir: str, modes: Sequence[
                 saved_model = saved_model or _saved_model_dir(model_path, reference, scratch)
                 model = convert(saved_model, size, mode, faces if mode == "int8" else None)
             path = os.path.join(out_dir, f"model_{mode}.tflite")
-            with open(path + ".partial", "wb") as handle:
+            with safe_io.atomic_file(path, text=False) as handle:
                 handle.write(model)
-            os.replace(path + ".partial", path)
             candidate = TFLitePredictor(model, reference.label_space, path)
             report[mode] = {"path": path, "bytes": len(model),
                             **compare_mae(reference, candidate, data_dir, check_split, tolerance)}
-    with open(os.path.join(out_dir, CHECK_NAME), "w", encoding="utf-8") as handle:
+    with safe_io.atomic_file(os.path.join(out_dir, CHECK_NAME)) as handle:
         json.dump({"model": os.path.abspath(model_path), "data": os.path.abspath(data_dir),
                    "split": check_split, "representative_split": representative_split,
                    "representative_count": int(len(faces)) if faces is not None else 0,
