@@ -34,8 +34,10 @@ UTKFace chips covered only 45 % of (black top quarter and side bands).
 Border: pixels of a crop that fall outside the source photo cannot be left black: the
 model would learn faces floating in black, while users' photos have hair, background
 and shoulders there. ``reflect`` mirrors the photo at its edge (cv2.BORDER_REFLECT_101),
-``replicate`` repeats the edge pixels, ``black`` is the legacy constant. The share of
-each crop inside its source is :meth:`FaceAligner.coverage`.
+``replicate`` repeats the edge pixels, ``black`` is the legacy constant. At one small
+training budget (scripts/compare_framings.sh) the mirrored border beat the replicated one
+on test MAE (8.30 vs 8.63) and in surroundings (age moved 1.24 vs 1.60 years), so it is the
+default. The share of each crop inside its source is :meth:`FaceAligner.coverage`.
 """
 
 from __future__ import annotations
