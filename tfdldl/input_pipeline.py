@@ -118,13 +118,15 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
     if skip_batches >= steps:
         raise ValueError(f"skip_batches {skip_batches} must be < steps_per_epoch {steps}")
     if in_memory:
-        batches = _in_memory_batches(manifest, split, batch_size, decode, seed, steps, shard)
+        batches, load = _in_memory_batches(manifest, split, batch_size, decode, seed, steps,
+                                           shard)
     else:
-        batches = _streamed_batches(files, batch_size, seed, steps, shuffle_buffer,
-                                    options.deterministic, shard, decode)
+        batches, load = _streamed_batches(files, batch_size, seed, steps, shuffle_buffer,
+                                          options.deterministic, shard), decode
 
     def augmented(index, batch):
-        images, targets = batch
+        # Loaded after .skip: a resumed run does not decode the batches it skips.
+        images, targets = load(batch)
         if augment_cfg is not None:
             images = augment.augment_batch(
                 images, tf.stack([tf.constant(seed, tf.int64), index]), augment_cfg)
@@ -141,9 +143,9 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
 
 
 def _streamed_batches(files, batch_size: int, seed: int, steps: int, shuffle_buffer: int,
-                      deterministic: bool, shard: Optional[tuple[int, int]], decode):
-    """epoch (int64 scalar) -> dataset of the epoch's ``steps`` decoded batches, read from
-    the shards (shuffled shard order, shuffled blocks of records)."""
+                      deterministic: bool, shard: Optional[tuple[int, int]]):
+    """epoch (int64 scalar) -> dataset of the epoch's ``steps`` batches of serialized
+    records, read from the shards (shuffled shard order, shuffled blocks of records)."""
 
     def one_pass(pass_seed):
         order = tf.random.experimental.stateless_shuffle(tf.constant(files), pass_seed)
@@ -157,17 +159,17 @@ def _streamed_batches(files, batch_size: int, seed: int, steps: int, shuffle_buf
         passes = tf.data.Dataset.range(PASSES_LIMIT).map(
             lambda n: tf.random.experimental.stateless_fold_in(epoch_seed, n))
         return (passes.flat_map(one_pass)
-                .batch(batch_size, drop_remainder=True).take(steps)
-                .map(decode, num_parallel_calls=tf.data.AUTOTUNE))
+                .batch(batch_size, drop_remainder=True).take(steps))
 
     return epoch_batches
 
 
 def _in_memory_batches(manifest: Manifest, split: str, batch_size: int, decode, seed: int,
                        steps: int, shard: Optional[tuple[int, int]]):
-    """epoch -> dataset of the epoch's ``steps`` batches gathered from every face of
-    ``split`` decoded once (uint8, at the input size) and held in memory; each pass over
-    the faces is a stateless shuffle of their indexes."""
+    """(epoch -> dataset of the epoch's ``steps`` batches of face indexes, the function
+    gathering a batch's faces and targets): every face of ``split`` is decoded once (uint8,
+    at the input size) and held in memory; each pass over the faces is a stateless shuffle
+    of their indexes."""
     records = tf.data.TFRecordDataset(manifest.shards(split))
     if shard is not None:
         records = records.shard(*shard)
@@ -192,10 +194,9 @@ def _in_memory_batches(manifest: Manifest, split: str, batch_size: int, decode, 
             lambda n: tf.random.experimental.stateless_shuffle(
                 tf.range(count, dtype=tf.int64),
                 tf.random.experimental.stateless_fold_in(epoch_seed, n)))
-        return (passes.unbatch().batch(batch_size, drop_remainder=True).take(steps)
-                .map(gather, num_parallel_calls=tf.data.AUTOTUNE))
+        return passes.unbatch().batch(batch_size, drop_remainder=True).take(steps)
 
-    return epoch_batches
+    return epoch_batches, gather
 
 
 def _passes(manifest: Manifest, split: str, batch_size: int,
