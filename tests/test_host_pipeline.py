@@ -72,16 +72,17 @@ def test_affine_matrix_is_the_tensorflow_transform():
         assert 0.5 <= scale <= 1.0 and abs(math.degrees(angle)) <= 15.0
 
 
-def test_warp_matches_tensorflow_projective_transform():
+@pytest.mark.parametrize("fill_mode", ["constant", "reflect"])
+def test_warp_matches_tensorflow_projective_transform(fill_mode):
     image = _smooth_image()
     rng = np.random.default_rng(5)
-    config = AugmentConfig(rescale_min=0.5, rescale_max=1.3)
+    config = AugmentConfig(rescale_min=0.5, rescale_max=1.3, translate=0.05)
     matrices = [host_pipeline.random_affine(rng, 40, config) for _ in range(6)]
     theirs = augment.apply_transforms(
         tf.constant(np.stack([image] * 6)),
-        tf.constant([np.r_[m.ravel(), 0, 0] for m in matrices], tf.float32)).numpy()
+        tf.constant([np.r_[m.ravel(), 0, 0] for m in matrices], tf.float32), fill_mode).numpy()
     for matrix, expected in zip(matrices, theirs):
-        ours = host_pipeline.warp(image, matrix)
+        ours = host_pipeline.warp(image, matrix, fill_mode)
         assert np.abs(ours - expected).mean() < 0.5, "cv2 and TF resample differently"
         assert np.abs(ours - expected).max() < 25  # border pixels: 1/32 px grid in cv2
 
@@ -156,6 +157,10 @@ def test_stream_is_reproducible_whatever_the_worker_count(faces):
 def test_refusals_are_clear(faces):
     with pytest.raises(host_pipeline.HostPipelineError, match="fewer than one batch of 64"):
         host_pipeline.HostBatches(faces, 64, ["value"], AGE, 32, None)
+    degraded = AugmentConfig(blur_probability=0.2, noise_std=4.0)
+    with pytest.raises(host_pipeline.HostPipelineError,
+                       match="augment.blur_probability, augment.noise_std: .* TensorFlow"):
+        host_pipeline.HostBatches(faces, 4, ["value"], AGE, 32, degraded)
     with pytest.raises(host_pipeline.HostPipelineError, match="record 3: not an image"):
         host_pipeline.decode_image(b"not an image", 32, where="record 3")
     broken = dataclasses.replace(faces, jpegs=[b"broken"] * len(faces))

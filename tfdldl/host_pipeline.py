@@ -111,20 +111,28 @@ def random_affine(rng: np.random.Generator, size: int, config: AugmentConfig) ->
     scale = rng.uniform(low, high)
     limit = math.radians(config.rotation_degrees)
     angle = rng.uniform(-limit, limit)
-    slack = abs(1.0 - scale) * size / 2.0
+    slack = abs(1.0 - scale) * size / 2.0 + config.translate * size
     shift = rng.uniform(-1.0, 1.0, size=2) * slack
     return affine_matrix(size, mirror, scale, angle, shift)
 
 
-def warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+# Augmentations tfdldl.augment has and this pipeline does not: refused, never skipped.
+TF_ONLY_AUGMENTATIONS = ("blur_probability", "downscale_probability", "jpeg_probability",
+                         "noise_std", "color_cast")
+# AugmentConfig.fill_mode -> OpenCV border: TF's REFLECT repeats the edge pixel (d c b a |
+# a b c d), as BORDER_REFLECT does; CONSTANT fills 0.
+_BORDERS = {"reflect": cv2.BORDER_REFLECT, "constant": cv2.BORDER_CONSTANT}
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, fill_mode: str = "constant") -> np.ndarray:
     """Resample ``image`` [S, S, C] through the output->input ``matrix`` [2, 3].
 
-    Bilinear, zero outside the image (as ``ImageProjectiveTransformV3`` with CONSTANT
-    fill 0). Same dtype out as in.
+    Bilinear; outside the image mirrored ("reflect") or zero ("constant"), as
+    ``ImageProjectiveTransformV3`` with that fill mode. Same dtype out as in.
     """
     size = image.shape[1], image.shape[0]
     return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=_BORDERS[fill_mode], borderValue=0)
 
 
 def photometric_matrix(mean_rgb: np.ndarray, brightness: float, contrast: float,
@@ -167,8 +175,8 @@ def augment_image(image: np.ndarray, rng: np.random.Generator, config: AugmentCo
     """
     if not config.enabled:
         return image
-    if config.flip or config.rescale or config.rotation_degrees > 0:
-        image = warp(image, random_affine(rng, image.shape[0], config))
+    if config.flip or config.rescale or config.rotation_degrees > 0 or config.translate > 0:
+        image = warp(image, random_affine(rng, image.shape[0], config), config.fill_mode)
     jitter = config.color_jitter
     factors = rng.uniform(1.0 - jitter, 1.0 + jitter, size=3) if jitter > 0 else np.ones(3)
     gray = config.grayscale_probability > 0 and rng.random() < config.grayscale_probability
@@ -281,6 +289,13 @@ class HostBatches:
         if len(faces) < batch_size:
             raise HostPipelineError(f"the split has {len(faces)} records, fewer than one batch "
                                     f"of {batch_size}; lower train.batch_size or build more data")
+        unsupported = [f"augment.{name}" for name in TF_ONLY_AUGMENTATIONS
+                       if augment is not None and augment.enabled and getattr(augment, name) > 0]
+        if unsupported:
+            raise HostPipelineError(
+                f"{', '.join(unsupported)}: the real-photo degradations run in the TensorFlow "
+                "input pipeline (tfdldl.augment) only; set them to 0 for this backend, or "
+                "train with TensorFlow (python -m tfdldl.train)")
         self.faces, self.batch_size, self.label_space = faces, int(batch_size), label_space
         self.outputs = [name for name in outputs if name in TARGET_NAMES]
         self.image_size, self.seed = int(image_size), int(seed)
