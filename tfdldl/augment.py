@@ -128,8 +128,8 @@ def apply_transforms(images: tf.Tensor, transforms: tf.Tensor,
 
 
 def _chosen(count: tf.Tensor, probability: float, seed: tf.Tensor) -> tf.Tensor:
-    """bool [N, 1, 1, 1]: which images of a batch a random operation applies to."""
-    return (tf.random.stateless_uniform([count], seed) < probability)[:, None, None, None]
+    """bool [N]: which images of a batch a random operation applies to."""
+    return tf.random.stateless_uniform([count], seed) < probability
 
 
 def random_downscale(images: tf.Tensor, probability: float, minimum: float,
@@ -142,7 +142,8 @@ def random_downscale(images: tf.Tensor, probability: float, minimum: float,
     small_side = tf.maximum(8, tf.cast(tf.round(factor * tf.cast(side, tf.float32)), tf.int32))
     small = tf.image.resize(images, [small_side, small_side], method="area")
     restored = tf.image.resize(small, [side, side], method="bilinear")
-    return tf.where(_chosen(tf.shape(images)[0], probability, choice_seed), restored, images)
+    chosen = _chosen(tf.shape(images)[0], probability, choice_seed)
+    return tf.where(chosen[:, None, None, None], restored, images)
 
 
 def random_blur(images: tf.Tensor, probability: float, seed: tf.Tensor,
@@ -158,7 +159,8 @@ def random_blur(images: tf.Tensor, probability: float, seed: tf.Tensor,
     count = tf.shape(images)[0]
     weight = tf.random.stateless_uniform([count], weight_seed)[:, None, None, None]
     mixed = images + weight * (blurred - images)
-    return tf.where(_chosen(count, probability, choice_seed), mixed, images)
+    return tf.where(_chosen(count, probability, choice_seed)[:, None, None, None], mixed,
+                    images)
 
 
 def random_jpeg(images: tf.Tensor, probability: float, quality_range: tuple[int, int],
@@ -167,7 +169,7 @@ def random_jpeg(images: tf.Tensor, probability: float, quality_range: tuple[int,
     U(quality_range) (inclusive), one quality per image; the others are left as they are."""
     choice_seed, quality_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     count = tf.shape(images)[0]
-    chosen = tf.random.stateless_uniform([count], choice_seed) < probability
+    chosen = _chosen(count, probability, choice_seed)
     quality = tf.random.stateless_uniform([count], quality_seed, quality_range[0],
                                           quality_range[1] + 1, dtype=tf.int32)
 
@@ -221,6 +223,6 @@ def color_jitter(images: tf.Tensor, strength: float, seed: tf.Tensor) -> tf.Tens
 
 def random_grayscale(images: tf.Tensor, probability: float, seed: tf.Tensor) -> tf.Tensor:
     """Replace each image by its luma (3 equal channels) with ``probability``."""
-    chosen = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < probability
+    chosen = _chosen(tf.shape(images)[0], probability, seed)
     gray = tf.broadcast_to(grayscale(images), tf.shape(images))
     return tf.where(chosen[:, None, None, None], gray, images)
