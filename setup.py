@@ -37,6 +37,7 @@ setup(
         "dev": [
             "pytest>=8",
             "matplotlib>=3.7",
+            "pillow>=10",  # the decoder tests write GIF/WebP/EXIF files with it
             "tensorflow-serving-api>=2.16,<3",
         ],
     },
