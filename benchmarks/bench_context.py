@@ -14,7 +14,8 @@ every scene is stored as JPEG with quality U(40, 95). The full ``tfdldl.predict`
 (detection, alignment with the model's framing, the model, flip averaging when predict
 does it) runs on the originals and on the scenes; the face whose box best overlaps the
 pasted chip is the one compared. Prints MAE alone, MAE in scenes, and the mean and 90th
-percentile of |age in scene - age alone|, and the faces found.
+percentile of |age in scene - age alone|, and the faces found, then the same mean split by
+each factor (background, grayscale, JPEG quality, scale) to show which one moves the age.
 A benchmark, not a test; its numbers come from a real model on real photos.
 """
 
@@ -52,7 +53,10 @@ def photo_regions(height: int, width: int, others: list, rng) -> "np.ndarray":
 
 
 def make_context_scene(chip, kind: str, others: list, rng):
-    """(JPEG bytes of a scene holding ``chip``, (x, y, side) of the pasted chip)."""
+    """(JPEG bytes of a scene holding ``chip``, (x, y, side) of the pasted chip, factors).
+
+    ``factors`` names the scene's draws: background, grayscale, JPEG quality band, scale band.
+    """
     import cv2
     import numpy as np
 
@@ -70,13 +74,17 @@ def make_context_scene(chip, kind: str, others: list, rng):
     pasted = cv2.resize(chip, (side, side), interpolation=interpolation)
     y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
     canvas[y:y + side, x:x + side] = pasted
-    if rng.random() < 1 / 3:
+    gray = rng.random() < 1 / 3
+    if gray:
         canvas = np.repeat(cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
     quality = int(rng.integers(40, 96))
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
-    return encoded.tobytes(), (x, y, side)
+    factors = {"background": kind, "colour": "grayscale" if gray else "colour",
+               "jpeg_quality": "40-59" if quality < 60 else "60-95",
+               "scale": "0.80-0.99" if side < chip.shape[0] else "1.00-1.25"}
+    return encoded.tobytes(), (x, y, side), factors
 
 
 def _overlap(box, placed) -> float:
@@ -114,13 +122,15 @@ def run(model: str, data: str, images: str, split: str, count: int, scenes: int,
              for rows in predict_frames([Frame(s, c) for (s, _), c in zip(chosen, chips)],
                                         predictor, aligner)]
     in_scene = np.full((len(chips), scenes), np.nan)
+    scene_factors = []
     for index, chip in enumerate(chips):
         frames, placements = [], []
         for variant in range(scenes):
-            data_bytes, placed = make_context_scene(
+            data_bytes, placed, factors = make_context_scene(
                 chip, BACKGROUNDS[variant % len(BACKGROUNDS)], chips, rng)
             frames.append(Frame(f"{chosen[index][0]}#scene{variant}", decode_rgb(data_bytes)))
             placements.append(placed)
+            scene_factors.append(factors)
         for variant, rows in enumerate(predict_frames(frames, predictor, aligner)):
             faces = [row for row in rows if row.status == STATUS_FACE]
             if faces:
@@ -141,8 +151,27 @@ def run(model: str, data: str, images: str, split: str, count: int, scenes: int,
         "mae_in_scenes": float(np.nanmean(np.abs(in_scene - labels[:, None]))),
         "mean_abs_difference": float(moved.mean()) if moved.size else None,
         "p90_abs_difference": float(np.percentile(moved, 90)) if moved.size else None,
+        "by_factor": by_factor(np.abs(in_scene - alone[:, None]).ravel(), scene_factors),
         "seconds": round(seconds, 1),
     }
+
+
+def by_factor(moved, scene_factors: list) -> dict:
+    """{factor: {level: [scenes compared, mean |age in scene - age alone|]}}.
+
+    ``moved`` holds one |difference| per scene in ``scene_factors``' order (NaN where the
+    face was missed alone or in the scene; those are left out).
+    """
+    import numpy as np
+
+    table = {}
+    for factor in scene_factors[0] if scene_factors else ():
+        for level in sorted({factors[factor] for factors in scene_factors}):
+            chosen = np.array([factors[factor] == level for factors in scene_factors])
+            values = moved[chosen & np.isfinite(moved)]
+            table.setdefault(factor, {})[level] = [
+                int(values.size), float(values.mean()) if values.size else None]
+    return table
 
 
 def main() -> int:
@@ -164,6 +193,10 @@ def main() -> int:
     print(f"MAE alone {result['mae_alone']:.2f}, MAE in scenes {result['mae_in_scenes']:.2f}; "
           f"|age in scene - age alone|: mean {result['mean_abs_difference']:.2f}, "
           f"p90 {result['p90_abs_difference']:.2f} years ({result['seconds']:.0f} s)")
+    for factor, levels in result["by_factor"].items():
+        print(f"  by {factor}: " + ", ".join(
+            f"{level} {mean:.2f} (n={count})" for level, (count, mean) in levels.items()
+            if mean is not None))
     if args.json:
         from tfdldl.jsonio import write_json
 
