@@ -60,7 +60,7 @@ def make_context_scene(chip, kind: str, others: list, rng):
     import cv2
     import numpy as np
 
-    from tfdldl.bench import texture_background
+    from tfdldl.bench_predict import texture_background
 
     side = int(round(chip.shape[0] * rng.uniform(0.8, 1.25)))
     height, width = (int(side * rng.uniform(2.0, 3.0)) for _ in range(2))

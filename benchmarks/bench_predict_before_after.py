@@ -7,7 +7,7 @@
 stages, 20 px minimum face, 1024 px detection cap: tfdldl.predict's old defaults), loaded
 from ``git show``; "after" is the current one with tfdldl.predict's defaults. Both run
 through the current predict engine (same read, alignment and model code), chunk by chunk
-with the peer package (tfdldl.bench.bench_predict), so the time split and the photos/s of
+with the peer package (tfdldl.bench_predict.bench_predict), so the time split and the photos/s of
 all three come from the same minutes of the same machine.
 """
 
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--out", default="", help="JSON report file")
     args = parser.parse_args()
 
-    from tfdldl.bench import bench_predict, format_predict_report
+    from tfdldl.bench_predict import bench_predict, format_predict_report
     from tfdldl.inference import aligner_for, load_predictor
     from tfdldl.jsonio import write_json
 

@@ -72,7 +72,7 @@ def run_peer(files: list[str]) -> tuple[dict[str, float], float] | str:
     """(file name -> the peer's age for its largest face, seconds), or why it cannot run."""
     from PIL import Image
 
-    from tfdldl.bench import load_peer
+    from tfdldl.bench_predict import load_peer
 
     peer = load_peer()
     if isinstance(peer, str):

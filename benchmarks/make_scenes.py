@@ -5,7 +5,7 @@
 
 Writes ``OUT/chips/`` (copies of ``count`` chips, every ``every``-th file of the sorted
 folder) and ``OUT/scenes/`` (each of those faces placed into a 450-1200 px scene by
-:func:`tfdldl.bench.make_scene`, JPEG quality 92) plus ``OUT/scenes/placements.json``
+:func:`tfdldl.bench_predict.make_scene`, JPEG quality 92) plus ``OUT/scenes/placements.json``
 (file -> [x, y, side] of the pasted chip). Then, for example:
 
     python -m tfdldl.bench --predict_photos OUT/scenes --model saved_models/utkface_tinyagenet/1
@@ -35,7 +35,7 @@ def main() -> int:
     import cv2
     import numpy as np
 
-    from tfdldl.bench import make_scene
+    from tfdldl.bench_predict import make_scene
     from tfdldl.image_io import read_rgb
 
     files = sorted(glob.glob(os.path.join(args.faces, "*.jpg")))[::args.every][:args.count]

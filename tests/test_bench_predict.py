@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tfdldl import bench
+from tfdldl import bench_predict
 from tfdldl.label_space import AGE
 from tiny_models import REPO_ROOT, tiny_saved_model
 
@@ -24,7 +24,7 @@ def photo_folder(utkface_dir, tmp_path_factory):
     files = sorted(glob.glob(os.path.join(utkface_dir, "*.jpg")))[200:4000:1500]
     for path in files:
         cv2.imwrite(str(folder / os.path.basename(path)), cv2.imread(path))
-    scene, placement = bench.make_scene(cv2.imread(files[0])[:, :, ::-1].copy(),
+    scene, placement = bench_predict.make_scene(cv2.imread(files[0])[:, :, ::-1].copy(),
                                         np.random.default_rng(1))
     cv2.imwrite(str(folder / "scene.jpg"), scene[:, :, ::-1])
     (folder / "placements.json").write_text(json.dumps({"scene.jpg": list(placement)}))
@@ -33,7 +33,7 @@ def photo_folder(utkface_dir, tmp_path_factory):
 
 def test_scene_holds_the_face_inside_a_photo_sized_picture():
     face = np.full((200, 200, 3), 200, np.uint8)
-    scene, (x, y, side) = bench.make_scene(face, np.random.default_rng(0))
+    scene, (x, y, side) = bench_predict.make_scene(face, np.random.default_rng(0))
     assert 450 <= max(scene.shape[:2]) <= 1200 and scene.dtype == np.uint8
     assert 0.2 * min(scene.shape[:2]) - 1 <= side <= 0.6 * min(scene.shape[:2])
     assert (scene[y:y + side, x:x + side] == 200).all()
@@ -41,12 +41,13 @@ def test_scene_holds_the_face_inside_a_photo_sized_picture():
 
 def test_predict_benchmark_splits_the_time_and_counts_faces(photo_folder, tmp_path):
     model = tiny_saved_model(str(tmp_path), AGE, 64)[0]
-    report = bench.bench_predict(photo_folder, model, batch_size=2, cold_start=False)
+    report = bench_predict.bench_predict(photo_folder, model, batch_size=2, cold_start=False)
     ours = report["sides"]["tfdldl"]
     assert report["photos"] == 4 and report["placed_faces"] == 1
     assert set(ours["stages_s"]) == {"read", "detection", "alignment", "model"}
     assert all(seconds > 0 for seconds in ours["stages_s"].values())
-    assert sum(ours["stages_s"].values()) <= ours["seconds"]
+    # two detection batches, the second detected while the first is in the model
+    assert all(seconds <= ours["seconds"] for seconds in ours["stages_s"].values())
     assert ours["photos_with_face"] == 4 and ours["placed_face_found"] == 1
     assert ours["photos_per_s"] == pytest.approx(4 / ours["seconds"])
     assert 0 < ours["cpu_seconds"] and ours["photos_per_cpu_s"] == pytest.approx(
@@ -59,7 +60,7 @@ def test_predict_benchmark_splits_the_time_and_counts_faces(photo_folder, tmp_pa
         assert peer["photos_with_face"] >= 3 and peer["stages_s"]["detection_and_model"] > 0
         assert report["ratios_to_peer"]["tfdldl"] == pytest.approx(
             ours["photos_per_s"] / peer["photos_per_s"])
-    assert "photos/s" in bench.format_predict_report(report)
+    assert "photos/s" in bench_predict.format_predict_report(report)
 
 
 def test_predict_benchmark_flags_are_checked(tmp_path):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tfdldl.bench import make_scene
+from tfdldl.bench_predict import make_scene
 from tfdldl.face_align import (DETECTION_BATCH, FaceAligner, _canvas_groups, _graph_mtcnn,
                                pyramid_scales)
 from tfdldl.image_io import read_rgb

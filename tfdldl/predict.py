@@ -26,153 +26,26 @@ centre-cropped to a square, is one face). Videos (by extension) contribute every
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
-import csv
-import dataclasses
-import glob
-import json
 import math
-import os
 import sys
 import time
-from typing import IO, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from tfdldl import cli
 from tfdldl.calibration import calibrate_outputs
-from tfdldl.image_io import IMAGE_EXTENSIONS, ImageReadError, read_rgb
 from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
+from tfdldl.predict_inputs import Frame, InputError, expand_inputs, read_frames
+from tfdldl.predict_output import (FORMATS, STATUS_ERROR, STATUS_FACE, STATUS_NO_FACE,
+                                   FaceRow, Progress, RowWriter, Tally, common_root,
+                                   describe_model, draw)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-FORMATS = ("table", "jsonl", "csv")
-STATUS_FACE, STATUS_NO_FACE, STATUS_ERROR = "ok", "no_face", "error"
 # With --aligned, images whose shorter side is below this share of the model's face size
 # get a warning: upsampled that far, they carry little of what the model saw in training.
 SMALL_FACE_SHARE = 0.25
-
-
-@dataclasses.dataclass
-class FaceRow:
-    """One line of the report.
-
-    Attributes:
-      file: the input (a path, or ``path#frame=N`` for a video frame).
-      status: "ok" (a face), "no_face" or "error".
-      face: index of the face in its photo, 0 = most confident (None unless status "ok").
-      x, y, width, height: the detection box in the photo, pixels.
-      value: the prediction (years for age).
-      stddev: standard deviation of the predicted distribution, label units.
-      low, high: central interval of the predicted distribution holding ``interval_mass``
-        (of the calibrated distribution when the model stores a temperature).
-      confidence: the face detector's probability, 0..1 (None with --aligned).
-      message: the reason for an "error" row; a warning on an unreliable "ok" row.
-    """
-
-    file: str
-    status: str
-    face: int | None = None
-    x: float | None = None
-    y: float | None = None
-    width: float | None = None
-    height: float | None = None
-    value: float | None = None
-    stddev: float | None = None
-    low: float | None = None
-    high: float | None = None
-    confidence: float | None = None
-    message: str = ""
-
-
-@dataclasses.dataclass
-class Frame:
-    """A decoded picture to look for faces in: a photo, or one video frame."""
-
-    name: str
-    rgb: np.ndarray
-
-
-@dataclasses.dataclass
-class InputError:
-    """An input that yielded no picture, with the reason."""
-
-    name: str
-    message: str
-
-
-# -- inputs ------------------------------------------------------------------------------
-
-def _is_media(path: str, videos: bool) -> bool:
-    extension = os.path.splitext(path)[1].lower()
-    return extension in IMAGE_EXTENSIONS or (videos and extension in VIDEO_EXTENSIONS)
-
-
-def expand_inputs(arguments: Sequence[str], videos: bool) -> list[str | InputError]:
-    """Turn command-line arguments into a list of files, in argument order.
-
-    A file is taken as given, whatever its extension (a non-image is then reported by
-    the reader); a folder contributes its images (and videos when ``videos``), searched
-    recursively and sorted; anything else is a glob pattern (``**`` recursive). A folder
-    or pattern that yields nothing becomes an :class:`InputError`.
-    """
-    wanted = IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ())
-    expanded: list[str | InputError] = []
-    for argument in arguments:
-        if os.path.isfile(argument):
-            expanded.append(argument)
-        elif os.path.isdir(argument):
-            found = sorted(os.path.join(root, name)
-                           for root, _, names in os.walk(argument) for name in names
-                           if _is_media(name, videos))
-            expanded.extend(found or [InputError(argument, (
-                f"folder contains no images (looked recursively for "
-                f"{', '.join(wanted)})"))])
-        else:
-            found = sorted(path for path in glob.glob(argument, recursive=True)
-                           if os.path.isfile(path))
-            expanded.extend(found or [InputError(argument, (
-                "no such file or folder" if not glob.has_magic(argument)
-                else "the pattern matches no file"))])
-    return expanded
-
-
-def read_frames(path: str, video_stride: int) -> Iterator[Frame | InputError]:
-    """The pictures of one input file: the photo, or every ``video_stride``-th video frame."""
-    if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
-        if video_stride > 0:
-            yield from _video_frames(path, video_stride)
-        else:
-            yield InputError(path, "this is a video: pass --video_stride N to predict on "
-                                   "every Nth frame")
-        return
-    try:
-        yield Frame(path, read_rgb(path))
-    except ImageReadError as error:
-        yield InputError(path, error.reason)
-
-
-def _video_frames(path: str, stride: int) -> Iterator[Frame | InputError]:
-    import cv2
-
-    capture = cv2.VideoCapture(path)
-    if not capture.isOpened():
-        yield InputError(path, "OpenCV cannot open this video (unknown codec or not a video)")
-        return
-    index = 0
-    read_any = False
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            read_any = True
-            if index % stride == 0:
-                yield Frame(f"{path}#frame={index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            index += 1
-    finally:
-        capture.release()
-    if not read_any:
-        yield InputError(path, "the video has no readable frame")
 
 
 # -- prediction --------------------------------------------------------------------------
@@ -246,7 +119,15 @@ def predict_frames(frames: list[Frame], predictor: Predictor, aligner, aligned: 
         are added to it.
       flip: average each face's prediction with its mirror image's (the paper's test).
     """
-    faces = _faces_of(frames, aligner, aligned, timings)
+    return _rows_of(frames, _faces_of(frames, aligner, aligned, timings), predictor, aligned,
+                    interval_mass, batch_size, timings, flip)
+
+
+def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligned: bool,
+             interval_mass: float, batch_size: int, timings: dict[str, float] | None,
+             flip: bool) -> list[list[FaceRow]]:
+    """:func:`predict_frames` after detection: ``faces`` holds (box, confidence, crop) per
+    face, per frame (:func:`_faces_of`)."""
     crops = [crop for per_frame in faces for _, _, crop in per_frame]
     with _stage(timings, "model"):
         outputs = calibrate_outputs(_predict_in_batches(predictor, crops, batch_size, flip),
@@ -298,8 +179,12 @@ def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
     """Predict every face in ``arguments`` (files, folders, globs, videos).
 
     ``batch_size`` pictures are detected together and ``batch_size`` faces go through
-    the model together. ``timings``, when given, collects the seconds spent per stage
-    (:data:`STAGES`: reading and decoding, detection, alignment, model). ``flip``
+    the model together. The pictures are read, detected and aligned on a second thread,
+    one batch ahead of the model: while the model predicts the faces of one batch, the
+    next batch is decoded and searched for faces (both cores busy; TensorFlow and OpenCV
+    release the GIL). ``timings``, when given, collects the seconds spent per stage
+    (:data:`STAGES`: reading and decoding, detection, alignment, model); with more than
+    one batch the stages overlap, so their sum may exceed the wall time. ``flip``
     averages each face with its mirror image (:func:`predict_frames`).
 
     Yields:
@@ -318,201 +203,31 @@ def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
                         break
                     yield frame
 
-    for chunk in _chunks(pictures(), batch_size):
+    chunks = _chunks(pictures(), batch_size)
+
+    def prepare():
+        """The next chunk with its frames' faces detected and aligned; None at the end."""
+        chunk = next(chunks, None)
+        if chunk is None:
+            return None
         frames = [item for item in chunk if isinstance(item, Frame)]
-        predicted = iter(predict_frames(frames, predictor, aligner, aligned, interval_mass,
-                                        batch_size, timings, flip) if frames else [])
-        for item in chunk:
-            if isinstance(item, InputError):
-                yield None, [FaceRow(item.name, STATUS_ERROR, message=item.message)]
-            else:
-                yield item, next(predicted)
+        return chunk, frames, _faces_of(frames, aligner, aligned, timings) if frames else []
 
-
-# -- output ------------------------------------------------------------------------------
-
-FIELDS = [field.name for field in dataclasses.fields(FaceRow)]
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
-
-
-class RowWriter:
-    """Writes rows as an aligned text table, JSON lines or CSV to ``stream``."""
-
-    def __init__(self, stream: IO[str], kind: str, value_name: str = "value"):
-        if kind not in FORMATS:
-            raise ValueError(f"unknown format '{kind}'; choose one of {', '.join(FORMATS)}")
-        self.stream, self.kind, self.value_name = stream, kind, value_name
-        self._csv = None
-        if kind == "csv":
-            self._csv = csv.DictWriter(stream, fieldnames=FIELDS)
-            self._csv.writeheader()
-        elif kind == "table":
-            self._table_line(["face", "x", "y", "w", "h", value_name, "std", "interval",
-                              "conf", "status", "file"])
-
-    def _table_line(self, cells: list[str]) -> None:
-        """Fixed-width numeric columns first, the file (of any length) last."""
-        widths = [4, 6, 6, 6, 6, 7, 6, 13, 5, 7]
-        fixed = " ".join(cell.rjust(width) if i < 9 else cell.ljust(width)
-                         for i, (cell, width) in enumerate(zip(cells, widths)))
-        self.stream.write(f"{fixed} {cells[-1]}".rstrip() + "\n")
-
-    def write(self, row: FaceRow) -> None:
-        """Write one row."""
-        data = dataclasses.asdict(row)
-        if self.kind == "jsonl":
-            self.stream.write(json.dumps(data) + "\n")
-        elif self.kind == "csv":
-            self._csv.writerow({key: "" if value is None else value for key, value in data.items()})
-        else:
-            interval = ("" if row.low is None else f"[{row.low:g}, {row.high:g}]")
-            confidence = "" if row.confidence is None else f"{row.confidence:.3f}"
-            where = row.file + (f"  ({row.message})" if row.message else "")
-            self._table_line([_cell(row.face), _cell(row.x), _cell(row.y), _cell(row.width),
-                              _cell(row.height), _cell(row.value), _cell(row.stddev),
-                              interval, confidence, row.status, where])
-        self.stream.flush()
-
-
-def common_root(files: Sequence[str]) -> str:
-    """The deepest folder holding every one of ``files`` (absolute; "" for no files)."""
-    folders = [os.path.dirname(os.path.abspath(path)) for path in files]
-    return os.path.commonpath(folders) if folders else ""
-
-
-def drawing_name(source: str, root: str = "") -> str:
-    """The file name (no folder, no extension) a drawing of ``source`` gets.
-
-    ``source``'s path below ``root`` (its own folder when root is ""), with folder
-    separators as "__" and no leading dot, so drawings of ``../photos/a/b.jpg`` are visible
-    files (``a__b``), never hidden ones.
-    """
-    source = os.path.abspath(source)
-    relative = os.path.relpath(source, root) if root else os.path.basename(source)
-    parts = [part for part in os.path.normpath(relative).split(os.sep)
-             if part not in ("", ".", "..")]
-    return os.path.splitext("__".join(parts))[0].lstrip(".") or "image"
-
-
-def draw(frame: Frame, rows: Sequence[FaceRow], out_dir: str, value_name: str = "age",
-         root: str = "") -> str:
-    """Write ``frame`` with each face's box and ``value ± stddev`` drawn, as a JPEG in ``out_dir``.
-
-    Args:
-      root: the folder that inputs are named relative to (:func:`drawing_name`).
-    Returns:
-      The written path.
-    """
-    import cv2
-
-    image = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
-    thickness = max(1, round(max(image.shape[:2]) / 400))
-    for row in rows:
-        if row.status != STATUS_FACE:
-            cv2.putText(image, "no face", (5, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
-                        (0, 0, 255), thickness, cv2.LINE_AA)
-            continue
-        top_left = (round(row.x), round(row.y))
-        bottom_right = (round(row.x + row.width), round(row.y + row.height))
-        cv2.rectangle(image, top_left, bottom_right, (0, 255, 0), thickness)
-        label = f"{value_name} {row.value:.0f}" + ("" if row.stddev is None
-                                                   else f" +/-{row.stddev:.0f}")
-        scale = max(0.35, row.width / 350.0)
-        (text_width, text_height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX,
-                                                       scale, thickness)
-        origin = (max(0, min(top_left[0], image.shape[1] - text_width)),
-                  max(text_height + 2, top_left[1] - 4))
-        cv2.rectangle(image, (origin[0], origin[1] - text_height - 2),
-                      (origin[0] + text_width, origin[1] + 2), (0, 0, 0), -1)
-        cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0),
-                    thickness, cv2.LINE_AA)
-    os.makedirs(out_dir, exist_ok=True)
-    source, _, frame_number = frame.name.partition("#frame=")
-    flat = drawing_name(source, root)
-    suffix = f"_frame{int(frame_number):06d}" if frame_number else ""
-    path = os.path.join(out_dir, flat + suffix + ".jpg")
-    cv2.imwrite(path, image)
-    return path
+    with concurrent.futures.ThreadPoolExecutor(1, "tfdldl-detect") as ahead:
+        upcoming = ahead.submit(prepare)
+        while (prepared := upcoming.result()) is not None:
+            upcoming = ahead.submit(prepare)
+            chunk, frames, faces = prepared
+            predicted = iter(_rows_of(frames, faces, predictor, aligned, interval_mass,
+                                      batch_size, timings, flip) if frames else [])
+            for item in chunk:
+                if isinstance(item, InputError):
+                    yield None, [FaceRow(item.name, STATUS_ERROR, message=item.message)]
+                else:
+                    yield item, next(predicted)
 
 
 # -- command line ------------------------------------------------------------------------
-
-class Progress:
-    """A tqdm bar over input files on stderr (off for fewer than 2 inputs or ``enabled=False``).
-
-    Rows written to a terminal go through :meth:`write_rows` so the bar stays below them.
-    """
-
-    def __init__(self, total: int, enabled: bool, stream: IO[str]):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="photo", disable=not enabled or total < 2,
-                        file=sys.stderr, dynamic_ncols=True, leave=False)
-        self.stream = stream
-        self._last_file = None
-
-    def advance(self, name: str) -> None:
-        """Count ``name``'s file (once per file, however many video frames it yields)."""
-        source = name.partition("#frame=")[0]
-        if source != self._last_file:
-            self._last_file = source
-            self.bar.update(1)
-
-    def write_rows(self, writer: "RowWriter", rows: Sequence[FaceRow]) -> None:
-        """Write rows, clearing the bar around them when both share a terminal."""
-        import contextlib
-
-        from tqdm import tqdm
-
-        shared = not self.bar.disable and self.stream.isatty()
-        with (tqdm.external_write_mode(file=sys.stderr) if shared else contextlib.nullcontext()):
-            for row in rows:
-                writer.write(row)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-@dataclasses.dataclass
-class Tally:
-    """What a run did, for its summary line."""
-
-    pictures: int = 0
-    faces: int = 0
-    no_face: int = 0
-    errors: int = 0
-
-    def add(self, frame: Frame | None, rows: Sequence[FaceRow]) -> None:
-        self.pictures += frame is not None
-        self.faces += sum(row.status == STATUS_FACE for row in rows)
-        self.no_face += sum(row.status == STATUS_NO_FACE for row in rows)
-        self.errors += sum(row.status == STATUS_ERROR for row in rows)
-
-    def line(self, seconds: float) -> str:
-        rate = self.pictures / seconds if seconds > 0 else 0.0
-        return (f"{self.pictures} photo(s), {self.faces} face(s), {self.no_face} without a "
-                f"face, {self.errors} error(s) in {seconds:.1f} s ({rate:.2f} photos/s)")
-
-
-def describe_model(predictor: Predictor) -> str:
-    """One line naming the loaded model, its version and whether its intervals are calibrated."""
-    relative = os.path.relpath(predictor.source)
-    shown = predictor.source if relative.startswith("..") else relative
-    folder, version = os.path.split(os.path.normpath(predictor.source))
-    where = (f"{shown} (version {version} of {os.path.basename(folder)})"
-             if version.isdigit() else shown)
-    space = predictor.label_space
-    calibration = (f"intervals calibrated, temperature {predictor.temperature:.3g}"
-                   if predictor.temperature != 1.0 else "intervals not calibrated")
-    return f"model: {where}; {space.name} {space.minimum:g}..{space.maximum:g}; {calibration}"
-
 
 def _flag_problem(values, paths: Sequence[str]) -> str:
     """What is wrong with the command line, or ""."""
@@ -531,8 +246,6 @@ def _flag_problem(values, paths: Sequence[str]) -> str:
 def main(argv) -> int:
     """absl entry point: exit 0 when every input was read, 1 when some was not, 2 on bad
     flags or model."""
-    import time
-
     from absl import flags
 
     from tfdldl.api import resolve_model
