@@ -6,11 +6,13 @@ small global step:
 1. **duplicates** (Beam): the adapter's records (listed on the launcher, as the local
    build does) are fingerprinted in parallel (SHA-256, dHash, thumbnail:
    data_prep.duplicates.read_thumbnails); byte-identical files meet under their SHA-256
-   through ``GroupByKey``; near-identical ones meet under their hash-band keys
-   (:class:`data_prep.duplicates.BandPlan`, chosen so that by the pigeonhole principle no
-   pair within the matching radius can be missed), are verified exactly inside each bucket
-   (:func:`data_prep.duplicates.bucket_pairs`), and pairs that need the thumbnail check get
-   both thumbnails by two ``CoGroupByKey`` joins.
+   through ``GroupByKey``; near-identical ones meet under hash-band values
+   (:class:`data_prep.hash_bands.BandPlan`, chosen from the hash statistics, combined
+   exactly over the images, so that by the pigeonhole principle no pair within the
+   matching radius can be missed): each image's plain hash under its band values, its
+   probes (values with up to t bits flipped, plain and mirrored) under theirs; every
+   bucket is verified exactly, and pairs that need the thumbnail check get both
+   thumbnails by two ``CoGroupByKey`` joins.
 2. **splits** (launcher, metadata only): connected components of the pairs and the split
    assignment, by the local build's own code (data_prep.duplicates.group_report,
    data_prep.splits), then the shard plan (data_prep.build.plan). It needs every record's
@@ -48,7 +50,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from data_prep import build as build_module
-from data_prep import duplicates, shard_job, splits
+from data_prep import duplicates, hash_bands, shard_job, splits
 from data_prep.adapters.base import Record
 from data_prep.config import DataConfig
 from tfdldl import example_schema
@@ -88,32 +90,63 @@ def _fingerprint(element: tuple[int, str]) -> dict[str, Any]:
             "thumb": prints.thumbs[0].tobytes()}
 
 
-def _band_entries(fingerprint: dict[str, Any], plan: duplicates.BandPlan) -> Iterable:
-    """(key, (index, mirrored, plain bits, mirrored bits)) for each key of both hashes."""
-    for mirrored, field in ((False, "bits"), (True, "mirror")):
-        hashed = np.frombuffer(fingerprint[field], np.uint8)[None]
-        for key in plan.keys(hashed)[0]:
-            yield int(key), (fingerprint["index"], mirrored, fingerprint["bits"],
-                             fingerprint["mirror"])
+class _StatsFn(beam.CombineFn):
+    """Fingerprints -> data_prep.hash_bands.HashStats of their hashes (exact sums)."""
+
+    def create_accumulator(self):
+        return hash_bands.HashStats.empty()
+
+    def add_input(self, stats, fingerprint):
+        plain, mirror = (np.frombuffer(fingerprint[field], np.uint8)[None]
+                         for field in ("bits", "mirror"))
+        return stats.merge(hash_bands.HashStats.of(plain, mirror))
+
+    def merge_accumulators(self, accumulators):
+        total = hash_bands.HashStats.empty()
+        for stats in accumulators:
+            total = total.merge(stats)
+        return total
+
+    def extract_output(self, stats):
+        return stats
+
+
+def _band_entries(fingerprint: dict[str, Any], plan: hash_bands.BandPlan) -> Iterable:
+    """((band, value), (role, index, plain bits, mirrored bits)) for the image's plain
+    hash (role "index") and for every probe of its plain and mirrored hashes (roles
+    "plain" and "mirror"), in every band."""
+    entry = (fingerprint["index"], fingerprint["bits"], fingerprint["mirror"])
+    values = {field: plan.values(np.frombuffer(fingerprint[field], np.uint8)[None])[0]
+              for field in ("bits", "mirror")}
+    for band in range(len(plan.bands)):
+        yield (band, int(values["bits"][band])), ("index",) + entry
+        for role, field in (("plain", "bits"), ("mirror", "mirror")):
+            for probe in values[field][band] ^ plan.flip_masks(band):
+                yield (band, int(probe)), (role,) + entry
 
 
 def _verify_bucket(element, radius: int) -> Iterable[tuple[int, int, int]]:
-    """(low, high, D) for the pairs of one bucket within ``radius`` bits, D exact."""
+    """(low, high, D) for the pairs of one (band, value) bucket within ``radius`` bits,
+    as data_prep.hash_bands.close_pairs pairs them (plain probes with higher indexed
+    images, mirrored probes with lower ones); D exact."""
     _, entries = element
-    entries = list(entries)
-    if len(entries) < 2:
+    indexed = [entry[1:] for entry in entries if entry[0] == "index"]
+    probes = [entry for entry in entries if entry[0] != "index"]
+    if not indexed or not probes:
         return
-    images = np.array([entry[0] for entry in entries])
-    mirrored = np.array([entry[1] for entry in entries])
-    plain = np.frombuffer(b"".join(entry[2] for entry in entries), np.uint8).reshape(-1, 32)
-    flipped = np.frombuffer(b"".join(entry[3] for entry in entries), np.uint8).reshape(-1, 32)
-    low, high = duplicates.bucket_pairs(images, mirrored,
-                                        np.where(mirrored[:, None], flipped, plain), radius)
-    row = {int(image): k for k, image in enumerate(images)}
-    for i, j in sorted(set(zip(low.tolist(), high.tolist()))):
-        distance = min(duplicates.hamming(plain[row[i]], plain[row[j]]),
-                       duplicates.hamming(plain[row[i]], flipped[row[j]]))
-        yield i, j, int(distance)
+    images = np.array([entry[0] for entry in indexed])
+    plain = np.frombuffer(b"".join(entry[1] for entry in indexed), np.uint64).reshape(-1, 4)
+    for role, query, query_plain, query_mirror in probes:
+        other = images > query if role == "plain" else images < query
+        words = np.frombuffer(query_plain if role == "plain" else query_mirror, np.uint64)
+        for k in np.flatnonzero(other & hash_bands.within(
+                plain, np.broadcast_to(words, plain.shape), radius)):
+            mine = (query, query_plain, query_mirror)
+            low, high = (mine, indexed[k]) if role == "plain" else (indexed[k], mine)
+            low_plain, high_plain, high_mirror = (np.frombuffer(value, np.uint8) for value
+                                                  in (low[1], high[1], high[2]))
+            yield low[0], high[0], int(min(duplicates.hamming(low_plain, high_plain),
+                                           duplicates.hamming(low_plain, high_mirror)))
 
 
 def _first_thumbnails(element) -> Iterable:
@@ -143,16 +176,22 @@ def _exact(element) -> Iterable[tuple[int, int]]:
         yield indices[0], other
 
 
-def duplicate_pairs(paths: Sequence[str], near_threshold: int, plan: duplicates.BandPlan,
-                    options: PipelineOptions, work_dir: str) -> dict[str, Any]:
-    """Run the duplicates pipeline over ``paths``.
+def _plan(stats: hash_bands.HashStats, radius: int) -> hash_bands.BandPlan:
+    return hash_bands.plan_bands(radius, stats.count, stats)
+
+
+def duplicate_pairs(paths: Sequence[str], near_threshold: int, options: PipelineOptions,
+                    work_dir: str) -> dict[str, Any]:
+    """Run the duplicates pipeline over ``paths``; the band plan comes from the readable
+    images' hash statistics (combined exactly), as data_prep.duplicates.plan_for does.
 
     Returns:
       {"exact": [(i, j)], "near": [(i, j)] (sorted), "undecodable": count,
-       "sha256": {index: hex digest}} with indices into ``paths``.
+       "sha256": {index: hex digest}, "plan": the BandPlan} with indices into ``paths``.
     """
     prefix = os.path.join(work_dir, "duplicates")
     near_threshold = int(near_threshold)
+    radius = duplicates.wide_threshold(near_threshold)
     with beam.Pipeline(options=options) as pipeline:
         prints = (pipeline | "Paths" >> beam.Create(list(enumerate(paths)))
                   | "Fingerprint" >> beam.Map(_fingerprint))
@@ -161,9 +200,12 @@ def duplicate_pairs(paths: Sequence[str], near_threshold: int, plan: duplicates.
                  | "BySha" >> beam.Map(lambda f: (f["sha"], f["index"]))
                  | "GroupSha" >> beam.GroupByKey() | "ExactPairs" >> beam.FlatMap(_exact)
                  | "ExactLines" >> beam.Map(lambda p: ["exact", p[0], p[1]]))
-        candidates = (readable | "BandKeys" >> beam.FlatMap(_band_entries, plan)
+        plan = (readable | "Stats" >> beam.CombineGlobally(_StatsFn())
+                | "Plan" >> beam.Map(_plan, radius))
+        candidates = (readable
+                      | "BandKeys" >> beam.FlatMap(_band_entries, beam.pvalue.AsSingleton(plan))
                       | "GroupBands" >> beam.GroupByKey()
-                      | "Verify" >> beam.FlatMap(_verify_bucket, plan.radius)
+                      | "Verify" >> beam.FlatMap(_verify_bucket, radius)
                       | "Once" >> beam.Distinct())
         close = (candidates | "Close" >> beam.Filter(lambda p: p[2] <= near_threshold)
                  | "CloseLines" >> beam.Map(lambda p: ["near", p[0], p[1]]))
@@ -178,7 +220,9 @@ def duplicate_pairs(paths: Sequence[str], near_threshold: int, plan: duplicates.
                       | "CorrelatedLines" >> beam.Map(lambda p: ["near", p[0], p[1]]))
         facts = (prints | "Facts" >> beam.Map(
             lambda f: ["print", f["index"], f["sha"], f["readable"]]))
-        _ = ((exact, close, correlated, facts) | "AllLines" >> beam.Flatten()
+        plan_line = plan | "PlanLine" >> beam.Map(
+            lambda p: ["plan", [list(band) for band in p.bands], p.flips, p.expected])
+        _ = ((exact, close, correlated, facts, plan_line) | "AllLines" >> beam.Flatten()
              | "Json" >> beam.Map(json.dumps) | "Write" >> beam.io.WriteToText(prefix))
     result: dict[str, Any] = {"exact": [], "near": [], "undecodable": 0, "sha256": {}}
     for line in _read_lines(prefix):
@@ -187,6 +231,10 @@ def duplicate_pairs(paths: Sequence[str], near_threshold: int, plan: duplicates.
             index, sha, ok = values
             result["sha256"][index] = sha
             result["undecodable"] += 0 if ok else 1
+        elif kind == "plan":
+            bands, flips, expected = values
+            result["plan"] = hash_bands.BandPlan(radius, tuple(map(tuple, bands)), flips,
+                                                 expected)
         else:
             result[kind].append(tuple(values))
     result["near"] = sorted(set(result["near"]))
@@ -207,10 +255,10 @@ def find_groups(records: Sequence[Record], near_threshold: int, options: Pipelin
     """Duplicate groups, report (as data_prep.duplicates.find_groups) and path -> SHA-256."""
     start = time.monotonic()
     paths = [record.path for record in records]
-    plan = duplicates.plan_bands(duplicates.wide_threshold(near_threshold), len(paths))
-    found = duplicate_pairs(paths, near_threshold, plan, options, work_dir)
+    found = duplicate_pairs(paths, near_threshold, options, work_dir)
     groups, report = duplicates.group_report(records, found["exact"], found["near"],
-                                             found["undecodable"], near_threshold, plan)
+                                             found["undecodable"], near_threshold,
+                                             found["plan"])
     report["seconds"] = round(time.monotonic() - start, 2)
     digests = {paths[index]: sha for index, sha in found["sha256"].items()}
     return groups, report, digests

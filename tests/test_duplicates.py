@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data_prep.adapters.base import Record
-from data_prep import duplicates
+from data_prep import duplicates, hash_bands
 from data_prep.duplicates import connected_groups, find_groups
 
 
@@ -162,27 +162,76 @@ def _flip(bits: np.ndarray, count: int, rng) -> np.ndarray:
     return bits ^ np.packbits(noise)
 
 
-@pytest.mark.parametrize("radius,n", [(30, 2000), (30, 20_000), (30, 100_000), (30, 50),
-                                      (7, 1000), (0, 1000)])
-def test_band_keys_never_miss_a_pair_within_the_radius(radius, n):
-    """Pigeonhole: hashes exactly ``radius`` bits apart always share a key."""
-    plan = duplicates.plan_bands(radius, n)
-    assert len(plan.bands) * (plan.deletions + 1) > radius
-    assert sorted(p for band in plan.bands for p in band) == list(range(duplicates.HASH_BITS))
+def _skewed(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Face-like packed hashes [n, 32] (plain, mirrored): biased bits, correlated pairs."""
+    bias = rng.uniform(0.03, 0.97, duplicates.HASH_BITS)
+    unpacked = rng.random((n, duplicates.HASH_BITS)) < bias
+    unpacked[:, 1::2] ^= rng.random((n, duplicates.HASH_BITS // 2)) < 0.1  # noisy copies
+    unpacked[:, 1::2] ^= unpacked[:, ::2]  # of the even bits
+    return np.packbits(unpacked, axis=1), np.packbits(unpacked[:, ::-1], axis=1)
+
+
+@pytest.mark.parametrize("radius,n,skewed", [(30, 2000, False), (30, 2000, True),
+                                             (30, 10 ** 7, True), (7, 1000, False),
+                                             (0, 1000, True)])
+def test_band_plans_never_miss_a_pair_within_the_radius(radius, n, skewed):
+    """Pigeonhole: hashes exactly ``radius`` bits apart always meet, plain or mirrored,
+    whatever bands the statistics choose; unrelated hashes rarely do."""
     rng = np.random.default_rng(radius + n)
-    base = rng.integers(0, 256, (200, duplicates.HASH_BYTES), dtype=np.uint8)
-    near = np.stack([_flip(row, radius, rng) for row in base])
-    far = np.stack([_flip(row, 128, rng) for row in base])  # unrelated hashes
-    keys_base, keys_near, keys_far = plan.keys(base), plan.keys(near), plan.keys(far)
-    assert all(set(a) & set(b) for a, b in zip(keys_base, keys_near))
-    assert keys_base.shape == (200, plan.keys_per_hash) and keys_base.max() < 2 ** 63
-    # unrelated hashes share a key only by rare chance
-    assert sum(bool(set(a) & set(b)) for a, b in zip(keys_base, keys_far)) < 20
+    base, base_mirror = _skewed(300, rng) if skewed else (
+        rng.integers(0, 256, (300, duplicates.HASH_BYTES), dtype=np.uint8),) * 2
+    stats = hash_bands.HashStats.of(base, base_mirror) if skewed else None
+    plan = hash_bands.plan_bands(radius, n, stats)
+    assert len(plan.bands) * (plan.flips + 1) > radius
+    assert sorted(p for band in plan.bands for p in band) == list(range(duplicates.HASH_BITS))
+    near = np.stack([_flip(row, radius, rng) for row in base[:100]])
+    # images 0..99 base; 100..199 their near copies; 200..299 mirrored near copies of
+    # 0..99 (plain hash: unrelated); 300..399 others
+    bits = np.concatenate([base[:100], near, rng.integers(0, 256, (100, 32), np.uint8),
+                           base[100:200]])
+    mirror = np.concatenate([base_mirror[:100], _skewed(100, rng)[0], near,
+                             base_mirror[100:200]])
+    codes = hash_bands.close_pairs(bits, mirror, plan)
+    pairs = set(zip((codes // len(bits)).tolist(), (codes % len(bits)).tolist()))
+    assert {(k, 100 + k) for k in range(100)} <= pairs
+    assert {(k, 200 + k) for k in range(100)} <= pairs
+    # every pair found is within the radius, once, and ...
+    low, high = codes // len(bits), codes % len(bits)
+    assert (low < high).all() and len(set(codes.tolist())) == len(codes)
+    distance = np.minimum(duplicates.hamming(bits[low], bits[high]),
+                          duplicates.hamming(bits[low], mirror[high]))
+    assert (distance <= radius).all()
+    # ... every pair within the radius is found (all pairs compared)
+    everything = np.minimum(duplicates.hamming(bits[:, None], bits[None]),
+                            duplicates.hamming(bits[:, None], mirror[None]))
+    assert pairs == set(zip(*map(np.ndarray.tolist, np.nonzero(np.triu(everything <= radius,
+                                                                        1)))))
 
 
 def test_a_plan_that_could_miss_pairs_is_refused():
+    bands = tuple(tuple(part) for part in np.array_split(np.arange(256), 15))
     with pytest.raises(ValueError, match="can miss pairs"):
-        duplicates.BandPlan(30, tuple((i,) for i in range(15)), 1)
+        hash_bands.BandPlan(30, bands, 1)
+    with pytest.raises(ValueError, match="every bit position"):
+        hash_bands.BandPlan(30, bands[:-1] + ((0,),) * 2, 1)
+
+
+def test_hash_statistics_merge_exactly():
+    rng = np.random.default_rng(3)
+    bits, mirror = _skewed(500, rng)
+    whole = hash_bands.HashStats.of(bits, mirror)
+    parts = hash_bands.HashStats.of(bits[:123], mirror[:123]).merge(
+        hash_bands.HashStats.of(bits[123:], mirror[123:]))
+    assert whole.count == parts.count == 500
+    np.testing.assert_array_equal(whole.ones, parts.ones)
+    np.testing.assert_array_equal(whole.both, parts.both)
+    unpacked = np.unpackbits(bits, axis=1).astype(np.int64)
+    np.testing.assert_array_equal(whole.both[0], unpacked.T @ unpacked)
+    probability, _ = whole.differences()
+    i, j = rng.integers(0, 500, (2, 20000))
+    sampled = (np.unpackbits(bits[i] ^ bits[j], axis=1).mean(0)
+               + np.unpackbits(bits[i] ^ mirror[j], axis=1).mean(0)) / 2
+    np.testing.assert_allclose(probability, sampled, atol=0.03)
 
 
 def test_banded_matcher_finds_exactly_the_all_pairs_matches():
@@ -209,5 +258,8 @@ def test_banded_matcher_finds_exactly_the_all_pairs_matches():
     assert banded == duplicates.near_pairs_dense(prints, 20)
     assert {pair for pair, match in planted.items() if match} <= set(banded)
     assert not {pair for pair, match in planted.items() if not match} & set(banded)
-    # a plan for another n (other bands) finds the same pairs
-    assert duplicates.near_pairs(prints, 20, duplicates.plan_bands(30, 10 ** 6)) == banded
+    # plans for other sizes and statistics (other bands and flips) find the same pairs
+    for stats in (None, hash_bands.HashStats.of(*_skewed(100, rng))):
+        for size in (n, 10 ** 7):
+            plan = hash_bands.plan_bands(30, size, stats)
+            assert duplicates.near_pairs(prints, 20, plan) == banded
