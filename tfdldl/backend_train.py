@@ -235,10 +235,9 @@ def split_mae(model, images: np.ndarray, labels: np.ndarray, batch_size: int) ->
     Flip averaging (the paper's test protocol) is :func:`tfdldl.heads.flip_average`, as in
     the exported model.
     """
-    from tfdldl import models
     import keras
 
-    from tfdldl import heads, metrics
+    from tfdldl import heads, metrics, models
 
     head = heads.of_outputs(model.output_names)
     grid = models.label_space_of(model).grid

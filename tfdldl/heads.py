@@ -60,12 +60,15 @@ class Head:
       loss_names: the losses (tfdldl.losses) that train it.
       serving_outputs: the keys of :meth:`summarise` (the SavedModel's outputs, less
         ``error``).
+      record_fields: the record features (tfdldl.example_schema keys) its targets are
+        made from.
     """
 
     kind: str = ""
     outputs: tuple[str, ...] = ()
     loss_names: tuple[str, ...] = ()
     serving_outputs: tuple[str, ...] = (VALUE, STDDEV, DISTRIBUTION)
+    record_fields: tuple[str, ...] = (schema.LABEL,)
 
     def build(self, features, label_space: LabelSpace) -> dict:
         """Keras layers on pooled features [N, C] -> {output name: tensor} (see the table)."""
@@ -75,9 +78,6 @@ class Head:
                    kl_normalization: str) -> tuple[dict, dict]:
         """(losses, loss_weights) keyed by output name, for ``model.compile``."""
         raise NotImplementedError
-
-    # The record features (tfdldl.example_schema keys) its targets are made from.
-    record_fields: tuple[str, ...] = (schema.LABEL,)
 
     def targets(self, record: Mapping[str, Any], label_space: LabelSpace) -> dict:
         """The training targets of a batch, keyed by output name.

@@ -251,7 +251,6 @@ def main(argv: Sequence[str]) -> int:
     when the finished model is no better than predicting the mean."""
     from absl import flags
 
-    from tfdldl import distribute
     from tfdldl.experiment import load_experiment
     from tfdldl.manifest import ManifestError
 
@@ -264,6 +263,8 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    from tfdldl import distribute
+
     try:
         strategy = distribute.make_strategy(experiment.distribution.strategy)
         results = train(experiment, strategy)
@@ -286,8 +287,8 @@ def define_flags() -> None:
 
 
 def run() -> None:
-    """Console-script entry point (``tfdldl-train``); TensorFlow is imported quietly once
-    the flags are parsed (tfdldl.cli)."""
+    """Console-script entry point (``tfdldl-train``): TensorFlow (which reading a config
+    brings in through Keras) is imported quietly once the flags are parsed (tfdldl.cli)."""
     cli.run_main(main, define_flags, needs_tensorflow=True)
 
 
