@@ -40,7 +40,7 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from tfdldl import input_pipeline, train
+    from tfdldl import input_pipeline, model_setup
     from tfdldl.experiment import load_experiment
     from tfdldl.manifest import read_manifest
 
@@ -57,7 +57,7 @@ def main() -> int:
         print(f"{experiment.data.tfrecords} not built: using 1024 synthetic 200 px faces")
     manifest = read_manifest(data)
     batch, size = experiment.train.batch_size, experiment.model.input_size
-    model = train.build_compiled_model(experiment, manifest, steps_per_epoch=args.steps)
+    model = model_setup.build_compiled_model(experiment, manifest, steps_per_epoch=args.steps)
 
     def stream():
         return iter(input_pipeline.make_dataset(

@@ -14,7 +14,7 @@ import sys
 import keras
 import numpy as np
 
-from tfdldl import layers, losses, metrics, models
+from tfdldl import heads, layers, metrics, models
 from tfdldl.label_space import SCUT_FBP5500
 
 SPACE = SCUT_FBP5500  # Δl = 0.1
@@ -61,11 +61,11 @@ def compute(weights_dir: str, write_weights: bool) -> dict:
 
     results["stddev"] = keras.ops.convert_to_numpy(
         layers.distribution_stddev(outputs["distribution"], SPACE.grid))
-    for name in losses.LOSS_NAMES:
+    for name in heads.LOSS_NAMES:
         for normalization in ("sum", "mean"):
-            loss_fns, weights = losses.build_loss(name, SPACE, lam=0.7,
+            loss_fns, weights = heads.build_loss(name, SPACE, lam=0.7,
                                                   kl_normalization=normalization)
-            head = losses.head_for_loss(name)
+            head = heads.for_loss(name).kind
             total = 0.0
             for key, fn in loss_fns.items():
                 pred = outputs[f"value/{head}"] if key == "value" else outputs[key]

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep.synthetic import write_tfrecord_set
-from tfdldl import distribute, input_pipeline, train
+from tfdldl import distribute, input_pipeline, model_setup
 from tfdldl.experiment import Experiment
 from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import read_manifest
@@ -52,7 +52,7 @@ def test_two_replicas_give_the_same_loss_and_update_as_one_device(tmp_path):
 
     def one_step(strategy, weights=None):
         with strategy.scope():
-            model = train.build_compiled_model(experiment, manifest, steps_per_epoch=1)
+            model = model_setup.build_compiled_model(experiment, manifest, steps_per_epoch=1)
         if weights is not None:
             model.set_weights(weights)
         initial = model.get_weights()

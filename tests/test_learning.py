@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from data_prep import synthetic
-from tfdldl import losses, metrics, models
+from tfdldl import heads, metrics, models
 from tfdldl.label_space import AGE
 
 SIZE = 32
@@ -23,7 +23,7 @@ def test_tiny_model_learns_the_label_from_the_image():
     test_images, test_labels = synthetic_set(128, seed=1)
     keras.utils.set_random_seed(0)
     model = models.build_model("tiny", AGE, input_size=SIZE, width=0.5)
-    loss, weights = losses.build_loss("dldl_v2", AGE)
+    loss, weights = heads.build_loss("dldl_v2", AGE)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss, loss_weights=weights,
                   metrics=metrics.build_metrics("age"))
     targets = {"distribution": AGE.gaussian(train_labels, synthetic.SYNTHETIC_SIGMA),

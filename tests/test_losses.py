@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdldl import losses, models
+from tfdldl import heads, losses, models
 from tfdldl.label_space import AGE, SCUT_FBP5500, LabelSpace
 
 SPACE = SCUT_FBP5500  # Δl = 0.1, K = 41
@@ -98,8 +98,8 @@ def test_compiled_model_loss_matches_the_paper_formula(name, lam, normalization)
     targets = {"distribution": SPACE.gaussian(labels, sigmas), "value": labels,
                "ranking": SPACE.ranking(labels)}
     keras.utils.set_random_seed(0)
-    model = models.build_model("tiny", SPACE, input_size=32, head=losses.head_for_loss(name))
-    loss, weights = losses.build_loss(name, SPACE, lam=lam, kl_normalization=normalization)
+    model = models.build_model("tiny", SPACE, input_size=32, head=heads.for_loss(name).kind)
+    loss, weights = heads.build_loss(name, SPACE, lam=lam, kl_normalization=normalization)
     model.compile(loss=loss, loss_weights=weights)
     images = rng.uniform(0, 255, (N, 32, 32, 3)).astype(np.float32)
     out = {k: np.asarray(v, np.float64) for k, v in model(images, training=False).items()}
@@ -130,7 +130,7 @@ def test_dldl_v2_loss_is_the_same_under_mirrored_strategy():
     keras.utils.set_random_seed(1)
     model = models.build_model("tiny", SPACE, input_size=32)
     weights = model.get_weights()
-    loss, loss_weights = losses.build_loss("dldl_v2", SPACE, lam=0.5, kl_normalization="mean")
+    loss, loss_weights = heads.build_loss("dldl_v2", SPACE, lam=0.5, kl_normalization="mean")
     model.compile(loss=loss, loss_weights=loss_weights)
     targets = {"distribution": p, "value": labels}
     single = model.evaluate(images, targets, batch_size=N, verbose=0)
@@ -138,7 +138,7 @@ def test_dldl_v2_loss_is_the_same_under_mirrored_strategy():
     with strategy.scope():
         mirrored = models.build_model("tiny", SPACE, input_size=32)
         mirrored.set_weights(weights)
-        loss, loss_weights = losses.build_loss("dldl_v2", SPACE, lam=0.5, kl_normalization="mean")
+        loss, loss_weights = heads.build_loss("dldl_v2", SPACE, lam=0.5, kl_normalization="mean")
         mirrored.compile(loss=loss, loss_weights=loss_weights)
     assert strategy.num_replicas_in_sync == 2
     np.testing.assert_allclose(mirrored.evaluate(images, targets, batch_size=N, verbose=0),
@@ -146,22 +146,22 @@ def test_dldl_v2_loss_is_the_same_under_mirrored_strategy():
 
 
 def test_build_loss_tables():
-    assert {name: losses.head_for_loss(name) for name in losses.LOSS_NAMES} == {
+    assert {name: heads.for_loss(name).kind for name in heads.LOSS_NAMES} == {
         "dldl_v2": "distribution", "dldl": "distribution", "er": "distribution",
         "dex": "distribution", "mr_l1": "regression", "mr_l2": "regression",
         "ranking": "ranking"}
-    loss, weights = losses.build_loss("dldl_v2", AGE, lam=0.25)
+    loss, weights = heads.build_loss("dldl_v2", AGE, lam=0.25)
     assert set(loss) == {"distribution", "value"} and weights == {"distribution": 1.0,
                                                                   "value": 0.25}
 
 
 def test_bad_choices_are_explained():
     with pytest.raises(ValueError, match="unknown loss 'l3'; choose one of dldl_v2"):
-        losses.build_loss("l3", AGE)
+        heads.build_loss("l3", AGE)
     with pytest.raises(ValueError, match="unknown kl_normalization 'batch'"):
-        losses.build_loss("dldl", AGE, kl_normalization="batch")
+        heads.build_loss("dldl", AGE, kl_normalization="batch")
     with pytest.raises(ValueError, match="must be finite and >= 0"):
-        losses.build_loss("dldl_v2", AGE, lam=-1)
+        heads.build_loss("dldl_v2", AGE, lam=-1)
     p = AGE.gaussian([20.0], 2.0)
     with pytest.raises(ValueError, match="has 101 entries per sample but the label space has 41"):
         losses.LabelDistributionKL(41)(p, p)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdldl import losses, metrics, models
+from tfdldl import heads, metrics, models
 from tfdldl.label_space import SCUT_FBP5500
 
 
@@ -120,7 +120,7 @@ def test_build_metrics_under_mirrored_strategy_match_numpy():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = models.build_model("tiny", SCUT_FBP5500, input_size=32)
-        loss, weights = losses.build_loss("er", SCUT_FBP5500)
+        loss, weights = heads.build_loss("er", SCUT_FBP5500)
         model.compile(loss=loss, loss_weights=weights,
                       metrics=metrics.build_metrics("attractiveness"))
     targets = {"distribution": SCUT_FBP5500.gaussian(labels, 0.3), "value": labels}

@@ -138,3 +138,15 @@ def test_cli_config_typo_exits_2_without_traceback(data, tmp_path):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert process.returncode == 2
     assert "unknown key 'trian'" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_cli_help_is_quick_lists_the_flags_and_exits_0():
+    """--help answers before TensorFlow or Keras load, with the train flags, status 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import atexit, runpy, sys; atexit.register(lambda: print("
+         "'heavy loaded:', [m for m in ('tensorflow', 'keras') if m in sys.modules])); "
+         "sys.argv = ['train', '--help']; runpy.run_module('tfdldl.train', run_name='__main__')"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--config: Config YAML" in done.stdout and "--set: Override" in done.stdout
+    assert "heavy loaded: []" in done.stdout

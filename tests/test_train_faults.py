@@ -21,6 +21,7 @@ from tfdldl import callbacks, export, resume, safe_io, train
 from tfdldl.config import save_config
 from tfdldl.experiment import load_experiment
 from tfdldl.label_space import LabelSpace
+from tfdldl.manifest import ManifestError
 
 SPACE = LabelSpace(0.0, 40.0, 1.0, name="age")
 
@@ -243,6 +244,6 @@ def test_a_truncated_shard_is_named_instead_of_a_raw_data_loss_error(tmp_path):
     shard = tmp_path / "data" / "train-00000-of-00001.tfrecord"
     content = shard.read_bytes()
     shard.write_bytes(content[:len(content) * 2 // 3])
-    with pytest.raises(train.ManifestError, match=r"train-00000-of-00001.tfrecord: truncated"
+    with pytest.raises(ManifestError, match=r"train-00000-of-00001.tfrecord: truncated"
                        r".*data_prep.build rebuilds a damaged shard"):
         train.train(_experiment(tmp_path, root, ["train.epochs=1"]))

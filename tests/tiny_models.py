@@ -5,7 +5,7 @@ import os
 import keras
 import numpy as np
 
-from tfdldl import export, losses, models
+from tfdldl import export, heads, models
 from tfdldl.evaluate import read_split
 from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import read_manifest
@@ -19,7 +19,7 @@ def train_briefly(model, data_dir: str, label_space: LabelSpace, epochs: int) ->
     batches = list(read_split(read_manifest(data_dir), "train", 64))
     images = np.concatenate([batch["image"] for batch in batches])
     labels = np.concatenate([batch["label"] for batch in batches])
-    loss, weights = losses.build_loss("dldl_v2", label_space)
+    loss, weights = heads.build_loss("dldl_v2", label_space)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss, loss_weights=weights)
     model.fit(images, {"distribution": label_space.gaussian(labels, 2.0), "value": labels},
               epochs=epochs, batch_size=32, verbose=0)

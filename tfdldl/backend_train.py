@@ -45,30 +45,23 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from tfdldl import cli, host_pipeline, safe_io, tfrecord_reader
+from tfdldl import cli, host_pipeline, run_folder, tfrecord_reader
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.inference import TRAINING_FACES_KEY
 from tfdldl.label_space import LabelSpace
 from tfdldl.jsonio import write_json
 from tfdldl.manifest import Manifest, ManifestError, read_manifest
+from tfdldl.run_folder import (BEST_WEIGHTS, CONFIG, CSV_LOG, KERAS_MODEL, MONITOR, RESULTS,
+                               RunFolderError, TrainingStopped)
 
-CONFIG = "config.yaml"
+# This runner's own files (the others: tfdldl.run_folder, shared with tfdldl.train).
 LABEL_SPACE = "label_space.json"
-CSV_LOG = "training_log.csv"
-BEST_WEIGHTS = "best.weights.h5"
 LAST_WEIGHTS = "last.weights.h5"
 WEIGHTS = "model.weights.h5"
 TIMING = "timing.json"
-RESULTS = "results.json"
-KERAS_MODEL = "model.keras"
-MONITOR = "val_value_mae"  # as tfdldl.train: the "mae" metric on the "value" output
 
 log = logging.getLogger("tfdldl.backend_train")
-
-
-class RunFolderError(ValueError):
-    """The run folder holds a finished run, or lacks what an export needs."""
 
 
 def default_workers() -> int:
@@ -95,7 +88,6 @@ def train(experiment: Experiment, workers: Optional[int] = None,
     """
     import keras
 
-    from tfdldl import callbacks as callbacks_module
     from tfdldl.model_setup import build_compiled_model
     from tfdldl.throughput import ThroughputLog
 
@@ -104,61 +96,29 @@ def train(experiment: Experiment, workers: Optional[int] = None,
     _prepare_run_dir(run_dir, experiment, manifest)
     backend = keras.backend.backend()
     size, batch = experiment.model.input_size, experiment.train.batch_size
-
     started = time.perf_counter()
-    train_faces = tfrecord_reader.read_split(manifest, experiment.data.train_split)
-    steps = experiment.train.steps_per_epoch or len(train_faces) // batch
-    if steps == 0:
-        raise ManifestError(f"split '{experiment.data.train_split}' of {manifest.root} has "
-                            f"{len(train_faces)} records, fewer than one batch of {batch}; "
-                            "lower train.batch_size or build more data")
-    evaluation = {split: _decoded_split(manifest, split, size)
-                  for split in (experiment.data.val_split, experiment.data.test_split) if split}
-    log.info("read %d training faces (+ %s) in %.1f s", len(train_faces),
-             ", ".join(f"{len(v[0])} {k}" for k, v in evaluation.items()) or "no others",
-             time.perf_counter() - started)
+    train_faces, steps, evaluation = _read_data(experiment, manifest)
 
     keras.utils.set_random_seed(experiment.seed)
     if backend == "jax":  # XLA is the JAX backend's only fast path
         experiment = dataclasses.replace(
             experiment, train=dataclasses.replace(experiment.train, jit_compile=True))
     model = build_compiled_model(experiment, manifest, steps)
-    outputs = list(model.output_names)
     loader = host_pipeline.HostBatches(
-        train_faces, batch, outputs, manifest.label_space, size, experiment.augment,
-        seed=experiment.seed, steps_per_epoch=steps, workers=workers or default_workers())
+        train_faces, batch, list(model.output_names), manifest.label_space, size,
+        experiment.augment, seed=experiment.seed, steps_per_epoch=steps,
+        workers=workers or default_workers())
     log.info("%s on Keras/%s (%s): batch %d, %d steps x %d epochs, %d host workers, data %s "
              "(%s)", model.name, backend, device_name(backend), batch, steps,
              experiment.train.epochs, loader.workers, manifest.root,
              manifest.label_space.describe())
-
-    val_split = experiment.data.val_split
-    validation = None
-    if val_split:
-        images, faces = evaluation[val_split]
-        validation = (images, host_pipeline.make_targets(
-            faces, np.arange(len(faces)), outputs, manifest.label_space))
+    validation = _validation(model, manifest, evaluation.get(experiment.data.val_split))
     throughput = ThroughputLog(loader, batch * steps, time_limit_s)
-    callbacks = [callbacks_module.StopOnNaN(), callbacks_module.LearningRateLog(), throughput,
-                 keras.callbacks.CSVLogger(os.path.join(run_dir, CSV_LOG)),
-                 keras.callbacks.ModelCheckpoint(os.path.join(run_dir, LAST_WEIGHTS),
-                                                 save_weights_only=True)]
-    if validation is not None:
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, BEST_WEIGHTS), monitor=MONITOR, mode="min",
-            save_best_only=True, save_weights_only=True))
     try:
-        model.fit(loader.stream(0, experiment.train.epochs), steps_per_epoch=steps,
-                  epochs=experiment.train.epochs, shuffle=False, validation_data=validation,
-                  validation_batch_size=batch, callbacks=callbacks,
-                  verbose=experiment.train.verbose)
+        _fit(model, experiment, loader.stream(0, experiment.train.epochs), steps, validation,
+             throughput)
     finally:
         loader.close()
-    stopped = callbacks[0].stopped_at
-    if stopped:
-        raise TrainingStopped(f"training stopped: the loss became {stopped[2]} at epoch "
-                              f"{stopped[0]}, step {stopped[1]}; lower "
-                              "optimizer.learning_rate or try loss.kl_normalization=mean")
 
     chosen = BEST_WEIGHTS if os.path.exists(os.path.join(run_dir, BEST_WEIGHTS)) else LAST_WEIGHTS
     model.load_weights(os.path.join(run_dir, chosen))
@@ -172,6 +132,65 @@ def train(experiment: Experiment, workers: Optional[int] = None,
         "stopped_by_time_limit": throughput.stopped_by_time_limit,
         "weights": "best validation MAE" if chosen == BEST_WEIGHTS else "last epoch",
         "seconds": time.perf_counter() - started}
+    return _write_results(model, run_dir, evaluation, results, timing)
+
+
+def _validation(model, manifest: Manifest, split):
+    """(images, targets) of the decoded validation split, or None without one."""
+    if split is None:
+        return None
+    images, faces = split
+    return images, host_pipeline.make_targets(faces, np.arange(len(faces)),
+                                              list(model.output_names), manifest.label_space)
+
+
+def _read_data(experiment: Experiment, manifest: Manifest):
+    """(training faces, steps per epoch, {val/test split: (decoded uint8 images, faces)})."""
+    batch = experiment.train.batch_size
+    started = time.perf_counter()
+    train_faces = tfrecord_reader.read_split(manifest, experiment.data.train_split)
+    steps = experiment.train.steps_per_epoch or len(train_faces) // batch
+    if steps == 0:
+        raise ManifestError(f"split '{experiment.data.train_split}' of {manifest.root} has "
+                            f"{len(train_faces)} records, fewer than one batch of {batch}; "
+                            "lower train.batch_size or build more data")
+    evaluation = {split: _decoded_split(manifest, split, experiment.model.input_size)
+                  for split in (experiment.data.val_split, experiment.data.test_split) if split}
+    log.info("read %d training faces (+ %s) in %.1f s", len(train_faces),
+             ", ".join(f"{len(v[0])} {k}" for k, v in evaluation.items()) or "no others",
+             time.perf_counter() - started)
+    return train_faces, steps, evaluation
+
+
+def _fit(model, experiment: Experiment, stream, steps: int, validation, throughput) -> None:
+    """``model.fit`` with the run's callbacks (NaN stop, learning rate, throughput, CSV log,
+    last and best weights); raises TrainingStopped on a NaN/Inf loss."""
+    import keras
+
+    from tfdldl import callbacks as callbacks_module
+
+    run_dir = experiment.run_dir
+    stop = callbacks_module.StopOnNaN()
+    callbacks = [stop, callbacks_module.LearningRateLog(), throughput,
+                 keras.callbacks.CSVLogger(os.path.join(run_dir, CSV_LOG)),
+                 keras.callbacks.ModelCheckpoint(os.path.join(run_dir, LAST_WEIGHTS),
+                                                 save_weights_only=True)]
+    if validation is not None:
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, BEST_WEIGHTS), monitor=MONITOR, mode="min",
+            save_best_only=True, save_weights_only=True))
+    model.fit(stream, steps_per_epoch=steps, epochs=experiment.train.epochs, shuffle=False,
+              validation_data=validation, validation_batch_size=experiment.train.batch_size,
+              callbacks=callbacks, verbose=experiment.train.verbose)
+    if stop.stopped_at:
+        raise run_folder.nan_stop(stop.stopped_at, "Lower optimizer.learning_rate or try "
+                                  "loss.kl_normalization=mean")
+
+
+def _write_results(model, run_dir: str, evaluation: dict, results: dict[str, Any],
+                   timing: dict[str, Any]) -> dict[str, Any]:
+    """Add each evaluation split's MAEs to ``results``; write timing.json and results.json."""
+    batch = timing["batch_size"]
     for split, (images, faces) in evaluation.items():
         results[split] = split_mae(model, images, faces.labels, batch)
         log.info("%s MAE %.3f (flip-averaged %.3f) on %d faces", split,
@@ -183,10 +202,6 @@ def train(experiment: Experiment, workers: Optional[int] = None,
              timing["steady"]["images_per_second"], 100 * timing["steady"]["data_wait_share"],
              os.path.join(run_dir, WEIGHTS))
     return results
-
-
-class TrainingStopped(RuntimeError):
-    """Training stopped before the planned epochs (NaN/Inf loss)."""
 
 
 def device_name(backend: str) -> str:
@@ -217,15 +232,19 @@ def save_model_weights(model, path: str) -> None:
 def split_mae(model, images: np.ndarray, labels: np.ndarray, batch_size: int) -> dict[str, Any]:
     """MAE of ``model`` on ``images`` (uint8 [N, S, S, 3]), plain and flip-averaged.
 
-    Flip averaging (the paper's test protocol) averages the expected value of a face and
-    of its mirror image.
+    Flip averaging (the paper's test protocol) is :func:`tfdldl.heads.flip_average`, as in
+    the exported model.
     """
-    from tfdldl import metrics
+    import keras
 
-    plain = np.asarray(model.predict(images, batch_size=batch_size, verbose=0)["value"])
-    mirrored = np.asarray(model.predict(images[:, :, ::-1], batch_size=batch_size,
-                                        verbose=0)["value"])
-    averaged = 0.5 * (plain + mirrored)
+    from tfdldl import heads, metrics, models
+
+    head = heads.of_outputs(model.output_names)
+    grid = models.label_space_of(model).grid
+    plain, mirrored = (head.summarise(model.predict(batch, batch_size=batch_size, verbose=0),
+                                      grid) for batch in (images, images[:, :, ::-1]))
+    averaged = keras.ops.convert_to_numpy(heads.flip_average(plain, mirrored, grid)[heads.VALUE])
+    plain = keras.ops.convert_to_numpy(plain[heads.VALUE])
     return {"count": int(len(labels)), "mae": float(metrics.mae(plain, labels)),
             "mae_flip_averaged": float(metrics.mae(averaged, labels)),
             "value": plain.astype(np.float32).round(4).tolist(),
@@ -240,9 +259,8 @@ def _decoded_split(manifest: Manifest, split: str, size: int):
 
 def _prepare_run_dir(run_dir: str, experiment: Experiment, manifest: Manifest) -> None:
     """Create the run folder, refuse a finished one, write config + label space, start train.log."""
-    if os.path.exists(os.path.join(run_dir, RESULTS)):
-        raise RunFolderError(f"{run_dir} holds a finished run ({RESULTS} exists); set another "
-                             "output_dir (--set output_dir=...) or delete that folder")
+    run_folder.refuse_finished(run_dir, "set another output_dir (--set output_dir=...) or "
+                               "delete that folder")
     for split in (experiment.data.train_split, experiment.data.val_split,
                   experiment.data.test_split):
         if split:
@@ -250,11 +268,7 @@ def _prepare_run_dir(run_dir: str, experiment: Experiment, manifest: Manifest) -
     os.makedirs(run_dir, exist_ok=True)
     save_config(experiment, os.path.join(run_dir, CONFIG))
     write_json(os.path.join(run_dir, LABEL_SPACE), manifest.label_space.to_dict())
-    handler = logging.StreamHandler(safe_io.open_append(os.path.join(run_dir, "train.log")))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.handlers = [handler, logging.StreamHandler(sys.stdout)]
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    run_folder.start_log(log, run_dir)
 
 
 def load_run_model(run_dir: str, overrides: Sequence[str] = ()):
@@ -266,7 +280,7 @@ def load_run_model(run_dir: str, overrides: Sequence[str] = ()):
     Raises:
       RunFolderError: a file of the run is missing.
     """
-    from tfdldl import losses, models
+    from tfdldl import heads, models
 
     paths = {name: os.path.join(run_dir, name) for name in (CONFIG, LABEL_SPACE, WEIGHTS)}
     missing = [name for name, path in paths.items() if not os.path.exists(path)]
@@ -280,7 +294,7 @@ def load_run_model(run_dir: str, overrides: Sequence[str] = ()):
     config = experiment.model
     model = models.build_model(config.arch, label_space, input_size=config.input_size,
                                pooling=config.pooling,
-                               head=losses.head_for_loss(experiment.loss.name),
+                               head=heads.for_loss(experiment.loss.name).kind,
                                width=config.width)
     model.load_weights(paths[WEIGHTS])
     return model

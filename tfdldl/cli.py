@@ -16,6 +16,8 @@ import tempfile
 from typing import Callable, Iterator, Sequence
 
 VERBOSE_ENV = "TFDLDL_VERBOSE"
+# absl's help flags; absl exits with status 1 after printing help, these CLIs with 0.
+HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
 
 def define_config_flags(example: str, required: bool = True) -> None:
@@ -89,7 +91,7 @@ def run_main(main: Callable[[Sequence[str]], int | None], define_flags: Callable
     """Define the flags, then run ``main(argv)`` under absl; its return value is the exit code.
 
     ``--help`` answers before anything heavy is imported (when the CLI's module imports
-    nothing heavy at its top). When ``needs_tensorflow``, TensorFlow is imported quietly
+    nothing heavy at its top) and exits with status 0. When ``needs_tensorflow``, TensorFlow is imported quietly
     after the flags parsed, before ``main`` runs; CLIs that may run without TensorFlow
     (Keras on JAX) leave it False.
     """
@@ -103,4 +105,9 @@ def run_main(main: Callable[[Sequence[str]], int | None], define_flags: Callable
             import_tensorflow_quietly()
         return main(argv)
 
-    app.run(main_after_flags)
+    try:
+        app.run(main_after_flags)
+    except SystemExit as exit_:
+        if exit_.code == 1 and any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+            raise SystemExit(0) from None  # help was asked for and given: a success
+        raise

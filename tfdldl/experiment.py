@@ -15,9 +15,6 @@ from typing import Literal, Optional, Sequence
 
 from tfdldl.config import ConfigError, load_config
 
-LossName = Literal["dldl_v2", "dldl", "er", "dex", "mr_l1", "mr_l2", "ranking"]
-
-
 @dataclasses.dataclass
 class DataConfig:
     """Where the TFRecords are (a folder written by data_prep.build, with manifest.json).
@@ -51,9 +48,12 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class LossConfig:
-    """The training loss (tfdldl.losses.build_loss); the head follows from the name."""
+    """The training loss (tfdldl.heads.build_loss); the head follows from the name.
 
-    name: LossName = "dldl_v2"
+    name: one of tfdldl.heads.LOSS_NAMES (dldl_v2, dldl, er, dex, mr_l1, mr_l2, ranking).
+    """
+
+    name: str = "dldl_v2"
     lam: float = 1.0
     kl_normalization: Literal["sum", "mean"] = "sum"
 
@@ -168,9 +168,14 @@ class DistributionConfig:
 
 @dataclasses.dataclass
 class Experiment:
-    """A whole training run. ``output_dir`` "" means ``runs/<name>``."""
+    """A whole training run. ``output_dir`` "" means ``runs/<name>``.
+
+    task: what the label is, which picks the training metrics (tfdldl.metrics.build_metrics):
+    "age" (MAE, CS@5) or "attractiveness" (MAE, RMSE, Pearson correlation).
+    """
 
     name: str = "experiment"
+    task: Literal["age", "attractiveness"] = "age"
     seed: int = 0
     deterministic: bool = False
     output_dir: str = ""
@@ -253,3 +258,9 @@ def validate(experiment: Experiment, source: str) -> None:
     for key, ok, requirement in checks:
         if not ok:
             raise ConfigError(f"{source}: '{key}' {requirement}")
+    from tfdldl import heads  # (Keras: imported once a config is read, not for --help)
+
+    if experiment.loss.name not in heads.LOSS_NAMES:
+        raise ConfigError(f"{source}: 'loss.name' must be one of "
+                          f"{', '.join(map(repr, heads.LOSS_NAMES))}, got "
+                          f"{experiment.loss.name!r}")

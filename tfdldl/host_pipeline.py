@@ -52,7 +52,6 @@ from tfdldl.tfrecord_reader import FaceArrays
 # ITU-R BT.601 luma weights: the same constant as tfdldl.augment.LUMA, kept here so that
 # this module imports no TensorFlow (a test checks the two agree).
 LUMA = np.asarray((0.2989, 0.5870, 0.1140), np.float32)
-TARGET_NAMES = ("distribution", "value", "ranking")
 # Seconds to wait for the worker pool to start, and for any one batch, before giving up
 # (a worker that crashed is replaced by the pool, but its batch never arrives).
 START_TIMEOUT_S = 300
@@ -196,21 +195,12 @@ def decode_all(faces: FaceArrays, size: int) -> np.ndarray:
 
 def make_targets(faces: FaceArrays, indices: np.ndarray, outputs: Sequence[str],
                  label_space: LabelSpace) -> dict[str, np.ndarray]:
-    """Targets of the records ``indices`` for the model outputs ``outputs``.
+    """Targets of the records ``indices`` for the model outputs ``outputs``, made by their
+    heads (:func:`tfdldl.heads.make_targets`): NumPy float32 arrays keyed by output name."""
+    from tfdldl import heads
 
-    Returns:
-      {"distribution": float32 [B, K], "value": float32 [B], "ranking": float32 [B, K-1]},
-      restricted to the names in ``outputs``.
-    """
-    labels = faces.labels[indices]
-    targets = {}
-    if "distribution" in outputs:
-        targets["distribution"] = faces.distributions[indices]
-    if "value" in outputs:
-        targets["value"] = labels
-    if "ranking" in outputs:
-        targets["ranking"] = label_space.ranking(labels)
-    return targets
+    record = {key: faces.field(key)[indices] for key in heads.record_fields(outputs)}
+    return heads.make_targets(outputs, record, label_space)
 
 
 def epoch_order(count: int, batch_size: int, steps: int, seed: int, epoch: int) -> np.ndarray:
@@ -269,7 +259,7 @@ class HostBatches:
     Args:
       faces: the split in memory (tfdldl.tfrecord_reader.read_split).
       batch_size: images per batch.
-      outputs: the model's output names; targets are made for those in TARGET_NAMES.
+      outputs: the model's output names (their heads make the targets: tfdldl.heads).
       label_space: the grid (for the ranking target).
       image_size: S, the model's input side.
       augment: augmentation; None (or ``enabled: false``) = none.
@@ -297,7 +287,7 @@ class HostBatches:
                 "input pipeline (tfdldl.augment) only; set them to 0 for this backend, or "
                 "train with TensorFlow (python -m tfdldl.train)")
         self.faces, self.batch_size, self.label_space = faces, int(batch_size), label_space
-        self.outputs = [name for name in outputs if name in TARGET_NAMES]
+        self.outputs = list(outputs)
         self.image_size, self.seed = int(image_size), int(seed)
         self.augment = augment if augment is not None and augment.enabled else None
         self.steps_per_epoch = int(steps_per_epoch or len(faces) // batch_size)

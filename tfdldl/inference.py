@@ -113,21 +113,17 @@ def predict_flip_averaged(predictor: Predictor, images: np.ndarray) -> dict[str,
       predictor: a loaded model.
       images: float32 [N, H, W, 3] RGB 0..255.
     Returns:
-      {"value": [N], "stddev": [N], "distribution": [N, K]}: values and distributions
-      are averaged and stddev is recomputed from the averaged distribution (a model
-      without a distribution output keeps the unmirrored stddev and has no
-      "distribution" key).
+      {"value": [N], "stddev": [N], "distribution": [N, K]}: as the SavedModel's
+      ``serving_flip_averaged`` (:func:`tfdldl.heads.flip_average`): values and
+      distributions averaged, stddev recomputed from the averaged distribution (NaN, and
+      no "distribution" key, for a model without a distribution).
     """
+    from tfdldl.heads import flip_average
+
     images = np.asarray(images, np.float32)
     plain = predictor.predict_images(images)
     mirrored = predictor.predict_images(images[:, :, ::-1, :])
-    averaged = {"value": 0.5 * (plain["value"] + mirrored["value"]),
-                "stddev": plain["stddev"]}
-    if "distribution" in plain:
-        distribution = 0.5 * (plain["distribution"] + mirrored["distribution"])
-        averaged["distribution"] = distribution.astype(np.float32)
-        averaged["stddev"] = distribution_stddev(distribution, predictor.label_space.grid)
-    return averaged
+    return numpy_outputs(flip_average(plain, mirrored, predictor.label_space.grid))
 
 
 def load_predictor(path: str | os.PathLike) -> Predictor:
@@ -233,6 +229,14 @@ def _to_numpy(outputs) -> dict[str, np.ndarray]:
     return {key: np.asarray(value) for key, value in outputs.items()}
 
 
+def numpy_outputs(outputs) -> dict[str, np.ndarray]:
+    """Keras tensors -> float32 NumPy arrays, by key."""
+    import keras
+
+    return {key: keras.ops.convert_to_numpy(value).astype(np.float32)
+            for key, value in outputs.items()}
+
+
 class SavedModelPredictor:
     """A SavedModel exported by :func:`tfdldl.export.export_saved_model`."""
 
@@ -283,11 +287,12 @@ class KerasPredictor:
     def __init__(self, path: str):
         import keras
 
-        from tfdldl import models  # registers the custom layers for deserialisation
+        from tfdldl import heads, models
 
         try:
             self.model = keras.saving.load_model(path, compile=False)
             self.label_space = models.label_space_of(self.model)
+            self.head = heads.of_outputs(self.model.output_names)
         except Exception as error:
             raise ModelLoadError(f"{path} is not a tfdldl .keras model "
                                  f"({type(error).__name__}: {error})") from None
@@ -300,20 +305,13 @@ class KerasPredictor:
                         if "framing" in training_faces else None)
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """See :class:`Predictor`; resizes to the model's input size when needed (bilinear)."""
-        import keras
+        """See :class:`Predictor`; resizes to the model's input size when needed (bilinear).
 
+        The outputs are the model head's summary (tfdldl.heads), as the SavedModel's.
+        """
         images = resize_square(images, self.input_size)
-        outputs = {key: keras.ops.convert_to_numpy(value)
-                   for key, value in self.model(images, training=False).items()}
-        result = {"value": outputs["value"].reshape(-1).astype(np.float32)}
-        if "distribution" in outputs:
-            result["distribution"] = outputs["distribution"].astype(np.float32)
-            result["stddev"] = distribution_stddev(outputs["distribution"],
-                                                   self.label_space.grid)
-        else:  # regression/ranking heads predict no distribution: no spread to report
-            result["stddev"] = np.full(len(images), np.nan, np.float32)
-        return result
+        return numpy_outputs(self.head.summarise(self.model(images, training=False),
+                                          self.label_space.grid))
 
     def predict_encoded(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; decodes with :func:`tfdldl.image_io.decode_rgb`."""

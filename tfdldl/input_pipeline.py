@@ -18,9 +18,9 @@ Evaluation stream (``training=False``): shards and records in file order, no
 augmentation, the last batch may be smaller.
 
 Images are float32 [N, S, S, 3], RGB in 0..255 (the model rescales inside). Targets are a
-dict keyed by the model's output names: "distribution" float32 [N, K] (the stored Gaussian
-label distribution), "value" float32 [N] (the label), "ranking" float32 [N, K-1]
-([y > l_k], as LabelSpace.ranking).
+dict keyed by the model's output names, made by their heads (:func:`tfdldl.heads.make_targets`:
+"distribution" float32 [N, K] the stored Gaussian label distribution, "value" float32 [N]
+the label, "ranking" float32 [N, K-1] [y > l_k]).
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tfdldl import augment, example_schema, tf_image_io, tfrecord_reader
+from tfdldl import augment, example_schema, heads, tf_image_io, tfrecord_reader
 from tfdldl.experiment import AugmentConfig
 from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import Manifest, ManifestError
 
-TARGET_NAMES = ("distribution", "value", "ranking")
 # Shards read at once by the interleave.
 MAX_PARALLEL_SHARDS = 16
 # Passes over the split one epoch may take (steps_per_epoch beyond one pass); a bound only.
@@ -71,7 +70,7 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
       manifest: the TFRecord folder (tfdldl.manifest.read_manifest).
       split: split name ("train", "val", "test").
       batch_size: records per batch (per worker when ``shard`` is given).
-      outputs: the model's output names; targets are made for those in TARGET_NAMES.
+      outputs: the model's output names; their heads make the targets (tfdldl.heads).
       training: shuffle, augment, drop the remainder, and run epochs as described above.
       augment_cfg: augmentation (training only); None = no augmentation.
       image_size: S, the model's input side; None = the stored size.
@@ -92,27 +91,19 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
     """
     if label_space is not None:
         manifest.require_label_space(label_space)
-    unknown = [name for name in outputs if name not in TARGET_NAMES]
-    if unknown:
-        raise ManifestError(f"no target can be made for model output(s) {unknown}; "
-                            f"the input pipeline knows {', '.join(TARGET_NAMES)}")
+    try:
+        heads.check_outputs(outputs)
+    except ValueError as error:
+        raise ManifestError(str(error)) from None
     files = manifest.shards(split)
     tfrecord_reader.verify_shards(manifest, [split])  # a damaged or swapped shard, by name
     size = int(image_size or manifest.image_size)
-    decode = _decoder(manifest.label_space, [n for n in outputs if n in TARGET_NAMES], size)
+    decode = _decoder(manifest.label_space, list(outputs), size)
     options = tf.data.Options()
     options.deterministic = bool(deterministic or shard is not None)
     if not training:
-        records = tf.data.TFRecordDataset(files)  # file order, as tfdldl.evaluate reads
-        if shard is not None:
-            records = records.shard(*shard)
-        # Evaluation promises file order: keep it even when training allows reordering.
-        dataset = records.batch(batch_size).map(decode, num_parallel_calls=tf.data.AUTOTUNE,
-                                                deterministic=True)
-        if shard is None:  # a known length: Keras then knows where an evaluation ends
-            batches = -(-manifest.counts[split] // batch_size)
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-        return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+        return _evaluation_dataset(files, manifest.counts[split], batch_size, decode,
+                                   shard).with_options(options)
 
     steps = steps_per_epoch or _passes(manifest, split, batch_size, shard)
     if skip_batches >= steps:
@@ -124,6 +115,17 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
         batches, load = _streamed_batches(files, batch_size, seed, steps, shuffle_buffer,
                                           options.deterministic, shard), decode
 
+    dataset = _epochs(batches, load, augment_cfg, seed, steps, first_epoch, epochs,
+                      skip_batches)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _epochs(batches, load, augment_cfg: Optional[AugmentConfig], seed: int, steps: int,
+            first_epoch: int, epochs: int, skip_batches: int) -> tf.data.Dataset:
+    """Epochs [first_epoch, epochs) of ``batches`` (epoch -> its batches) from batch
+    ``skip_batches`` on, each loaded by ``load`` and augmented with the stateless seed
+    (seed, global batch index)."""
+
     def augmented(index, batch):
         # Loaded after .skip: a resumed run does not decode the batches it skips.
         images, targets = load(batch)
@@ -132,14 +134,29 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
                 images, tf.stack([tf.constant(seed, tf.int64), index]), augment_cfg)
         return images, targets
 
-    dataset = (tf.data.Dataset.range(first_epoch, epochs)
-               .flat_map(batches)
-               .enumerate(start=first_epoch * steps)
-               .skip(skip_batches)
-               .map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
-               .apply(tf.data.experimental.assert_cardinality(
-                   (epochs - first_epoch) * steps - skip_batches)))
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+    return (tf.data.Dataset.range(first_epoch, epochs)
+            .flat_map(batches)
+            .enumerate(start=first_epoch * steps)
+            .skip(skip_batches)
+            .map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
+            .apply(tf.data.experimental.assert_cardinality(
+                (epochs - first_epoch) * steps - skip_batches)))
+
+
+def _evaluation_dataset(files, count: int, batch_size: int, decode,
+                        shard: Optional[tuple[int, int]]) -> tf.data.Dataset:
+    """The records of ``files`` in file order (as tfdldl.evaluate reads), decoded in
+    batches; of known length (``count`` records) unless sharded."""
+    records = tf.data.TFRecordDataset(files)
+    if shard is not None:
+        records = records.shard(*shard)
+    # Evaluation promises file order: keep it even when training allows reordering.
+    dataset = records.batch(batch_size).map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                                            deterministic=True)
+    if shard is None:  # a known length: Keras then knows where an evaluation ends
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(
+            -(-count // batch_size)))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _streamed_batches(files, batch_size: int, seed: int, steps: int, shuffle_buffer: int,
@@ -219,15 +236,11 @@ def _records(files: tf.Tensor, deterministic: bool,
 
 
 def _decoder(label_space: LabelSpace, outputs: Sequence[str], size: int):
-    """A function: serialized records [N] -> (images [N, S, S, 3] float32, targets)."""
-    k = label_space.num_classes
-    features = {
-        example_schema.IMAGE: tf.io.FixedLenFeature([], tf.string),
-        example_schema.LABEL: tf.io.FixedLenFeature([], tf.float32),
-    }
-    if "distribution" in outputs:
-        features[example_schema.DISTRIBUTION] = tf.io.FixedLenFeature([k], tf.float32)
-    thresholds = tf.constant(label_space.grid[:-1] + 0.5 * label_space.step, tf.float32)
+    """A function: serialized records [N] -> (images [N, S, S, 3] float32, targets); the
+    targets' heads name the record features to parse (tfdldl.heads.record_fields)."""
+    features = {example_schema.IMAGE: tf.io.FixedLenFeature([], tf.string)}
+    for key in heads.record_fields(outputs):
+        features[key] = _feature(key, label_space.num_classes)
 
     def decode_one(encoded):
         # The stored faces are JPEGs written by data_prep: decoded by the one TF decoder
@@ -237,16 +250,19 @@ def _decoder(label_space: LabelSpace, outputs: Sequence[str], size: int):
 
     def decode(serialized):
         parsed = tf.io.parse_example(serialized, features)
-        images = tf.map_fn(decode_one, parsed[example_schema.IMAGE],
+        images = tf.map_fn(decode_one, parsed.pop(example_schema.IMAGE),
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        label = parsed[example_schema.LABEL]
-        targets = {}
-        if "distribution" in outputs:
-            targets["distribution"] = parsed[example_schema.DISTRIBUTION]
-        if "value" in outputs:
-            targets["value"] = label
-        if "ranking" in outputs:
-            targets["ranking"] = tf.cast(label[:, None] > thresholds[None, :], tf.float32)
-        return images, targets
+        return images, heads.make_targets(outputs, parsed, label_space)
 
     return decode
+
+
+def _feature(key: str, num_classes: int) -> tf.io.FixedLenFeature:
+    """How tf.io.parse_example reads the schema feature ``key`` (tfdldl.example_schema)."""
+    if key == example_schema.DISTRIBUTION:
+        return tf.io.FixedLenFeature([num_classes], tf.float32)
+    if key in example_schema.FLOAT_FEATURES:
+        return tf.io.FixedLenFeature([], tf.float32)
+    if key in example_schema.INT_FEATURES:
+        return tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+    return tf.io.FixedLenFeature([], tf.string, default_value="")

@@ -1,4 +1,4 @@
-"""DLDL-v2's loss and the paper's baselines, selectable by name (``keras.ops`` only).
+"""DLDL-v2's loss and the paper's baselines (``keras.ops`` only); tfdldl.heads picks them by name.
 
 =========  =================  ==============================================  ==========
 name       head               loss per output                                  paper
@@ -27,81 +27,13 @@ TensorFlow distribution strategies (MirroredStrategy).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import keras
 from keras import ops
-
-from tfdldl.label_space import LabelSpace
 
 PACKAGE = "tfdldl"
 # Probabilities are clipped to [EPSILON, 1] before a log: no -inf, no NaN gradient.
 EPSILON = 1e-7
 KL_NORMALIZATIONS = ("sum", "mean")
-HEAD_OF_LOSS = {
-    "dldl_v2": "distribution",
-    "dldl": "distribution",
-    "er": "distribution",
-    "dex": "distribution",
-    "mr_l1": "regression",
-    "mr_l2": "regression",
-    "ranking": "ranking",
-}
-LOSS_NAMES = tuple(HEAD_OF_LOSS)
-
-
-def head_for_loss(name: str) -> str:
-    """The model head a loss needs: "distribution", "regression" or "ranking"."""
-    _check_loss_name(name)
-    return HEAD_OF_LOSS[name]
-
-
-def build_loss(name: str, label_space: LabelSpace, lam: float = 1.0,
-               kl_normalization: Literal["sum", "mean"] = "sum"
-               ) -> tuple[dict[str, keras.losses.Loss], dict[str, float]]:
-    """The losses and loss weights for ``model.compile`` for one of the paper's methods.
-
-    Args:
-      name: one of ``LOSS_NAMES`` (see the module table).
-      label_space: the grid the model predicts on; the distribution and ranking losses
-        check the width of what they receive against its K.
-      lam: λ, the weight of the expectation L1 in dldl_v2 (>= 0; the paper uses 1).
-      kl_normalization: "sum" or "mean" (see the module doc); used by dldl_v2 and dldl.
-    Returns:
-      (losses, loss_weights): dicts keyed by model output name ("distribution", "value",
-      "ranking"), to pass as ``model.compile(loss=losses, loss_weights=loss_weights)``.
-    Raises:
-      ValueError: unknown name or normalisation, or a negative/non-finite λ.
-    """
-    _check_loss_name(name)
-    if kl_normalization not in KL_NORMALIZATIONS:
-        raise ValueError(f"unknown kl_normalization {kl_normalization!r}; choose 'sum' "
-                         "(sum over classes, Keras style) or 'mean' (mean over N*K, the "
-                         "original Torch code)")
-    lam = float(lam)
-    if not (lam >= 0.0 and lam < float("inf")):
-        raise ValueError(f"lam (the weight of the expectation L1) must be finite and >= 0, "
-                         f"got {lam}")
-    k = label_space.num_classes
-    if name == "dldl_v2":
-        return ({"distribution": LabelDistributionKL(k, kl_normalization),
-                 "value": AbsoluteError(name="expectation_l1")},
-                {"distribution": 1.0, "value": lam})
-    if name == "dldl":
-        return {"distribution": LabelDistributionKL(k, kl_normalization)}, {"distribution": 1.0}
-    if name == "dex":
-        return {"distribution": ArgmaxCrossEntropy(k)}, {"distribution": 1.0}
-    if name == "mr_l2":
-        return {"value": SquaredError()}, {"value": 1.0}
-    if name == "ranking":
-        return {"ranking": RankingCrossEntropy(k)}, {"ranking": 1.0}
-    # er (on the expectation) and mr_l1 (on a regressed scalar): the same L1 on "value".
-    return {"value": AbsoluteError(name=f"{name}_l1")}, {"value": 1.0}
-
-
-def _check_loss_name(name: str) -> None:
-    if name not in HEAD_OF_LOSS:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
 
 
 def _check_width(tensor, expected: int, what: str) -> None:
@@ -229,3 +161,10 @@ class SquaredError(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return ops.square(_flat(y_pred) - _flat(y_true))
+
+
+def build_loss(name, label_space, lam=1.0, kl_normalization="sum"):
+    """:func:`tfdldl.heads.build_loss` under its former name (tfdldl.bench still calls it)."""
+    from tfdldl import heads
+
+    return heads.build_loss(name, label_space, lam, kl_normalization)

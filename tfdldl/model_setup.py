@@ -19,22 +19,22 @@ def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_e
 
     Under tf.distribute, call it inside ``strategy.scope()``.
     """
-    from tfdldl import losses, metrics, models
+    from tfdldl import heads, metrics, models
 
     space = manifest.label_space
     config = experiment.model
     model = models.build_model(config.arch, space, input_size=config.input_size,
                                pooling=config.pooling,
-                               head=losses.head_for_loss(experiment.loss.name),
+                               head=heads.for_loss(experiment.loss.name).kind,
                                width=config.width)
     if config.initial_weights:
         _load_initial_weights(model, config.initial_weights, manifest)
-    loss, loss_weights = losses.build_loss(experiment.loss.name, space, experiment.loss.lam,
-                                           experiment.loss.kl_normalization)
+    loss, loss_weights = heads.build_loss(experiment.loss.name, space, experiment.loss.lam,
+                                          experiment.loss.kl_normalization)
     model.compile(optimizer=make_optimizer(experiment.optimizer, steps_per_epoch,
                                            experiment.train.epochs),
                   loss=loss, loss_weights=loss_weights,
-                  metrics=metrics.build_metrics(_task(space)),
+                  metrics=metrics.build_metrics(experiment.task),
                   jit_compile=experiment.train.jit_compile)
     model.optimizer.build(model.trainable_variables)
     return model
@@ -69,10 +69,6 @@ def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
         return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
     return keras.optimizers.SGD(rate, momentum=config.momentum,
                                 weight_decay=config.weight_decay or None)
-
-
-def _task(label_space) -> str:
-    return "attractiveness" if label_space.name == "attractiveness" else "age"
 
 
 def _load_initial_weights(model, path: str, manifest: Manifest) -> None:

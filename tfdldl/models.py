@@ -1,4 +1,4 @@
-"""ThinAgeNet and TinyAgeNet (DLDL-v2's VGG16-layout networks) with their heads.
+"""ThinAgeNet and TinyAgeNet (DLDL-v2's VGG16-layout networks) with a head of tfdldl.heads.
 
 Layout (numbers are output channels, ``M`` a 2x2 max-pool)::
 
@@ -20,6 +20,7 @@ from typing import Literal, Optional
 
 import keras
 
+from tfdldl import heads
 from tfdldl import layers as dldl_layers
 from tfdldl.label_space import LabelSpace
 
@@ -27,7 +28,6 @@ ARCHITECTURES = {
     "thin": ((32, 32), (64, 64), (128, 128, 128), (256, 256, 256), (256, 256, 256)),
     "tiny": ((16, 16), (32, 32), (64, 64, 64), (128, 128, 128), (128, 128, 128)),
 }
-HEADS = ("distribution", "regression", "ranking")
 POOLINGS = ("hybrid", "gap")
 # Five 2x2 max-pools: the smallest input that leaves a 1x1 map.
 MIN_INPUT_SIZE = 32
@@ -47,8 +47,9 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
       label_space: the label grid; K = ``label_space.num_classes``.
       input_size: S, the side of the square input in pixels (>= 32).
       pooling: "hybrid" (max-pool + average, the paper's HP) or "gap" (global average).
-      head: "distribution" (Dense(K) softmax + expectation; DLDL-v2, DLDL, ER, DEX),
-        "regression" (Dense(1); MR) or "ranking" (Dense(K-1) sigmoid; Ranking).
+      head: a kind of tfdldl.heads: "distribution" (Dense(K) softmax + expectation;
+        DLDL-v2, DLDL, ER, DEX), "regression" (Dense(1); MR) or "ranking" (Dense(K-1)
+        sigmoid; Ranking).
       width: optional channel multiplier (None = the paper's widths).
     Returns:
       A functional ``keras.Model`` named ``<arch>agenet``. Input float32 [N, S, S, 3], RGB
@@ -59,7 +60,7 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
     """
     _check_choice("arch", arch, tuple(ARCHITECTURES))
     _check_choice("pooling", pooling, POOLINGS)
-    _check_choice("head", head, HEADS)
+    head_kind = heads.get(head)
     if int(input_size) < MIN_INPUT_SIZE:
         raise ValueError(f"input_size {input_size} is too small: the network halves the image "
                          f"five times, so it needs at least {MIN_INPUT_SIZE} px")
@@ -79,8 +80,7 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
     else:
         features = keras.layers.GlobalAveragePooling2D(name="gap")(x)
 
-    outputs = _head(features, label_space, head)
-    return keras.Model(images, outputs, name=f"{arch}agenet")
+    return keras.Model(images, head_kind.build(features, label_space), name=f"{arch}agenet")
 
 
 def label_space_of(model: keras.Model) -> LabelSpace:
@@ -111,21 +111,3 @@ def _conv_bn_relu(x, filters: int, name: str):
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                                         name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
-
-
-def _head(features, label_space: LabelSpace, head: str) -> dict:
-    """The output dict for ``head`` on pooled features [N, C]."""
-    k = label_space.num_classes
-    if head == "distribution":
-        logits = keras.layers.Dense(k, name="logits")(features)
-        distribution = keras.layers.Activation("softmax", dtype="float32",
-                                               name="distribution")(logits)
-        value = dldl_layers.Expectation.from_label_space(label_space, name="value")(distribution)
-        return {"distribution": distribution, "value": value}
-    if head == "ranking":
-        ranking = keras.layers.Dense(k - 1, activation="sigmoid", dtype="float32",
-                                     name="ranking")(features)
-        value = dldl_layers.RankingCount.from_label_space(label_space, name="value")(ranking)
-        return {"ranking": ranking, "value": value}
-    raw = keras.layers.Dense(1, name="regression")(features)
-    return {"value": dldl_layers.RegressionValue.from_label_space(label_space, name="value")(raw)}

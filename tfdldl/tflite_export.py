@@ -60,15 +60,22 @@ from typing import Sequence
 import numpy as np
 
 from tfdldl import safe_io
+from tfdldl.heads import DISTRIBUTION, VALUE
 from tfdldl.inference import Predictor, load_predictor, resize_square
 from tfdldl.label_space import LabelSpace
+from tfdldl.tflite_quantize import (PHONE_MODE, convert_int8_logits,
+                                    correct_weight_rounding_bias, head_from_logits,
+                                    quantized_kernel)
 
-MODES = ("float16", "int8", "int8_logits")
-PHONE_MODE = "int8_logits"
+# Also the int8_logits helpers callers know from this module (tfdldl.tflite_quantize).
+__all__ = ["MODES", "PHONE_MODE", "DEFAULT_TOLERANCE", "DEFAULT_REPRESENTATIVE_COUNT",
+           "CHECK_NAME", "convert", "convert_int8_logits", "correct_weight_rounding_bias",
+           "quantized_kernel", "head_from_logits", "representative_faces", "TFLitePredictor",
+           "compare_mae", "export_tflite", "main", "run"]
+
+MODES = ("float16", "int8", PHONE_MODE)
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_REPRESENTATIVE_COUNT = 500
-INT8_LEVELS = 127  # symmetric int8 weights: [-127, 127] times a per-channel scale
-LOGITS_LAYER = "logits"
 CHECK_NAME = "tflite_check.json"
 
 
@@ -87,11 +94,15 @@ def _fixed_shape_function(saved_model_dir: str, input_size: int):
                          f"{sorted(loaded.signatures)}); export it with tfdldl.export")
     signature = loaded.signatures["predict_images"]
 
+    if DISTRIBUTION not in signature.structured_outputs:
+        raise ValueError(f"{saved_model_dir} predicts no distribution (a regression-head "
+                         "model); the TFLite modes need a distribution or ranking head")
+
     @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.float32,
                                                 name="images")])
     def one_face(images):
         outputs = signature(images=images)
-        return {"value": outputs["value"], "distribution": outputs["distribution"]}
+        return {VALUE: outputs[VALUE], DISTRIBUTION: outputs[DISTRIBUTION]}
 
     return one_face.get_concrete_function(), loaded
 
@@ -126,168 +137,6 @@ def convert(saved_model_dir: str, input_size: int, mode: str,
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     return converter.convert()
-
-
-def convert_int8_logits(model, faces: np.ndarray) -> bytes:
-    """The ``int8_logits`` TFLite model of a distribution-head Keras model (see module doc).
-
-    Args:
-      model: a Keras model from ``tfdldl.models.build_model(head="distribution")``; it is
-        not modified.
-      faces: float32 [M, S, S, 3] RGB 0..255 representative faces (calibration and the
-        bias corrections; a few hundred).
-    Returns:
-      The .tflite bytes: uint8 [1, S, S, 3] in, float32 logits [1, K] out.
-    """
-    from tfdldl.models import label_space_of
-
-    grid = label_space_of(model).grid.astype(np.float64)
-    corrected = correct_weight_rounding_bias(model, faces)
-    reference = np.asarray(_logits_model(model).predict_on_batch(faces), np.float64)
-    quantized = _tflite_logits(_convert_logits(corrected, faces), faces)
-    offset = (quantized - reference).mean(axis=0)
-    target = head_from_logits(reference, grid)[0].mean()
-    tilt = matching_tilt(quantized - offset, grid, target)
-    dense = corrected.get_layer(LOGITS_LAYER)
-    kernel, bias = dense.get_weights()
-    dense.set_weights([kernel, (bias - offset + tilt * grid).astype(bias.dtype)])
-    return _convert_logits(corrected, faces)
-
-
-def matching_tilt(logits: np.ndarray, grid: np.ndarray, target: float) -> float:
-    """α such that the mean expectation of ``logits`` + α·grid over the faces is ``target``.
-
-    Adding α·l_k to every logit multiplies p_k by exp(α l_k): the expectation rises
-    monotonically with α (its derivative is the distribution's variance), so bisection
-    finds α. logits: float [M, K]; grid: [K] label values; target: label units.
-    """
-    def mean_value(alpha: float) -> float:
-        return float(head_from_logits(logits + alpha * grid, grid)[0].mean())
-
-    span = float(np.ptp(grid)) or 1.0
-    low, high = -1.0 / span, 1.0 / span  # a tilt of ±1 logit across the grid
-    for _ in range(60):
-        middle = 0.5 * (low + high)
-        low, high = (middle, high) if mean_value(middle) < target else (low, middle)
-    return 0.5 * (low + high)
-
-
-def correct_weight_rounding_bias(model, faces: np.ndarray):
-    """A copy of ``model`` whose output means survive int8 rounding of its kernels.
-
-    Layer by layer (input to output), each Conv2D/Dense kernel is rounded as TFLite rounds
-    it (:func:`quantized_kernel`) in a working copy; the resulting shift of the layer's
-    per-channel output mean over ``faces`` (float32 [M, S, S, 3], 0..255), relative to the
-    float model, is added to the following BatchNorm's moving mean (``<name>_bn``, as
-    build_model names it) or subtracted from the layer's own bias. The returned copy keeps
-    the float kernels (the converter rounds them to the same values) with the corrected
-    BatchNorm means and biases.
-    """
-    import keras
-
-    rounded = _copy(model)
-    corrected = _copy(model)
-    for layer in model.layers:
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            continue
-        target = rounded.get_layer(layer.name)
-        weights = target.get_weights()
-        target.set_weights([quantized_kernel(weights[0])] + weights[1:])
-        shift = _channel_means(rounded, layer.name, faces) - _channel_means(model, layer.name,
-                                                                            faces)
-        for copy in (rounded, corrected):
-            _absorb_shift(copy, layer.name, shift)
-    return corrected
-
-
-def quantized_kernel(kernel: np.ndarray) -> np.ndarray:
-    """``kernel`` [..., C_out] rounded to symmetric int8 per output channel, back in float."""
-    scale = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0) / INT8_LEVELS
-    scale = np.where(scale > 0, scale, 1.0)
-    return (np.round(kernel / scale) * scale).astype(kernel.dtype)
-
-
-def head_from_logits(logits: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float [N, K] logits -> (value float32 [N] = Σ_k p_k l_k, distribution float32 [N, K])."""
-    logits = np.asarray(logits, np.float64)
-    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    p /= p.sum(axis=-1, keepdims=True)
-    return (p @ np.asarray(grid, np.float64)).astype(np.float32), p.astype(np.float32)
-
-
-def _copy(model):
-    import keras
-
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _logits_model(model):
-    """images -> logits [N, K] of a distribution-head model (a view sharing its layers)."""
-    import keras
-
-    names = [layer.name for layer in model.layers]
-    if LOGITS_LAYER not in names:
-        raise ValueError(f"mode {PHONE_MODE} needs a distribution-head model (a Dense layer "
-                         f"named '{LOGITS_LAYER}'); {model.name} has none")
-    return keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
-
-
-def _channel_means(model, name: str, faces: np.ndarray) -> np.ndarray:
-    """Mean over faces and positions of layer ``name``'s output, float64 [C]."""
-    import keras
-
-    outputs = keras.Model(model.input, model.get_layer(name).output).predict_on_batch(faces)
-    return np.asarray(outputs, np.float64).reshape(-1, outputs.shape[-1]).mean(axis=0)
-
-
-def _absorb_shift(model, name: str, shift: np.ndarray) -> None:
-    """Cancel a per-channel output shift of layer ``name`` (its BatchNorm's mean, or its bias)."""
-    names = {layer.name for layer in model.layers}
-    if f"{name}_bn" in names:
-        norm = model.get_layer(f"{name}_bn")
-        gamma, beta, mean, variance = norm.get_weights()
-        norm.set_weights([gamma, beta, (mean + shift).astype(mean.dtype), variance])
-        return
-    layer = model.get_layer(name)
-    weights = layer.get_weights()
-    if len(weights) < 2:
-        raise ValueError(f"layer {name} has neither a BatchNorm '{name}_bn' nor a bias to "
-                         "absorb its int8 rounding shift; build the model with build_model")
-    layer.set_weights([weights[0], (weights[1] - shift).astype(weights[1].dtype)])
-
-
-def _convert_logits(model, faces: np.ndarray) -> bytes:
-    """Full-int8 conversion of images -> logits; uint8 input, float32 (dequantised) output.
-
-    Goes through a scratch SavedModel written quietly (``from_keras_model`` prints its
-    endpoints), with the batch fixed at one face.
-    """
-    import keras
-    import tensorflow as tf
-
-    logits_model = _logits_model(model)
-    size = int(logits_model.input_shape[1])
-    archive = keras.export.ExportArchive()
-    archive.track(logits_model)
-    archive.add_endpoint("serving_default", logits_model.call, input_signature=[
-        tf.TensorSpec([1, size, size, 3], tf.float32, name="images")])
-    with tempfile.TemporaryDirectory() as scratch:
-        archive.write_out(scratch, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([face[None]] for face in faces)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        return converter.convert()
-
-
-def _tflite_logits(model: bytes, faces: np.ndarray) -> np.ndarray:
-    """Run an int8_logits model on float32 [M, S, S, 3] faces -> float64 logits [M, K]."""
-    runner = TFLitePredictor(model, None)
-    return np.concatenate([runner.raw_outputs(face[None])["logits"] for face in faces])
-
 
 def representative_faces(data_dir: str, split: str, count: int, input_size: int) -> np.ndarray:
     """The first ``count`` faces of ``split`` (file order), float32 [M, S, S, 3] RGB 0..255."""
@@ -342,14 +191,15 @@ class TFLitePredictor:
     def raw_outputs(self, face: np.ndarray) -> dict[str, np.ndarray]:
         """One float32 [1, S, S, 3] face -> {"value", "distribution"} or {"logits": [1, K]}."""
         outputs = self._runner(**{self._input_name: self._quantize(face)})
-        if "value" in outputs:
+        if VALUE in outputs:
             return {key: np.asarray(value, np.float32) for key, value in outputs.items()}
         (logits,) = outputs.values()
         return {"logits": np.asarray(logits, np.float64)}
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """float32 [N, H, W, 3] RGB 0..255 -> {"value": [N], "stddev": [N], "distribution": [N, K]}."""
-        from tfdldl.inference import distribution_stddev
+        from tfdldl import heads
+        from tfdldl.inference import numpy_outputs
 
         values, distributions = [], []
         for face in resize_square(images, self.input_size):
@@ -357,12 +207,11 @@ class TFLitePredictor:
             if "logits" in outputs:
                 value, distribution = head_from_logits(outputs["logits"], self.label_space.grid)
             else:
-                value, distribution = outputs["value"], outputs["distribution"]
+                value, distribution = outputs[VALUE], outputs[DISTRIBUTION]
             values.append(value.reshape(-1))
             distributions.append(distribution)
-        distribution = np.concatenate(distributions)
-        return {"value": np.concatenate(values), "distribution": distribution,
-                "stddev": distribution_stddev(distribution, self.label_space.grid)}
+        raw = {VALUE: np.concatenate(values), DISTRIBUTION: np.concatenate(distributions)}
+        return numpy_outputs(heads.get("distribution").summarise(raw, self.label_space.grid))
 
     def predict_encoded(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Encoded aligned faces -> the same dict as :meth:`predict_images`."""
