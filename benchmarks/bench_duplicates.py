@@ -1,14 +1,20 @@
 """Duplicate matching: the banded matcher against the former all-pairs one.
 
-    python benchmarks/bench_duplicates.py --synthetic 20000,100000,1000000 [--dense_max 100000]
-    python benchmarks/bench_duplicates.py --images DIR [--threshold 20] [--workers 1]
+    python benchmarks/bench_duplicates.py --images DIR [--prints_cache FILE.npz]
+    python benchmarks/bench_duplicates.py --derived 100000,1000000 [--dense_max 100000]
+    python benchmarks/bench_duplicates.py --synthetic 20000,100000,1000000
 
-``--synthetic`` makes n fingerprints of uniformly random hashes and thumbnails, with
-near-duplicates planted (1 % of the images get a copy 0..30 bits away, plain or mirrored,
-half of them with a correlated thumbnail), and times each matcher in a fresh process:
-seconds, peak memory above the fingerprints, pairs found, and whether both found the same
-pairs. The growth order between two sizes is log(t2 / t1) / log(n2 / n1). ``--images``
-does the same on a real folder (UTKFace by default) and also prints its groups.
+``--images`` fingerprints a real folder (UTKFace by default; ``--prints_cache`` keeps the
+fingerprints for the next run). ``--derived`` makes n face-like fingerprints from the real
+ones: each hash row (one row of the 16x16 gradient grid, plain and mirrored alike) comes
+from a random real image, with 1 % of the images near-copies of others (0..30 bits, plain
+or mirrored, half with a correlated thumbnail); the bits keep the real biases and
+within-row correlations. ``--synthetic`` does the same with uniformly random hashes.
+Each matcher runs in a fresh process: seconds, CPU seconds, peak memory above the
+fingerprints, pairs found, and whether both found the same pairs. Above ``--dense_max``
+the all-pairs matcher is not run; its CPU time is projected as t(n0)·(n/n0)² from the
+largest n0 it ran at on the same kind of fingerprints. The growth order between two sizes
+is log(t2 / t1) / log(n2 / n1).
 """
 
 import argparse
@@ -17,6 +23,7 @@ import multiprocessing
 import os
 import resource
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -27,11 +34,20 @@ DEFAULT_IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 PLANTED_SHARE = 0.01
 
 
-def synthetic_prints(n: int, seed: int = 0) -> duplicates.Fingerprints:
-    """n random fingerprints; PLANTED_SHARE of them replaced by near-copies of others."""
+def synthetic_prints(n: int, seed: int = 0, real: Optional[duplicates.Fingerprints] = None
+                     ) -> duplicates.Fingerprints:
+    """n fingerprints, uniformly random or (``real``) rows of real hashes; PLANTED_SHARE
+    of them replaced by near-copies of others."""
     rng = np.random.default_rng(seed)
-    bits = rng.integers(0, 256, (n, duplicates.HASH_BYTES), dtype=np.uint8)
-    mirror = rng.integers(0, 256, (n, duplicates.HASH_BYTES), dtype=np.uint8)
+    if real is None:
+        bits = rng.integers(0, 256, (n, duplicates.HASH_BYTES), dtype=np.uint8)
+        mirror = rng.integers(0, 256, (n, duplicates.HASH_BYTES), dtype=np.uint8)
+    else:  # 16 rows of 2 bytes: row r of image k from real image donors[k, r]
+        donors = rng.choice(np.flatnonzero(real.readable), (n, 16))
+        rows = np.arange(16)[None, :]
+        bits = real.bits.reshape(-1, 16, 2)[donors, rows].reshape(n, duplicates.HASH_BYTES)
+        mirror = real.mirror_bits.reshape(-1, 16, 2)[donors, rows].reshape(
+            n, duplicates.HASH_BYTES)
     thumbs = rng.integers(0, 256, (n, duplicates.THUMB, duplicates.THUMB), dtype=np.uint8)
     copies = rng.choice(n, int(n * PLANTED_SHARE), replace=False)
     originals = rng.integers(0, n, len(copies))
@@ -50,69 +66,92 @@ def synthetic_prints(n: int, seed: int = 0) -> duplicates.Fingerprints:
     return duplicates.Fingerprints([""] * n, np.ones(n, bool), bits, mirror, thumbs)
 
 
+def real_prints(folder: str, cache: str) -> duplicates.Fingerprints:
+    """The fingerprints of the UTKFace images in ``folder`` (from ``cache`` when given and
+    present; written there otherwise)."""
+    if cache and os.path.isfile(cache):
+        saved = np.load(cache)
+        return duplicates.Fingerprints(list(saved["sha256"]), saved["readable"],
+                                       saved["bits"], saved["mirror_bits"], saved["thumbs"])
+    from data_prep.adapters import make_adapter
+    from data_prep.adapters.base import Record
+
+    paths = [item.path for item in make_adapter("utkface", root=folder).records()
+             if isinstance(item, Record)]
+    prints = duplicates.fingerprint(paths, 1)
+    if cache:
+        np.savez(cache, sha256=np.array(prints.sha256), readable=prints.readable,
+                 bits=prints.bits, mirror_bits=prints.mirror_bits, thumbs=prints.thumbs)
+    return prints
+
+
 def _measure(args) -> dict:
     """In a fresh process: make or load the prints, run one matcher, report time and memory."""
-    source, method, threshold = args
-    prints = (synthetic_prints(source) if isinstance(source, int)
-              else duplicates.fingerprint(source, 1))
+    kind, n, method, threshold, images, cache = args
+    real = real_prints(images, cache) if kind != "synthetic" else None
+    prints = real if kind == "real" else synthetic_prints(n, real=real)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start, cpu = time.monotonic(), time.process_time()
+    plan = ""
     if method == "banded":
-        pairs = duplicates.near_pairs(prints, threshold)
+        index = np.flatnonzero(prints.readable)
+        chosen = duplicates.plan_for(prints.bits[index], prints.mirror_bits[index], threshold)
+        pairs = duplicates.near_pairs(prints, threshold, chosen)
+        plan = f"{chosen.describe()}; estimated meet rate {chosen.expected:.4f}"
     else:
         pairs = duplicates.near_pairs_dense(prints, threshold)
     return {"seconds": time.monotonic() - start, "cpu": time.process_time() - cpu,
             "peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
-            "pairs": pairs, "n": len(prints),
-            "plan": duplicates.plan_bands(duplicates.wide_threshold(threshold),
-                                          int(prints.readable.sum())).describe()}
+            "pairs": pairs, "n": len(prints), "plan": plan}
 
 
-def _run(source, method, threshold) -> dict:
+def _run(*args) -> dict:
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
-        return pool.apply(_measure, ((source, method, threshold),))
+        return pool.apply(_measure, (args,))
 
 
 def main() -> None:
     """Parse the flags, time both matchers at each size, print one line per run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic", default="", help="comma-separated sizes")
-    parser.add_argument("--images", default="", help="a folder of images (UTKFace names)")
+    parser.add_argument("--images", default=os.path.normpath(DEFAULT_IMAGES),
+                        help="a folder of UTKFace images: the real fingerprints")
+    parser.add_argument("--real", action="store_true", help="match the real fingerprints")
+    parser.add_argument("--derived", default="", help="comma-separated sizes, real-derived")
+    parser.add_argument("--synthetic", default="", help="comma-separated sizes, uniform")
+    parser.add_argument("--prints_cache", default="", help="an .npz for the real fingerprints")
     parser.add_argument("--threshold", type=int, default=duplicates.DEFAULT_NEAR_THRESHOLD)
     parser.add_argument("--dense_max", type=int, default=100_000,
                         help="largest n the all-pairs matcher is run at")
     args = parser.parse_args()
-    sources = [int(size) for size in args.synthetic.split(",") if size]
-    if args.images or not sources:
-        from data_prep.adapters import make_adapter
-        from data_prep.adapters.base import Record
-
-        folder = args.images or os.path.normpath(DEFAULT_IMAGES)
-        sources.append([item.path for item in make_adapter("utkface", root=folder).records()
-                        if isinstance(item, Record)])
-    timings = {"banded": [], "dense": []}
-    for source in sources:
-        n = source if isinstance(source, int) else len(source)
-        what = f"synthetic n={n}" if isinstance(source, int) else f"{n} real images"
+    runs = [("real", 0)] if args.real else []
+    runs += [(kind, int(size)) for kind in ("derived", "synthetic")
+             for size in getattr(args, kind).split(",") if size]
+    timings = {}
+    for kind, n in runs:
+        what = f"{kind} n={n}" if n else "real images"
         results = {}
         for method in ("dense", "banded"):
+            points = timings.setdefault((kind, method), [])
             if method == "dense" and n > args.dense_max:
-                print(f"{what}: dense skipped (n > --dense_max)", flush=True)
+                if points:
+                    n0, t0 = points[-1]
+                    print(f"{what}: dense   projected {t0 * (n / n0) ** 2:9.0f} s CPU "
+                          f"(from n={n0}, n^2)", flush=True)
                 continue
-            result = results[method] = _run(source, method, args.threshold)
-            if isinstance(source, int):  # growth over the synthetic sizes, CPU time
-                timings[method].append((n, result["cpu"]))
+            result = results[method] = _run(kind, n, method, args.threshold, args.images,
+                                            args.prints_cache)
+            points.append((result["n"], result["cpu"]))
             print(f"{what}: {method:6s} {result['seconds']:8.1f} s wall, {result['cpu']:8.1f} s "
-                  f"CPU, peak +{result['peak_mb']:7.0f} MB, {len(result['pairs'])} pairs"
-                  + (f" [{result['plan']}]" if method == "banded" else ""), flush=True)
+                  f"CPU, peak +{result['peak_mb']:7.0f} MB, {len(result['pairs'])} pairs "
+                  f"(n={result['n']}) {result['plan']}", flush=True)
         if len(results) == 2:
             print(f"{what}: same pairs: {results['dense']['pairs'] == results['banded']['pairs']}")
-    for method, points in timings.items():
+    for (kind, method), points in timings.items():
         for (n1, t1), (n2, t2) in zip(points, points[1:]):
             if n2 != n1:
-                print(f"{method}: time grows as n^{math.log(t2 / t1) / math.log(n2 / n1):.2f} "
-                      f"from n={n1} to n={n2}")
+                print(f"{kind} {method}: time grows as n^{math.log(t2 / t1) / math.log(n2 / n1):.2f}"
+                      f" from n={n1} to n={n2}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """data_prep.build on Apache Beam: the same duplicates, records and manifest as the local
 build, offline, on synthetic images and on real UTKFace photos (real MTCNN).
 
-The Beam builds run on the FnApiRunner in this process (workers: 1), under a guard that
-fails any connection outside the loopback interface.
+The Beam builds run on the FnApiRunner in this process (workers: 1), the duplicates
+pipeline also in Beam's multi-process mode (workers: 2), under a guard that fails any
+connection outside the loopback interface.
 """
 
 import os
@@ -72,8 +73,11 @@ def _scene(seed: int, size: int = 96) -> np.ndarray:
                             (0, 0), 3)
 
 
-def test_duplicate_pairs_match_the_local_matcher(tmp_path, offline):
-    """Copies of every kind plus an unreadable file: same pairs, groups and report."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_duplicate_pairs_match_the_local_matcher(tmp_path, offline, workers):
+    """Copies of every kind plus an unreadable file: same pairs, groups, band plan and
+    report, in this process (workers: 1) and in Beam's multi-process mode (workers: 2:
+    two SDK worker processes that talk to the runner over loopback gRPC)."""
     records = []
     for i in range(12):
         path = tmp_path / f"scene_{i:02d}.png"
@@ -91,7 +95,9 @@ def test_duplicate_pairs_match_the_local_matcher(tmp_path, offline):
         (tmp_path / name).write_bytes(data)
         records.append(Record(str(tmp_path / name), 40.0))
     local_groups, local_report = duplicates.find_groups(records, 20)
-    options = beam_pipeline.pipeline_options(from_dict(DataConfig, {"workers": 1}))
+    options = beam_pipeline.pipeline_options(from_dict(DataConfig, {"workers": workers}))
+    assert options.get_all_options()["direct_running_mode"] == (
+        "multi_processing" if workers == 2 else "in_memory")
     groups, report, digests = beam_pipeline.find_groups(records, 20, options, str(tmp_path / "w"))
     assert len(local_groups) == 4
     assert groups == local_groups
