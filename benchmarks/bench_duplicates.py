@@ -150,8 +150,8 @@ def main() -> None:
     for (kind, method), points in timings.items():
         for (n1, t1), (n2, t2) in zip(points, points[1:]):
             if n2 != n1:
-                print(f"{kind} {method}: time grows as n^{math.log(t2 / t1) / math.log(n2 / n1):.2f}"
-                      f" from n={n1} to n={n2}")
+                order = math.log(t2 / t1) / math.log(n2 / n1)
+                print(f"{kind} {method}: time grows as n^{order:.2f} from n={n1} to n={n2}")
 
 
 if __name__ == "__main__":

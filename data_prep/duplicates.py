@@ -180,7 +180,7 @@ def plan_for(bits: np.ndarray, mirror_bits: np.ndarray, near_threshold: int
 
 
 def near_pairs(prints: Fingerprints, near_threshold: int,
-               plan: Optional[BandPlan] = None) -> list[tuple[int, int]]:
+               plan: Optional[hash_bands.BandPlan] = None) -> list[tuple[int, int]]:
     """Index pairs (i < j, sorted) of near-identical readable images (module docstring).
 
     Args:
