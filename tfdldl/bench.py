@@ -350,7 +350,7 @@ def _main_predict(values) -> int:
     try:
         report = bench_predict(values.predict_photos, values.model, values.batch_size,
                                values.min_face_size, values.max_side, values.peer,
-                               values.cold_start)
+                               values.cold_start, chunk_batches=values.chunk_batches)
     except (ModelLoadError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -377,6 +377,9 @@ def run() -> None:
                         "alignment, model) against the peer package, instead of the model rows.")
     flags.DEFINE_string("model", None, "With --predict_photos: the model to predict with.")
     flags.DEFINE_integer("batch_size", 32, "With --predict_photos: photos per detection batch.")
+    flags.DEFINE_integer("chunk_batches", 4, "With --predict_photos: detection batches per "
+                         "interleaved chunk (predict detects each next batch while the model "
+                         "runs, as over a whole folder; the first batch of a chunk cannot).")
     flags.DEFINE_integer("min_face_size", None, "With --predict_photos: as tfdldl.predict's.")
     flags.DEFINE_integer("max_side", 1024, "With --predict_photos: as tfdldl.predict's.")
     flags.DEFINE_bool("peer", True, "With --predict_photos: also time the peer package "
