@@ -377,7 +377,7 @@ def run() -> None:
                         "alignment, model) against the peer package, instead of the model rows.")
     flags.DEFINE_string("model", None, "With --predict_photos: the model to predict with.")
     flags.DEFINE_integer("batch_size", 32, "With --predict_photos: photos per detection batch.")
-    flags.DEFINE_integer("chunk_batches", 4, "With --predict_photos: detection batches per "
+    flags.DEFINE_integer("chunk_batches", 2, "With --predict_photos: detection batches per "
                          "interleaved chunk (predict detects each next batch while the model "
                          "runs, as over a whole folder; the first batch of a chunk cannot).")
     flags.DEFINE_integer("min_face_size", None, "With --predict_photos: as tfdldl.predict's.")

@@ -182,7 +182,7 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
                   min_face_size: int | None = None, max_side: int = 1024,
                   with_peer: bool = True, cold_start: bool = True,
                   aligners: dict[str, Any] | None = None,
-                  chunk_batches: int = 4) -> dict[str, Any]:
+                  chunk_batches: int = 2) -> dict[str, Any]:
     """End-to-end ``tfdldl.predict`` photos/s on the images of ``folder``, and the peer's.
 
     Every side reads every photo from disk. Ours runs :func:`tfdldl.predict.predict_paths`
