@@ -65,7 +65,7 @@ def keras_rate(arch: str, size: int, batch: int, steps: int, jit: bool) -> tuple
     import numpy as np
 
     from tfdldl.label_space import AGE
-    from tfdldl.losses import build_loss
+    from tfdldl.heads import build_loss
     from tfdldl.models import build_model
 
     keras.utils.set_random_seed(0)

@@ -107,7 +107,7 @@ def bench_model(arch: str, size: int, quick: bool) -> dict[str, Any]:
     import keras
     import numpy as np
 
-    from tfdldl import losses, models
+    from tfdldl import heads, models
     from tfdldl.label_space import AGE
 
     baseline = _max_rss_mb()
@@ -141,7 +141,7 @@ def bench_model(arch: str, size: int, quick: bool) -> dict[str, Any]:
     row["images_per_s"] = 32000.0 / row["latency_b32_ms"]
     row["timings_ms"] = {"batch1": times_1, "batch32": times_32}
 
-    loss, weights = losses.build_loss("dldl_v2", AGE)
+    loss, weights = heads.build_loss("dldl_v2", AGE)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, loss_weights=weights)
     labels = rng.uniform(AGE.minimum, AGE.maximum, 32).astype(np.float32)
     targets = {"distribution": AGE.gaussian(labels, 2.0), "value": labels}

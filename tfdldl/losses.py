@@ -161,10 +161,3 @@ class SquaredError(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return ops.square(_flat(y_pred) - _flat(y_true))
-
-
-def build_loss(name, label_space, lam=1.0, kl_normalization="sum"):
-    """:func:`tfdldl.heads.build_loss` under its former name (tfdldl.bench still calls it)."""
-    from tfdldl import heads
-
-    return heads.build_loss(name, label_space, lam, kl_normalization)
