@@ -1,6 +1,6 @@
 """Check that this tree's export graph answers exactly as a shipped SavedModel does.
 
-    python scripts/check_export_unchanged.py [--model saved_models/utkface_tinyagenet/2] \
+    python scripts/check_export_unchanged.py [--model saved_models/utkface_tinyagenet/3] \
         [--photos ../shared/datasets/utkface/images] [--count 20]
 
 The shipped SavedModel is re-exported with this tree's code (its weights, label space and
@@ -59,7 +59,7 @@ def compare(model: str, photos: str, count: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.path.join(ROOT, "saved_models",
-                                                        "utkface_tinyagenet", "2"))
+                                                        "utkface_tinyagenet", "3"))
     parser.add_argument("--photos", default=os.path.join(ROOT, "..", "shared", "datasets",
                                                          "utkface", "images"))
     parser.add_argument("--count", type=int, default=20)
