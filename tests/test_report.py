@@ -104,11 +104,15 @@ def test_slices_and_intervals_in_the_results():
             < intervals["uncalibrated"]["0.9"]["mean_width"])  # T < 1 sharpens
 
 
+# Debian's full browser, or its smaller headless-only build (what .ci/run installs).
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell")
+
+
 def _chromium_dom(page: str, tmp_path) -> tuple[str, str]:
     """(the DOM after load, Chromium's stderr) of ``page`` in headless Chromium."""
     profile = tmp_path / "chromium-profile"
     done = subprocess.run(
-        [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--disable-component-update", "--no-first-run",
          f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
          "--virtual-time-budget=5000", "--dump-dom", "file://" + os.path.abspath(page)],
@@ -117,8 +121,9 @@ def _chromium_dom(page: str, tmp_path) -> tuple[str, str]:
     return done.stdout, done.stderr
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="Chromium is not installed (Debian: apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=(
+    "no headless Chromium on PATH (looked for chromium and chromium-headless-shell); "
+    "Debian: apt-get install chromium-headless-shell (.ci/run does when it has root or sudo)"))
 def test_report_opens_in_a_real_browser_with_every_image_decoded(tmp_path):
     _, written = _write_report(tmp_path / "report")
     dom, log = _chromium_dom(written["html"], tmp_path)
