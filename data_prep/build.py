@@ -95,8 +95,10 @@ def collect(config: DataConfig) -> tuple[list[Record], list[Skip]]:
     return kept, skips
 
 
-def split_records(config: DataConfig, records: list[Record]) -> tuple[list[str], dict[str, Any]]:
-    """Split name per record (duplicate- and subject-aware) and the duplicate report.
+def split_records(config: DataConfig, records: list[Record]
+                  ) -> tuple[list[str], dict[str, Any], dict[str, str]]:
+    """Split name per record (duplicate- and subject-aware), the duplicate report, and
+    path -> SHA-256 of each source file (hashed while duplicate detection reads it).
 
     Raises:
       SplitError (a ConfigError): the records cannot be split as configured, or (a bug)
@@ -104,12 +106,12 @@ def split_records(config: DataConfig, records: list[Record]) -> tuple[list[str],
     """
     from data_prep import duplicates, splits
 
-    groups, report = duplicates.find_groups(records, config.duplicates.near_threshold,
-                                            workers=config.workers)
+    groups, report, digests = duplicates.find_groups_and_digests(
+        records, config.duplicates.near_threshold, workers=config.workers)
     assignment = splits.assign_splits(records, groups, config.splits, config.seed)
     splits.check_no_straddling(groups, {r.path: s for r, s in zip(records, assignment)})
     report["straddling_groups"] = 0
-    return assignment, report
+    return assignment, report, digests
 
 
 def plan(config: DataConfig, records: list[Record], assignment: Sequence[str],
@@ -119,7 +121,7 @@ def plan(config: DataConfig, records: list[Record], assignment: Sequence[str],
 
     Within a split the records are shuffled with the config's seed (so shards mix labels),
     then cut into ceil(N / records_per_shard) contiguous shards of near-equal size.
-    ``digests`` (path -> SHA-256 of the source file, :func:`source_digests`) become part
+    ``digests`` (path -> SHA-256 of the source file, from :func:`split_records`) become part
     of each item, so a source replaced in place changes its shard's fingerprint.
     """
     settings = _settings(config)
@@ -158,23 +160,6 @@ def _item(record: Record, config: DataConfig, data_root: str, sha256: str) -> sh
                           label=float(record.label), sigma=sigma_of(config.sigma, record.sigma),
                           subject=record.subject, gender=int(record.gender),
                           group=int(record.group), sha256=sha256)
-
-
-def source_digests(paths: Sequence[str], workers: int = 2) -> dict[str, str]:
-    """path -> SHA-256 (hex) of the file's bytes ("" for a file that cannot be read).
-
-    Threads (hashlib releases the GIL while hashing); about 1 s for UTKFace's 152 MB.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    def digest(path: str) -> str:
-        try:
-            return safe_io.file_sha256(path)
-        except OSError:
-            return ""
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        return dict(zip(paths, pool.map(digest, paths)))
 
 
 def coverage_summary(coverages: list[float]) -> dict[str, Any] | None:
@@ -402,9 +387,8 @@ def _build(config: DataConfig, out_dir: str, log) -> dict[str, Any]:
                          f"({_reasons(skips)}); check adapter.options")
     log(f"      {len(records)} records, {len(skips)} skipped ({_reasons(skips) or 'none'})")
     log("[2/5] finding duplicates and assigning splits")
-    assignment, duplicate_report = split_records(config, records)
-    tasks = plan(config, records, assignment, data_root(records),
-                 source_digests([record.path for record in records], config.workers))
+    assignment, duplicate_report, digests = split_records(config, records)
+    tasks = plan(config, records, assignment, data_root(records), digests)
     sidecars_dir = os.path.join(out_dir, shard_job.SIDECAR_DIR)
     if os.path.islink(sidecars_dir):
         raise safe_io.refuse_link(sidecars_dir)

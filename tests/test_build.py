@@ -5,6 +5,7 @@ read back with tf.data.
 """
 
 import collections
+import hashlib
 import json
 import os
 import shutil
@@ -253,6 +254,21 @@ def test_a_source_replaced_in_place_is_aligned_again(built, sample):
     assert [name for name in before if before[name] != after[name]] == [os.path.basename(shard)]
     new_face = next(r[schema.IMAGE] for r in _read([shard]) if r[schema.SOURCE] == GOOD[3].encode())
     assert new_face != old_face
+
+
+def test_each_source_is_hashed_in_the_pass_that_reads_it(built):
+    """The shard fingerprints' source SHA-256 come from duplicate detection's single read
+    of each file (no second pass over the sources)."""
+    config, _, _, _ = built
+    records, _ = build_module.collect(config)
+    assignment, _, digests = build_module.split_records(config, records)
+    expected = {record.path: hashlib.sha256(open(record.path, "rb").read()).hexdigest()
+                for record in records}
+    assert digests == expected
+    tasks = build_module.plan(config, records, assignment, build_module.data_root(records),
+                              digests)
+    assert {item.path: item.sha256 for task in tasks for item in task.items} == {
+        os.path.abspath(path): digest for path, digest in expected.items()}
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "swap"])
