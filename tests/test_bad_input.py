@@ -20,6 +20,8 @@ from tfdldl import export, image_io, predict
 from tfdldl.image_io import ImageReadError, read_rgb
 from tfdldl.inference import load_predictor
 from tfdldl.label_space import AGE
+import test_decoder_parity as parity
+from test_build import GOOD
 from tiny_models import REPO_ROOT, tiny_saved_model
 
 SHIPPED = os.path.join(REPO_ROOT, "saved_models", "utkface_tinyagenet", "1")
@@ -208,19 +210,41 @@ def test_serving_refuses_more_than_the_batch_limit_with_a_clear_error(tiny):
     assert len(serving([tiny_png] * export.MAX_BATCH)["value"]) == export.MAX_BATCH
 
 
-def test_damaged_data_behind_intact_headers_is_named_by_its_index(tiny):
-    """The graph checks headers; bytes TF's decoder rejects fail the call, and the client
-    says which image it was."""
+def test_damaged_data_behind_intact_headers_gets_its_own_error_in_the_signature(
+        tiny, utkface_dir):
+    """Through the SavedModel's own signatures (tf.saved_model.load, as TF Serving calls
+    them): a batch mixing good real faces with JPEG and PNG files damaged behind intact
+    headers answers every good image as alone, and NaN with its reason for each bad one."""
     serving, _ = tiny
-    good = cv2.imencode(".png", np.full((40, 40, 3), 90, np.uint8))[1].tobytes()
-    damaged = bytearray(good)
-    start = damaged.index(b"IDAT") + 8
-    damaged[start:start + 20] = bytes(range(20))
-    with pytest.raises(ImageReadError, match="corrupt PNG data"):  # predict and data_prep
-        image_io.decode_rgb(bytes(damaged))
-    with pytest.raises(ImageReadError, match=r"^image 1: corrupt image data: TensorFlow's "
-                                             r"decoder says '.*PNG"):
-        serving([good, bytes(damaged), good])
+    signatures = tf.saved_model.load(serving.path).signatures
+    faces = [open(os.path.join(utkface_dir, name), "rb").read() for name in (FACE, GOOD[0])]
+    png = cv2.imencode(".png", cv2.imdecode(np.frombuffer(faces[1], np.uint8), 1))[1].tobytes()
+    corrupt_png = image_io.reason_corrupt_data("PNG")
+    batch = [(faces[0], ""), (parity.jpeg_garbled(faces[0]), image_io.reason_corrupt_data("JPEG")),
+             (png, ""), (parity.jpeg_zeroed(faces[1]), parity.PREMATURE_END),
+             (parity.png_broken_stream(png), corrupt_png),
+             (parity.jpeg_cut_with_end(faces[0]), parity.PREMATURE_END),
+             (parity.png_bad_crc(png), corrupt_png),
+             (faces[1][:len(faces[1]) // 2], image_io.REASON_TRUNCATED_JPEG), (faces[1], "")]
+    for name in (export.SERVING_DEFAULT, export.SERVING_FLIP_AVERAGED):
+        together = signatures[name](images=tf.constant([data for data, _ in batch]))
+        for index, (data, reason) in enumerate(batch):
+            alone = signatures[name](images=tf.constant([data]))
+            assert together["error"][index].numpy().decode() == reason, (name, index)
+            for key in ("value", "stddev", "distribution"):
+                if reason:
+                    assert np.isnan(together[key][index].numpy()).all(), (name, index, key)
+                else:  # the same, up to float32 rounding of batch-size-dependent kernels
+                    np.testing.assert_allclose(together[key][index], alone[key][0], rtol=1e-6,
+                                               atol=1e-7, err_msg=f"{name} {index} {key}")
+    for data, reason in batch:  # predict's and data_prep's reader refuses the same files
+        if reason:
+            with pytest.raises(ImageReadError) as error:
+                image_io.decode_rgb(data)
+            # Garbled JPEG data: libjpeg warns (OpenCV's path) before it fails (the graph's).
+            garbled = reason == image_io.reason_corrupt_data("JPEG")
+            assert error.value.reason.startswith("corrupt JPEG data") if garbled \
+                else error.value.reason == reason
 
 
 def test_a_whole_photo_stored_rotated_gives_the_upright_photos_age(shipped, utkface_dir,
@@ -252,7 +276,7 @@ def test_a_whole_photo_stored_rotated_gives_the_upright_photos_age(shipped, utkf
 def test_data_prep_skips_damaged_and_bomb_files_with_their_reasons(utkface_dir, tmp_path):
     """Issue 12 cases 9 and 10 through a real build: each file counted with its reason."""
     from data_prep import build as build_module
-    from test_build import GOOD, _config
+    from test_build import _config
 
     from tfdldl.manifest import read_manifest
 
@@ -260,11 +284,8 @@ def test_data_prep_skips_damaged_and_bomb_files_with_their_reasons(utkface_dir, 
     images.mkdir()
     for name in GOOD[:4]:
         (images / name).write_bytes(open(os.path.join(utkface_dir, name), "rb").read())
-    data = bytearray(open(os.path.join(utkface_dir, GOOD[4]), "rb").read())
-    start, end = data.find(b"\xff\xda"), data.rfind(b"\xff\xd9")
-    third = (end - start) // 3
-    data[start + third:start + 2 * third] = bytes(third)  # end marker intact
-    bad = {"30_0_0_20170101000000011.jpg.chip.jpg": bytes(data),
+    data = parity.jpeg_zeroed(open(os.path.join(utkface_dir, GOOD[4]), "rb").read())
+    bad = {"30_0_0_20170101000000011.jpg.chip.jpg": data,
            "31_0_0_20170101000000012.jpg.chip.jpg": _png_bomb(23000, 23000),
            "32_0_0_20170101000000013.jpg.chip.jpg": _jpeg_bomb(30000, 30000)}
     for name, content in bad.items():
@@ -276,8 +297,7 @@ def test_data_prep_skips_damaged_and_bomb_files_with_their_reasons(utkface_dir, 
     details = {os.path.basename(path): (reason, detail) for path, reason, detail in rows}
     zeroed, png, jpeg = (details[name] for name in bad)
     assert zeroed[0] == "unreadable_image"
-    assert "corrupt JPEG data (libjpeg: Corrupt JPEG data: premature end of data segment)" \
-        in zeroed[1]
+    assert parity.PREMATURE_END in zeroed[1]
     assert image_io.reason_too_large(23000, 23000) in png[1]
     assert image_io.reason_too_large(30000, 30000) in jpeg[1]
     assert sum(read_manifest(out).counts.values()) == 4

@@ -2,7 +2,7 @@
 
 Every variant below is decoded by both; the pixels must be equal (CMYK JPEG: within the
 1 grey level of TensorFlow's own CMYK conversion), and a file one refuses the other
-refuses with the same reason.
+refuses with the same reason, damaged data behind intact headers included.
 """
 
 import io
@@ -106,7 +106,56 @@ ACCEPTED = {
     "webp animated alpha": lambda: pil(Image.fromarray(RGBA), "WEBP", save_all=True,
                                        append_images=[Image.fromarray(RGBA[::-1].copy())]),
 }
+ACCEPTED.update({
+    "jpeg restart markers": lambda: ocv(".jpg", bgr(RGB), cv2.IMWRITE_JPEG_RST_INTERVAL, 2),
+    "jpeg optimized": lambda: ocv(".jpg", bgr(RGB), cv2.IMWRITE_JPEG_OPTIMIZE, 1),
+})
 CMYK = lambda: pil(Image.fromarray(RGB).convert("CMYK"), "JPEG", quality=95)  # noqa: E731
+
+
+# Damage behind intact headers (also used by test_bad_input's serving test).
+def _entropy_span(data):
+    """(start, end) of a JPEG's image data: its first scan marker to its last end marker."""
+    return data.find(b"\xff\xda"), data.rfind(b"\xff\xd9")
+
+
+def jpeg_zeroed(data):
+    """The middle third of the image data zeroed, the end marker intact."""
+    start, end = _entropy_span(data)
+    third = (end - start) // 3
+    return data[:start + third] + bytes(third) + data[start + 2 * third:]
+
+
+def jpeg_cut_with_end(data):
+    """The image data cut in half and an end-of-image marker appended: a cut file that
+    the header check (an end marker after the data) cannot tell from a whole one."""
+    start, end = _entropy_span(data)
+    return data[:(start + end) // 2] + b"\xff\xd9"
+
+
+def jpeg_garbled(data):
+    """The middle third of the image data replaced by random bytes."""
+    start, end = _entropy_span(data)
+    third = (end - start) // 3
+    noise = np.random.default_rng(0).integers(0, 256, third, dtype=np.uint8).tobytes()
+    return data[:start + third] + noise + data[start + 2 * third:]
+
+
+def png_broken_stream(data):
+    """20 bytes of the IDAT chunk's compressed stream overwritten (CRC left as it was)."""
+    start = data.index(b"IDAT") + 8
+    return data[:start] + bytes(range(20)) + data[start + 20:]
+
+
+def png_bad_crc(data):
+    """The IDAT chunk's data intact, its CRC wrong."""
+    start = data.index(b"IDAT")
+    crc = start + 4 + int.from_bytes(data[start - 4:start], "big")
+    return data[:crc] + bytes(b ^ 0xFF for b in data[crc:crc + 4]) + data[crc + 4:]
+
+
+PREMATURE_END = image_io.REASON_CORRUPT_JPEG_DATA.format(
+    warning=image_io.JPEG_WARNING_PREMATURE_END)
 
 
 def _full_jpeg():
@@ -137,6 +186,11 @@ REFUSED = {
                  + pil(palette()[0], "GIF")[10:], image_io.reason_too_large(65535, 65535)),
     "png of size 0": (lambda: with_png_size(ocv(".png", RGB[..., 0]), 0, 10),
                       image_io.REASON_NO_SIZE),
+    "jpeg cut, end marker appended": (lambda: jpeg_cut_with_end(_full_jpeg()), PREMATURE_END),
+    "png broken stream": (lambda: png_broken_stream(ocv(".png", bgr(RGB))),
+                          image_io.reason_corrupt_data("PNG")),
+    "png bad crc": (lambda: png_bad_crc(ocv(".png", bgr(RGB))),
+                    image_io.reason_corrupt_data("PNG")),
 }
 
 
@@ -194,3 +248,11 @@ def test_text_is_not_an_image():
     with pytest.raises(ImageReadError, match="not an image: a text file"):
         image_io.decode_rgb(b"hello, this is text", "notes.jpg")
     assert tf_decode(b"hello, this is text")[1] == tf_image_io.REASON_NOT_AN_IMAGE
+
+
+def test_garbled_jpeg_data_is_refused_by_both():
+    """libjpeg (OpenCV) warns first; TensorFlow's decoder fails, and the graph says so."""
+    data = jpeg_garbled(_full_jpeg())
+    with pytest.raises(ImageReadError, match=r"^garbled: corrupt JPEG data"):
+        image_io.decode_rgb(data, "garbled")
+    assert tf_decode(data)[1] == image_io.reason_corrupt_data("JPEG")

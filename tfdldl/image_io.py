@@ -17,8 +17,9 @@ pins them to each other:
   converted to RGB (CMYK: TensorFlow's conversion may differ by 1 grey level). A file
   whose image data libjpeg warns about ("Corrupt JPEG data: ...") or that has no
   end-of-image marker after its image data is refused: OpenCV would silently return a
-  partly grey picture. (The serving graph cannot see libjpeg's warnings: it refuses
-  truncated JPEGs but answers for a JPEG with damaged data.)
+  partly grey picture. (The serving graph cannot read libjpeg's warnings; it finds the
+  commonest, "premature end of data segment", by decoding twice: see
+  :mod:`tfdldl.tf_image_io`.)
 - PNG: 16-bit scaled to 8-bit (v * 255 // 65535), grayscale expanded, palettes expanded.
 - BMP: uncompressed 8-bit (palette), 24-bit and 32-bit; a 32-bit BMP's fourth byte is
   ignored (most writers leave it 0, not an alpha). Other BMPs (1/4/16-bit, RLE) are
@@ -91,6 +92,14 @@ REASON_TRUNCATED_WEBP = "truncated WebP (shorter than its RIFF header declares)"
 REASON_WEBP_KIND = "unsupported or corrupt WebP (no VP8, VP8L or VP8X chunk, or no frame)"
 REASON_NO_SIZE = "the header declares an empty image (width or height 0)"
 REASON_CORRUPT_JPEG_DATA = "corrupt JPEG data (libjpeg: {warning}); re-download or remove it"
+# libjpeg's warning for a scan whose data ends before its last block (JWRN_HIT_MARKER).
+JPEG_WARNING_PREMATURE_END = "Corrupt JPEG data: premature end of data segment"
+
+
+def reason_corrupt_data(kind: str) -> str:
+    """The refusal of a ``kind`` ("JPEG", "PNG", ...) file whose headers are intact but
+    whose image data the decoder cannot decode."""
+    return f"corrupt {kind} data: the decoder cannot decode it; re-download or remove it"
 
 
 def reason_too_large(width: int, height: int) -> str:
@@ -215,10 +224,10 @@ def _imdecode(data: bytes, flags: int, kind: str, where: str) -> np.ndarray:
     try:
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as error:
-        raise ImageReadError(where, f"corrupt {kind} data: OpenCV cannot decode it "
-                             f"({str(error).strip().splitlines()[-1]})") from None
+        raise ImageReadError(where, f"{reason_corrupt_data(kind)} (OpenCV: "
+                             f"{str(error).strip().splitlines()[-1]})") from None
     if decoded is None or decoded.size == 0:
-        raise ImageReadError(where, f"corrupt {kind} data: OpenCV cannot decode it")
+        raise ImageReadError(where, reason_corrupt_data(kind))
     return decoded
 
 

@@ -8,10 +8,26 @@ accurate IDCT, EXIF orientation, alpha on black, first frames), and
 ``tests/test_decoder_parity.py`` pins the two to each other pixel for pixel.
 
 A graph cannot raise for one image of a batch without failing the others, so
-:func:`inspect` checks every header first and :func:`decode_rgb` returns a reason instead
-of decoding a file that would fail; the reasons are image_io's, word for word. What the
-header checks cannot see is left to TensorFlow's decoders, whose error then fails the
-whole call: data damaged inside a file whose headers are intact.
+:func:`decode_rgb` returns a reason instead of raising, for three kinds of bad file:
+
+- Headers: :func:`inspect` checks every header first (format, declared size, truncation)
+  and nothing is decoded when it refuses.
+- Data damaged behind intact headers (garbled JPEG entropy data, a PNG with a broken
+  IDAT stream): TensorFlow's decoder raises. Each image is decoded in a one-element
+  tf.data pipeline with ``ignore_errors()``, so a decoder error drops that element and a
+  fallback element carries :func:`tfdldl.image_io.reason_corrupt_data` instead.
+- JPEG data libjpeg only warns about: when a scan's entropy-coded data ends before its
+  last block, libjpeg warns "premature end of data segment" and decodes the rest as if
+  the missing bits were zeros, leaving every later block uniform grey 128, and TensorFlow
+  never shows the warning. When the last pixel is exactly (128, 128, 128), the JPEG is
+  decoded a second time with a copy of its last scan's entropy-coded data inserted before
+  the end-of-image marker: a complete scan never reads past its end, so both decodes are
+  equal; a scan that ends early reads the inserted bytes instead of zeros, and the pixels
+  differ. (Not seen: data missing only inside the last block row's last MCU, inside an
+  earlier restart interval or an earlier progressive scan, and surplus data, which
+  libjpeg reports as "extraneous bytes"; OpenCV's path refuses those.)
+
+The reasons are image_io's, word for word.
 """
 
 from __future__ import annotations
@@ -30,6 +46,9 @@ _ORIENTATION_TAG = 0x0112
 _WEBP_CHUNKS = 1024  # chunks walked to find an animation's first frame
 # libjpeg's accurate integer IDCT: OpenCV's, so both decoders give the same pixels.
 JPEG_DCT_METHOD = "INTEGER_ACCURATE"
+_DECODED = (JPEG, PNG, BMP, GIF, WEBP)  # the kinds decode_rgb decodes, in code order
+_JPEG_SCAN, _JPEG_END = b"\xff\xda", b"\xff\xd9"
+_ALL = 2 ** 31 - 1  # a substring length that reaches the end of any tf.string
 
 
 def inspect(data):
@@ -80,7 +99,7 @@ def _too_large(height, width):
 
 
 def decode_rgb(data):
-    """Decode one encoded image as RGB, or say why not.
+    """Decode one encoded image as RGB, or say why not (never raises for bad data).
 
     Args:
       data: tf.string scalar, the encoded file (JPEG, PNG, BMP, GIF, WebP).
@@ -90,19 +109,77 @@ def decode_rgb(data):
     """
     data = tf.convert_to_tensor(data, tf.string)
     kind, reason, orientation = inspect(data)
-    branches = {JPEG: lambda: _orient(tf.io.decode_jpeg(
-                    data, channels=3, dct_method=JPEG_DCT_METHOD), orientation),
-                PNG: lambda: _composite(_eight_bit(tf.io.decode_png(data, dtype=tf.uint16))),
-                BMP: lambda: _bmp_pixels(data),
-                GIF: lambda: tf.io.decode_gif(data)[0],
-                WEBP: lambda: _composite(tf.io.decode_webp(_webp_still(data)[1])[0])}
+    return tf.cond(tf.equal(reason, ""), lambda: _decode_checked(data, kind, orientation),
+                   lambda: (_refused(), reason))
 
-    def decoded():
-        image = tf.switch_case(kind - JPEG, [branches[code] for code in range(JPEG, TIFF)])
-        return tf.ensure_shape(image, [None, None, 3])
 
-    image = tf.cond(tf.equal(reason, ""), decoded, lambda: tf.zeros([1, 1, 3], tf.uint8))
-    return image, reason
+def _refused():
+    return tf.zeros([1, 1, 3], tf.uint8)
+
+
+def _decode_checked(data, kind, orientation):
+    """(uint8 [H, W, 3] RGB, reason) of a file whose header passed :func:`inspect`."""
+    def by(name, decode, finish, fallback_dtype=tf.uint8, rank=3):
+        return lambda: _decoded_by(name, decode, finish, data, fallback_dtype, rank)
+
+    branches = {JPEG: lambda: _jpeg_pixels(data, orientation),
+                PNG: by("PNG", lambda raw: tf.io.decode_png(raw, dtype=tf.uint16),
+                        lambda image: _composite(_eight_bit(image)), tf.uint16),
+                BMP: by("BMP", lambda raw: tf.io.decode_bmp(raw, channels=0),
+                        lambda image: _bmp_pixels(data, image)),
+                GIF: by("GIF", tf.io.decode_gif, lambda frames: frames[0], rank=4),
+                WEBP: by("WEBP", lambda raw: tf.io.decode_webp(_webp_still(raw)[1]),
+                         lambda frames: _composite(frames[0]), rank=4)}
+    image, reason = tf.switch_case(kind - JPEG, [branches[code] for code in _DECODED])
+    return tf.ensure_shape(image, [None, None, 3]), reason
+
+
+def _decoded_by(name, decode, finish, data, fallback_dtype, rank):
+    """(finish(decode(data)), "") or, when the decoder raises, (1 x 1 black, the reason)."""
+    decoded, ok = _guarded(decode, data, tf.zeros([1] * rank, fallback_dtype))
+    return (tf.cond(ok, lambda: finish(decoded), _refused),
+            tf.where(ok, "", image_io.reason_corrupt_data(name)))
+
+
+def _guarded(decode, data, fallback):
+    """(decode(data), True), or (fallback, False) when ``decode`` raises (corrupt data):
+    a one-element tf.data pipeline whose ``ignore_errors()`` drops a failed element."""
+    decoded = tf.data.Dataset.from_tensors(data).map(
+        lambda raw: (decode(raw), tf.constant(True))).ignore_errors()
+    fallback = tf.data.Dataset.from_tensors((fallback, tf.constant(False)))
+    return decoded.concatenate(fallback).take(1).get_single_element()
+
+
+def _jpeg_pixels(data, orientation):
+    """A JPEG's pixels, oriented, and its reason: corrupt data when the decoder raises,
+    the premature-end reason when its last scan's data ends early (module docstring)."""
+    def twice(raw):
+        image = _decode_jpeg(raw)
+        # Blocks past a premature end are left at 0: uniform grey 128, the last one included.
+        grey_end = tf.reduce_all(tf.equal(image[-1, -1], 128))
+        return image, tf.cond(grey_end, lambda: tf.reduce_any(tf.not_equal(
+            image, _decode_jpeg(_with_scan_copy(raw)))), lambda: tf.constant(False))
+
+    (image, premature), ok = _guarded(twice, data, (_refused(), tf.constant(False)))
+    reason = tf.where(ok, tf.where(premature, image_io.REASON_CORRUPT_JPEG_DATA.format(
+        warning=image_io.JPEG_WARNING_PREMATURE_END), ""), image_io.reason_corrupt_data("JPEG"))
+    return tf.cond(ok, lambda: _orient(image, orientation), _refused), reason
+
+
+def _decode_jpeg(data):
+    return tf.io.decode_jpeg(data, channels=3, dct_method=JPEG_DCT_METHOD)
+
+
+def _with_scan_copy(data):
+    """The JPEG with its last scan's entropy-coded data copied in before its last
+    end-of-image marker (entropy-coded data holds no 0xFFD9 or 0xFFDA)."""
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    end = length - tf.cast(tf.strings.length(
+        tf.strings.split(data, sep=_JPEG_END)[-1]), tf.int64) - len(_JPEG_END)
+    head = tf.strings.substr(data, tf.constant(0, tf.int64), end)
+    scan = tf.strings.split(head, sep=_JPEG_SCAN)[-1]  # the scan header, then its data
+    entropy = _substr(scan, _uint(_bytes(scan, 0, 2), True), _ALL)
+    return tf.strings.join([head, entropy, _substr(data, end, _ALL)])
 
 
 def decode_resized(data, size: int):
@@ -203,9 +280,9 @@ def _jpeg_header(data, length):
                              tf.constant(-1, tf.int64), tf.constant(0, tf.int64),
                              tf.constant(False)))
     # Truncated: image data after the last end-of-image marker (as image_io's rfind test).
-    after_end = tf.strings.split(data, sep=b"\xff\xd9")[-1]
+    after_end = tf.strings.split(data, sep=_JPEG_END)[-1]
     reason = tf.where(height < 0, image_io.REASON_JPEG_HEADER,
-                      tf.where(_contains(after_end, b"\xff\xda"),
+                      tf.where(_contains(after_end, _JPEG_SCAN),
                                image_io.REASON_TRUNCATED_JPEG, ""))
     orientation = tf.where(tf.logical_and(orientation >= 1, orientation <= 8), orientation, 1)
     return height, width, tf.cast(orientation, tf.int32), reason
@@ -232,7 +309,7 @@ def _exif_orientation(data, position):
 def _png_header(data, length):
     head = _bytes(data, 16, 8)
     reason = tf.where(tf.not_equal(_substr(data, 12, 4), b"IHDR"), image_io.REASON_PNG_HEADER,
-                      tf.where(_contains(_substr(data, 33, 2 ** 31 - 1), b"IEND"), "",
+                      tf.where(_contains(_substr(data, 33, _ALL), b"IEND"), "",
                                image_io.REASON_TRUNCATED_PNG))
     return _uint(head[4:8], True), _uint(head[0:4], True), tf.constant(1), reason
 
@@ -338,9 +415,9 @@ def _composite(image):
         lambda: on_black(image[:, :, :3], image[:, :, 3:4])])
 
 
-def _bmp_pixels(data):
-    """A BMP as RGB: an 8-bit one through its colour table, 32-bit with the 4th byte dropped."""
-    image = tf.io.decode_bmp(data, channels=0)
+def _bmp_pixels(data, image):
+    """A BMP as RGB from its file and ``decode_bmp(data, channels=0)``: an 8-bit one
+    through its colour table, 32-bit with the 4th byte dropped."""
 
     def through_palette():
         head = _bytes(data, 0, 54)
