@@ -25,8 +25,9 @@ The two signatures of encoded images also output ``error`` tf.string [N]: "" for
 that was decoded, else why it was not (not an image, TIFF, too many pixels, truncated...);
 such an image's ``value``, ``stddev`` and ``distribution`` are NaN and the others of the
 batch are answered. A batch of more than MAX_BATCH images, or ``predict_images`` pixels
-above MAX_PIXELS, fails the call with a message that says so. (Data damaged inside a file
-whose headers are intact is left to TensorFlow's decoders, whose error fails the call.)
+above MAX_PIXELS, fails the call with a message that says so. Data damaged inside a file
+whose headers are intact (garbled or cut entropy data, a bad PNG chunk) gets its own
+``error`` too (tfdldl.tf_image_io.decode_rgb); the rest of the batch is answered.
 """
 
 from __future__ import annotations
