@@ -5,6 +5,8 @@
 - :class:`RegressionValue`: the MR baseline's value from one Dense unit.
 - :class:`HybridPooling`: the official code's "hybrid pooling", a 2x2 max-pool followed by
   an average over the whole remaining map (7x7 at 224 px).
+- :class:`ClassProbabilities`: a softmax over named classes (the gender head), the names
+  kept in its config.
 - :func:`distribution_stddev`: the predicted distribution's standard deviation.
 
 The three value layers have no trainable weights; each holds the label space in its
@@ -133,3 +135,34 @@ class HybridPooling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClassProbabilities(keras.layers.Layer):
+    """Softmax over named classes; the names travel with the model (its config).
+
+    Input: float [N, C] logits, C = ``len(names)``. Output: float32 [N, C] probabilities,
+    column c is the probability of ``names[c]`` (the record code c).
+
+    Raises:
+      ValueError: fewer than two names, or repeated names.
+    """
+
+    def __init__(self, names, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.names = tuple(str(name) for name in names)
+        if len(self.names) < 2 or len(set(self.names)) != len(self.names):
+            raise ValueError(f"class names must be at least two distinct names, got "
+                             f"{list(self.names)}")
+
+    def call(self, logits):
+        return ops.softmax(ops.cast(logits, "float32"), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["names"] = list(self.names)
+        return config
