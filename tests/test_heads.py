@@ -47,15 +47,19 @@ def assert_same(first: dict, second: dict) -> None:
 GENDERS = ("male", "female")
 
 
-@pytest.mark.parametrize("kind, gender_names, gender_into_age",
-                         [(kind, (), False) for kind in heads.KINDS]
-                         + [("distribution", GENDERS, False), ("regression", GENDERS, True)])
-def test_keras_file_and_saved_model_answer_alike(kind, gender_names, gender_into_age, tmp_path):
+@pytest.mark.parametrize("kind, gender_names, gender_into_age, attention",
+                         [(kind, (), False, False) for kind in heads.KINDS]
+                         + [("distribution", GENDERS, False, True),
+                            ("regression", GENDERS, True, False)])
+def test_keras_file_and_saved_model_answer_alike(kind, gender_names, gender_into_age, attention,
+                                                 tmp_path):
     """The .keras predictor and the SavedModel signatures: same keys, same values, for
-    plain images, encoded images and flip averaging (with and without the gender head)."""
+    plain images, encoded images and flip averaging (with and without the gender head and
+    attention)."""
     keras.utils.set_random_seed(3)
     model = models.build_model("tiny", SPACE, input_size=SIZE, head=kind,
-                               gender_names=gender_names, gender_into_age=gender_into_age)
+                               gender_names=gender_names, gender_into_age=gender_into_age,
+                               attention=attention)
     if kind == "ranking":  # spread the sigmoids so that the implied distribution is not flat
         dense = model.get_layer(heads.RANKING)
         kernel, _ = dense.get_weights()

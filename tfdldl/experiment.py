@@ -47,6 +47,9 @@ class ModelConfig:
     # Feed the predicted gender probabilities into the age head through a small learned
     # embedding (tfdldl.models.build_model); needs the gender head (gender.names).
     gender_into_age: bool = False
+    # CBAM channel + spatial attention on the last conv block, before pooling
+    # (tfdldl.layers.ConvBlockAttention).
+    attention: bool = False
 
 
 @dataclasses.dataclass

@@ -291,7 +291,8 @@ def reexport_saved_model(path: str | os.PathLike, out_root: str | os.PathLike, n
                                pooling=network.get("pooling", "hybrid"), head=old.head,
                                width=network.get("width"),
                                gender_names=old.class_names.get(GENDER_PROBABILITY, ()),
-                               gender_into_age=bool(network.get("gender_into_age", False)))
+                               gender_into_age=bool(network.get("gender_into_age", False)),
+                               attention=bool(network.get("attention", False)))
     stored = {variable.name.split(":")[0]: variable
               for variable in old.signatures[PREDICT_IMAGES].variables}
     wanted = {weight.path: weight for weight in model.weights}

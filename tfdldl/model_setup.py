@@ -50,7 +50,8 @@ def build_network(experiment: Experiment, label_space):
                               pooling=config.pooling,
                               head=heads.for_loss(experiment.loss.name).kind,
                               width=config.width, gender_names=experiment.gender.names,
-                              gender_into_age=config.gender_into_age)
+                              gender_into_age=config.gender_into_age,
+                              attention=config.attention)
 
 
 def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):

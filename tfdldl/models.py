@@ -42,7 +42,7 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
                 pooling: Literal["hybrid", "gap"] = "hybrid",
                 head: Literal["distribution", "regression", "ranking"] = "distribution",
                 width: Optional[float] = None, gender_names: Sequence[str] = (),
-                gender_into_age: bool = False) -> keras.Model:
+                gender_into_age: bool = False, attention: bool = False) -> keras.Model:
     """Build ThinAgeNet or TinyAgeNet with one of the paper's heads.
 
     Args:
@@ -59,6 +59,8 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
       gender_into_age: feed the predicted gender probabilities into the age head, through
         a learned Dense(8, ReLU) embedding concatenated with the pooled features (the
         attentional multi-task network's design); needs ``gender_names``.
+      attention: CBAM channel + spatial attention (tfdldl.layers.ConvBlockAttention, layer
+        "attention") on the last conv block's map, before pooling.
     Returns:
       A functional ``keras.Model`` named ``<arch>agenet``. Input float32 [N, S, S, 3], RGB
       0..255. Outputs (a dict): "distribution" [N, K] + "value" [N]; or "value" [N]; or
@@ -88,6 +90,8 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
             x = _conv_bn_relu(x, _scaled(filters, width), f"conv{b}_{c}")
         if b < len(blocks):  # the last block's pool belongs to hybrid pooling (or none: GAP)
             x = keras.layers.MaxPooling2D(2, name=f"pool{b}")(x)
+    if attention:
+        x = dldl_layers.ConvBlockAttention(name="attention")(x)
     if pooling == "hybrid":
         features = dldl_layers.HybridPooling(name="hybrid_pool")(x)
     else:
