@@ -179,3 +179,20 @@ def test_a_run_with_the_gender_head_trains_logs_and_exports_it(tmp_path, data):
 def test_gender_config_values_are_checked(tmp_path, data, override, message):
     with pytest.raises(ConfigError, match=message):
         load_experiment(_config(tmp_path, data), [override])
+
+
+@pytest.mark.parametrize("name, arch", [("utkface_thin_gender", "thin"),
+                                        ("utkface_tiny_gender", "tiny")])
+def test_shipped_age_gender_configs_build_their_network(name, arch):
+    """The UTKFace age+gender configs: both heads, attention and gender into age, each
+    switchable from the command line (the issue's comparison)."""
+    from tfdldl import heads, model_setup
+
+    path = os.path.join(REPO_ROOT, "configs", f"{name}.yaml")
+    model = model_setup.build_network(load_experiment(path), SPACE)
+    assert model.name == f"{arch}agenet"
+    assert heads.class_names(model) == {"gender_probability": ["male", "female"]}
+    assert {"attention", "gender_embedding"} <= {layer.name for layer in model.layers}
+    age_only = model_setup.build_network(load_experiment(path, [
+        "gender.names=[]", "model.gender_into_age=false", "model.attention=false"]), SPACE)
+    assert sorted(age_only.output_names) == ["distribution", "value"]

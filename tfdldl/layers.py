@@ -171,14 +171,20 @@ class ClassProbabilities(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ConvBlockAttention(keras.layers.Layer):
-    """CBAM (Woo et al., ECCV 2018): channel attention, then spatial attention.
+    """CBAM (Woo et al., ECCV 2018) channel + spatial attention, in residual form.
 
-    Channel: a = σ(MLP(avgpool F) + MLP(maxpool F)), the MLP shared (C -> C/r ReLU -> C);
-    F' = a ⊙ F. Spatial: m = σ(conv_k×k([mean_c F', max_c F'])), a [N, H, W, 1] map in
-    (0, 1); output m ⊙ F'. Placed on the trunk's last feature map, before pooling.
+    Channel: a = σ(MLP(avgpool F) + MLP(maxpool F)), the MLP shared (C -> C/r ReLU -> C).
+    Spatial: m = σ(BN(conv_k×k([mean_c a⊙F, max_c a⊙F]))), a [N, H, W, 1] map in (0, 1)
+    (the BatchNorm before the sigmoid is the official CBAM code's SpatialGate).
+    Output: (1 + a⊙m) ⊙ F, the "attention residual learning" of Wang et al. (CVPR 2017).
+    CBAM sits inside residual blocks, so an identity path always carries F around it; here
+    it sits on the trunk's last map with nothing around it, and the plain a⊙m⊙F gated away
+    what one head needs and the other does not (measured: a two-head model with it never
+    learned an attribute painted into a stripe, which it learns without attention and with
+    this form). Placed before pooling.
 
     Why CBAM and not a re-derivation of the attentional multi-task paper's own module: CBAM
-    is fully specified and widely reproduced, costs 2C²/r + 2k² + 1 weights (≈4k for
+    is fully specified and widely reproduced, costs 2C²/r + C + C/r + 2k² + 4 weights (≈4k for
     TinyAgeNet's 128 channels at r = 8), works at any map size (a 2x2 map at 32 px input
     as well as 7x7 at 224 px), and its spatial map m is the learned "where to look" map
     the paper draws (:meth:`spatial_map`); the channel part lets the map weigh which
@@ -204,10 +210,13 @@ class ConvBlockAttention(keras.layers.Layer):
         self.squeeze = keras.layers.Dense(hidden, activation="relu", name="squeeze")
         self.excite = keras.layers.Dense(channels, name="excite")
         self.spatial = keras.layers.Conv2D(1, self.kernel_size, padding="same",
-                                           activation="sigmoid", name="spatial")
+                                           use_bias=False, name="spatial")
+        self.spatial_bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                                          name="spatial_bn")
         self.squeeze.build((None, channels))
         self.excite.build((None, hidden))
         self.spatial.build((None, None, None, 2))
+        self.spatial_bn.build((None, None, None, 1))
 
     def channel_weights(self, features):
         """[N, H, W, C] -> [N, 1, 1, C] channel weights in (0, 1)."""
@@ -215,15 +224,16 @@ class ConvBlockAttention(keras.layers.Layer):
                               + self.excite(self.squeeze(ops.max(features, axis=(1, 2)))))
         return ops.expand_dims(ops.expand_dims(weights, 1), 1)
 
-    def spatial_map(self, features):
+    def spatial_map(self, features, training=None):
         """Channel-weighted features [N, H, W, C] -> the attention map [N, H, W, 1], (0, 1)."""
         pooled = ops.concatenate([ops.mean(features, axis=-1, keepdims=True),
                                   ops.max(features, axis=-1, keepdims=True)], axis=-1)
-        return self.spatial(pooled)
+        return ops.sigmoid(self.spatial_bn(self.spatial(pooled), training=training))
 
-    def call(self, features):
-        weighted = features * self.channel_weights(features)
-        return weighted * self.spatial_map(weighted)
+    def call(self, features, training=None):
+        weights = self.channel_weights(features)
+        return features * (1.0 + weights * self.spatial_map(features * weights,
+                                                             training=training))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
