@@ -78,6 +78,20 @@ def cs_curve(pred, true, thetas: Sequence[float]) -> np.ndarray:
     return np.array([np.mean(errors <= theta) for theta in thetas], dtype=np.float64)
 
 
+def class_accuracy(probabilities, codes) -> float | None:
+    """Share of known codes (>= 0) whose most probable class is the code; None when none
+    is known. probabilities: float [N, C]; codes: int [N], negative = unknown."""
+    codes = np.asarray(codes).reshape(-1)
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or len(probabilities) != len(codes):
+        raise ValueError(f"probabilities {probabilities.shape} and codes ({len(codes)}) do not "
+                         "pair up: expected [N, C] and [N]")
+    known = codes >= 0
+    if not known.any():
+        return None
+    return float(np.mean(np.argmax(probabilities[known], axis=-1) == codes[known]))
+
+
 def epsilon_error(pred, mean, sigma) -> float:
     """ChaLearn's ε-error mean(1 - exp(-(ŷ - μ)² / 2σ²)), in [0, 1].
 
