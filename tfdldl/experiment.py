@@ -277,16 +277,7 @@ def validate(experiment: Experiment, source: str) -> None:
         ("export.version", experiment.export.version >= 1, "must be >= 1"),
         ("name", bool(experiment.name) and "/" not in experiment.name,
          "must be a non-empty name without '/'"),
-        ("gender.names", not experiment.gender.names or (
-            len(experiment.gender.names) >= 2
-            and len(set(experiment.gender.names)) == len(experiment.gender.names)),
-         "must be empty (no gender head) or at least two distinct names in record-code "
-         "order, e.g. [male, female]"),
-        ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
-         "must be finite and >= 0"),
-        ("model.gender_into_age",
-         not experiment.model.gender_into_age or bool(experiment.gender.names),
-         "needs the gender head: give gender.names"),
+        *_gender_checks(experiment),
     ]
     for key, ok, requirement in checks:
         if not ok:
@@ -297,3 +288,17 @@ def validate(experiment: Experiment, source: str) -> None:
         raise ConfigError(f"{source}: 'loss.name' must be one of "
                           f"{', '.join(map(repr, heads.LOSS_NAMES))}, got "
                           f"{experiment.loss.name!r}")
+
+
+def _gender_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
+    """(key, ok, requirement) for the gender head's settings (see :func:`validate`)."""
+    names = experiment.gender.names
+    return [
+        ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
+         "must be empty (no gender head) or at least two distinct names in record-code "
+         "order, e.g. [male, female]"),
+        ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
+         "must be finite and >= 0"),
+        ("model.gender_into_age", not experiment.model.gender_into_age or bool(names),
+         "needs the gender head: give gender.names"),
+    ]

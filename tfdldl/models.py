@@ -97,6 +97,13 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
     else:
         features = keras.layers.GlobalAveragePooling2D(name="gap")(x)
 
+    outputs = _heads(features, head_kind, label_space, gender_names, gender_into_age)
+    return keras.Model(images, outputs, name=f"{arch}agenet")
+
+
+def _heads(features, head_kind, label_space: LabelSpace, gender_names: Sequence[str],
+           gender_into_age: bool) -> dict:
+    """The age head (and the gender head, optionally fed into it) on pooled features."""
     outputs, age_features = {}, features
     if gender_names:
         outputs.update(heads.GENDER.build(features, gender_names))
@@ -106,7 +113,7 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
                 outputs[heads.GENDER_PROBABILITY])
             age_features = keras.layers.Concatenate(name="age_features")([features, embedded])
     outputs.update(head_kind.build(age_features, label_space))
-    return keras.Model(images, outputs, name=f"{arch}agenet")
+    return outputs
 
 
 def label_space_of(model: keras.Model) -> LabelSpace:
