@@ -144,3 +144,21 @@ def test_metric_config_round_trip():
         keras.saving.serialize_keras_object(metrics.CumulativeScore(2.5)))
     assert isinstance(restored, metrics.CumulativeScore)
     assert (restored.theta, restored.name) == (2.5, "cs2.5")
+
+
+def test_masked_accuracy_counts_known_codes_only():
+    metric = metrics.MaskedAccuracy()
+    probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]], np.float32)
+    metric.update_state(np.array([0.0, 1.0, 1.0, -1.0], np.float32), probabilities)
+    assert float(metric.result()) == pytest.approx(2 / 3)
+    metric.update_state(np.array([-1.0], np.float32), probabilities[:1])
+    assert float(metric.result()) == pytest.approx(2 / 3)
+    assert sorted(metrics.build_metrics("age", gender=True)) == ["gender_probability", "value"]
+
+
+def test_class_accuracy_over_known_codes():
+    probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
+    assert metrics.class_accuracy(probabilities, [0, 1, 1, -1]) == pytest.approx(2 / 3)
+    assert metrics.class_accuracy(probabilities, [-1, -1, -1, -1]) is None
+    with pytest.raises(ValueError, match="do not pair up"):
+        metrics.class_accuracy(probabilities, [0, 1])

@@ -125,3 +125,24 @@ def test_bad_arguments_are_explained():
 def test_width_multiplier_scales_channels():
     model = models.build_model("tiny", AGE, input_size=32, width=0.5)
     assert model.get_layer("conv1_1").filters == 8 and model.get_layer("conv5_3").filters == 64
+
+
+@pytest.mark.parametrize("arch, channels", [("thin", 256), ("tiny", 128)])
+def test_attention_sits_before_pooling_and_follows_cbam(arch, channels):
+    """CBAM on the last conv map: channel weights a = σ(MLP(avg) + MLP(max)) and the spatial
+    map m = σ(BN(conv7x7([mean_c, max_c] of a⊙F))), both in (0, 1); output (1 + a⊙m)⊙F."""
+    model = models.build_model(arch, AGE, input_size=64, attention=True)
+    attention = model.get_layer("attention")
+    assert model.get_layer("conv5_3_relu").output is attention.input
+    assert attention.count_params() == 2 * channels * (channels // 8) + channels + channels // 8 \
+        + 2 * 49 + 4
+    features = np.random.default_rng(0).uniform(0, 2, (2, 4, 4, channels)).astype(np.float32)
+    weights = keras.ops.convert_to_numpy(attention.channel_weights(features))
+    spatial = keras.ops.convert_to_numpy(attention.spatial_map(features * weights))
+    assert (spatial < 1).all() and (weights * spatial).std() > 0
+    assert weights.shape == (2, 1, 1, channels) and spatial.shape == (2, 4, 4, 1)
+    assert (weights > 0).all() and (weights < 1).all() and (spatial > 0).all()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(attention(features)),
+                               features * (1 + weights * spatial), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        layers.ConvBlockAttention(kernel_size=4)

@@ -150,3 +150,53 @@ def test_cli_help_is_quick_lists_the_flags_and_exits_0():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "--config: Config YAML" in done.stdout and "--set: Override" in done.stdout
     assert "heavy loaded: []" in done.stdout
+
+
+def test_a_run_with_the_gender_head_trains_logs_and_exports_it(tmp_path, data):
+    """gender.names adds the gender head: its targets come from the records, its accuracy
+    is logged, and the SavedModel answers gender_probability under its names."""
+    experiment = load_experiment(_config(tmp_path, data, name="gender"),
+                                 ["gender.names=[male, female]", "gender.weight=0.5",
+                                  "model.gender_into_age=true", "train.epochs=1",
+                                  "optimizer.warmup_epochs=0"])
+    results = train.train(experiment)
+    with open(tmp_path / "gender" / "training_log.csv") as handle:
+        row = next(csv.DictReader(handle))
+    assert 0.0 <= float(row["val_gender_probability_accuracy"]) <= 1.0
+    assert float(row["gender_probability_loss"]) > 0.0
+    predictor = inference.load_predictor(results["saved_model"])
+    assert predictor.class_names == {"gender_probability": ["male", "female"]}
+    outputs = predictor.predict_images(np.zeros((2, 32, 32, 3), np.float32))
+    assert outputs["gender_probability"].shape == (2, 2)
+    test = results["test"]  # flip-averaged, on the SavedModel; the records alternate 0, 1
+    assert 0.0 <= test["gender_accuracy"] <= 1.0
+    # age MAE per gender: the evaluation slices by the records' gender
+    assert [row["count"] for row in test["slices"]["gender"]["groups"]] == [4, 4]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("gender.names=[male]", "'gender.names' must be empty .no gender head. or at least two"),
+    ("gender.names=[a, a]", "'gender.names' must be empty"),
+    ("gender.weight=-1", "'gender.weight' must be finite and >= 0"),
+    ("model.gender_into_age=true", "'model.gender_into_age' needs the gender head"),
+])
+def test_gender_config_values_are_checked(tmp_path, data, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(_config(tmp_path, data), [override])
+
+
+@pytest.mark.parametrize("name, arch", [("utkface_thin_gender", "thin"),
+                                        ("utkface_tiny_gender", "tiny")])
+def test_shipped_age_gender_configs_build_their_network(name, arch):
+    """The UTKFace age+gender configs: both heads, attention and gender into age, each
+    switchable from the command line (the issue's comparison)."""
+    from tfdldl import heads, model_setup
+
+    path = os.path.join(REPO_ROOT, "configs", f"{name}.yaml")
+    model = model_setup.build_network(load_experiment(path), SPACE)
+    assert model.name == f"{arch}agenet"
+    assert heads.class_names(model) == {"gender_probability": ["male", "female"]}
+    assert {"attention", "gender_embedding"} <= {layer.name for layer in model.layers}
+    age_only = model_setup.build_network(load_experiment(path, [
+        "gender.names=[]", "model.gender_into_age=false", "model.attention=false"]), SPACE)
+    assert sorted(age_only.output_names) == ["distribution", "value"]

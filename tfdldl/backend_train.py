@@ -280,7 +280,7 @@ def load_run_model(run_dir: str, overrides: Sequence[str] = ()):
     Raises:
       RunFolderError: a file of the run is missing.
     """
-    from tfdldl import heads, models
+    from tfdldl import model_setup
 
     paths = {name: os.path.join(run_dir, name) for name in (CONFIG, LABEL_SPACE, WEIGHTS)}
     missing = [name for name, path in paths.items() if not os.path.exists(path)]
@@ -291,11 +291,7 @@ def load_run_model(run_dir: str, overrides: Sequence[str] = ()):
     experiment = load_experiment(paths[CONFIG], overrides)
     with open(paths[LABEL_SPACE], encoding="utf-8") as handle:
         label_space = LabelSpace.from_dict(json.load(handle))
-    config = experiment.model
-    model = models.build_model(config.arch, label_space, input_size=config.input_size,
-                               pooling=config.pooling,
-                               head=heads.for_loss(experiment.loss.name).kind,
-                               width=config.width)
+    model = model_setup.build_network(experiment, label_space)
     model.load_weights(paths[WEIGHTS])
     return model
 

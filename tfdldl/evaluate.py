@@ -44,6 +44,8 @@ DEFAULT_BANDS = 8
 AGE_BAND_WIDTH = 10.0
 # Names of the schema's gender codes 0 and 1 (tfdldl.example_schema).
 GENDER_NAMES = ("male", "female")
+# tfdldl.heads.GENDER_PROBABILITY (not imported: tfdldl.heads imports Keras).
+GENDER_PROBABILITY = "gender_probability"
 # Unknown gender / group code in the records.
 UNKNOWN_CODE = -1
 
@@ -61,6 +63,7 @@ class SplitPredictions:
       encoded: N encoded aligned faces (JPEG bytes) for the face grid.
       gender: int32 [N], 0 male, 1 female, -1 unknown.
       group: int32 [N], the data's group codes (UTKFace: race), -1 unknown.
+      gender_probability: float32 [N, C] predicted by a model with the gender head, or None.
     """
 
     true: np.ndarray
@@ -71,6 +74,7 @@ class SplitPredictions:
     encoded: list[bytes]
     gender: np.ndarray
     group: np.ndarray
+    gender_probability: np.ndarray | None = None
 
 
 def decode_jpegs(encoded: list[bytes]) -> np.ndarray:
@@ -116,7 +120,8 @@ def collect_predictions(predictor: Predictor, manifest: Manifest, split: str,
     from tqdm import tqdm
 
     parts: dict[str, list] = {"true": [], "sigma": [], "value": [], "stddev": [],
-                              "distribution": [], "encoded": [], "gender": [], "group": []}
+                              "distribution": [], "encoded": [], "gender": [], "group": [],
+                              GENDER_PROBABILITY: []}
     bar = tqdm(total=manifest.counts.get(split), unit="face", disable=not progress,
                file=sys.stderr, desc=f"evaluating {split}", leave=False)
     for batch in read_split(manifest, split, batch_size):
@@ -129,8 +134,9 @@ def collect_predictions(predictor: Predictor, manifest: Manifest, split: str,
         parts["group"].append(batch["group"])
         parts["value"].append(outputs["value"].reshape(-1))
         parts["stddev"].append(outputs["stddev"].reshape(-1))
-        if "distribution" in outputs:
-            parts["distribution"].append(outputs["distribution"])
+        for key in ("distribution", GENDER_PROBABILITY):
+            if key in outputs:
+                parts[key].append(outputs[key])
         parts["encoded"].extend(batch["encoded"])
     bar.close()
     return SplitPredictions(
@@ -142,7 +148,9 @@ def collect_predictions(predictor: Predictor, manifest: Manifest, split: str,
                       if parts["distribution"] else None),
         encoded=parts["encoded"],
         gender=_codes(parts["gender"], len(parts["encoded"])),
-        group=_codes(parts["group"], len(parts["encoded"])))
+        group=_codes(parts["group"], len(parts["encoded"])),
+        gender_probability=(np.concatenate(parts[GENDER_PROBABILITY]).astype(np.float32)
+                            if parts[GENDER_PROBABILITY] else None))
 
 
 def _codes(chunks: list[np.ndarray], count: int) -> np.ndarray:
@@ -273,7 +281,9 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
     Returns:
       {"count", "mae", "bias", "rmse", "pearson", "epsilon_error",
        "mean_predicted_stddev", "cs": {"thetas", "values"}, "cs_at": {θ: CS}, "bands",
-       "slices": {attribute: slice_table}, "intervals": interval_results}.
+       "slices": {attribute: slice_table}, "intervals": interval_results,
+       "gender_accuracy": share of known-gender faces whose most probable gender is theirs
+       (None without the gender head or known genders)}.
     """
     from tfdldl import metrics
 
@@ -295,6 +305,9 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
         "bands": band_table(true, value, band_edges(label_space)),
         "slices": slices(predictions, label_space, *groups),
         "intervals": interval_results(predictions, label_space, temperature),
+        "gender_accuracy": (None if predictions.gender_probability is None else
+                            metrics.class_accuracy(predictions.gender_probability,
+                                                   predictions.gender)),
     }
 
 

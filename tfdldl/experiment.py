@@ -44,6 +44,28 @@ class ModelConfig:
     width: Optional[float] = None
     # A .keras or .weights.h5 file to start from (fine-tuning); None trains from scratch.
     initial_weights: Optional[str] = None
+    # Feed the predicted gender probabilities into the age head through a small learned
+    # embedding (tfdldl.models.build_model); needs the gender head (gender.names).
+    gender_into_age: bool = False
+    # CBAM channel + spatial attention on the last conv block, before pooling
+    # (tfdldl.layers.ConvBlockAttention).
+    attention: bool = False
+
+
+@dataclasses.dataclass
+class GenderConfig:
+    """The gender head (tfdldl.heads.GenderHead), trained beside the age head.
+
+    names: the gender class names in the records' code order (UTKFace: [male, female]);
+      empty (the default) = no gender head. The model keeps them and the SavedModel lists
+      them (export_info.json's class_names), so the columns of ``gender_probability`` are
+      named by the data's config, not by code.
+    weight: the fixed loss weight of the gender cross-entropy (masked where the record's
+      gender is unknown); the age losses keep theirs (1 and loss.lam).
+    """
+
+    names: list[str] = dataclasses.field(default_factory=list)
+    weight: float = 1.0
 
 
 @dataclasses.dataclass
@@ -182,6 +204,7 @@ class Experiment:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    gender: GenderConfig = dataclasses.field(default_factory=GenderConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
@@ -254,6 +277,7 @@ def validate(experiment: Experiment, source: str) -> None:
         ("export.version", experiment.export.version >= 1, "must be >= 1"),
         ("name", bool(experiment.name) and "/" not in experiment.name,
          "must be a non-empty name without '/'"),
+        *_gender_checks(experiment),
     ]
     for key, ok, requirement in checks:
         if not ok:
@@ -264,3 +288,17 @@ def validate(experiment: Experiment, source: str) -> None:
         raise ConfigError(f"{source}: 'loss.name' must be one of "
                           f"{', '.join(map(repr, heads.LOSS_NAMES))}, got "
                           f"{experiment.loss.name!r}")
+
+
+def _gender_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
+    """(key, ok, requirement) for the gender head's settings (see :func:`validate`)."""
+    names = experiment.gender.names
+    return [
+        ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
+         "must be empty (no gender head) or at least two distinct names in record-code "
+         "order, e.g. [male, female]"),
+        ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
+         "must be finite and >= 0"),
+        ("model.gender_into_age", not experiment.model.gender_into_age or bool(names),
+         "needs the gender head: give gender.names"),
+    ]

@@ -8,7 +8,8 @@ Layout written by :func:`export_saved_model` (TensorFlow Serving loads it as it 
         saved_model.pb, variables/
         assets/label_space.json     <- LabelSpace.to_dict(): what "distribution" columns mean
         assets/config.json          <- the run's resolved config ({} when none was given)
-        assets/export_info.json     <- input size, head, signatures (read by load_serving)
+        assets/export_info.json     <- input size, head, signatures, class names of the
+                                       probability outputs (read by load_serving)
 
 Signatures, their inputs and outputs: :mod:`tfdldl.signatures`; loading a SavedModel back:
 :mod:`tfdldl.serving_model` (both re-exported here under their former names).
@@ -124,7 +125,8 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
         if os.path.exists(final):
             raise FileExistsError(f"{final} already exists; export with a higher version "
                                   "number or delete that folder first")
-        _write_version(archive, final, size, head, label_space, config_dict)
+        _write_version(archive, final, size, head, label_space, config_dict,
+                       heads.class_names(model))
     return final
 
 
@@ -147,7 +149,8 @@ def _remove_scratch(model_dir: str) -> None:
 
 
 def _write_version(archive, final: str, size: int, head, label_space: LabelSpace,
-                   config_dict: Mapping[str, Any] | None) -> None:
+                   config_dict: Mapping[str, Any] | None,
+                   class_names: Mapping[str, list[str]]) -> None:
     """Write the archive and its assets into a scratch folder, make it readable, rename it."""
     import keras
     import tensorflow as tf
@@ -157,7 +160,8 @@ def _write_version(archive, final: str, size: int, head, label_space: LabelSpace
     try:
         archive.write_out(scratch, verbose=False)
         info = {"format": EXPORT_FORMAT, "input_size": size, "head": head.kind,
-                "outputs": list(head.serving_outputs), "signatures": list(SIGNATURES),
+                "outputs": list(head.serving_outputs), "class_names": dict(class_names),
+                "signatures": list(SIGNATURES),
                 "input_name": INPUT_NAME, "keras_version": keras.__version__,
                 "tensorflow_version": tf.__version__}
         assets = os.path.join(scratch, "assets")
@@ -281,9 +285,14 @@ def reexport_saved_model(path: str | os.PathLike, out_root: str | os.PathLike, n
     if "arch" not in network:
         raise ServingLoadError(f"{old.path}: assets/{CONFIG_ASSET} names no model.arch; "
                                "re-export from the training run instead")
+    from tfdldl.heads import GENDER_PROBABILITY
+
     model = models.build_model(network["arch"], old.label_space, input_size=old.input_size,
                                pooling=network.get("pooling", "hybrid"), head=old.head,
-                               width=network.get("width"))
+                               width=network.get("width"),
+                               gender_names=old.class_names.get(GENDER_PROBABILITY, ()),
+                               gender_into_age=bool(network.get("gender_into_age", False)),
+                               attention=bool(network.get("attention", False)))
     stored = {variable.name.split(":")[0]: variable
               for variable in old.signatures[PREDICT_IMAGES].variables}
     wanted = {weight.path: weight for weight in model.weights}

@@ -27,6 +27,12 @@ Serving outputs of every head (the contract of tfdldl.export and tfdldl.inferenc
 ``value`` [N] (label units), ``stddev`` [N] (the spread of the predicted distribution,
 label units; NaN for a head without one) and ``distribution`` [N, K] (absent for the
 regression head). A ranking head reports the distribution its K-1 binary outputs imply.
+
+An auxiliary head sits beside one of those on the same trunk (:data:`AUXILIARY`):
+:class:`GenderHead` adds ``gender_probability`` [N, C] (softmax over the C gender names the
+config gives; UTKFace codes 0 = male, 1 = female), trained with a cross-entropy masked
+where the record's gender is unknown (-1). A model with auxiliary heads is summarised by a
+:class:`HeadSet` (:func:`of_outputs`), whose serving outputs are the union of its heads'.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ VALUE = "value"
 STDDEV = "stddev"
 DISTRIBUTION = "distribution"
 RANKING = "ranking"
+GENDER_PROBABILITY = "gender_probability"
 # The Dense layer giving the distribution head's logits (tfdldl.tflite_export reads it).
 LOGITS_LAYER = "logits"
 
@@ -182,12 +189,89 @@ class RankingHead(Head):
                                   grid)
 
 
+class GenderHead(Head):
+    """Dense(C) -> softmax over C named classes (:class:`tfdldl.layers.ClassProbabilities`).
+
+    Targets: the record's gender code as float32 [N] (-1 unknown); loss
+    :class:`tfdldl.losses.MaskedCrossEntropy`; serving output ``gender_probability`` float32
+    [N, C], column c = the probability of name c (record code c).
+    """
+
+    kind = "gender"
+    outputs = (GENDER_PROBABILITY,)
+    serving_outputs = (GENDER_PROBABILITY,)
+    record_fields = (schema.GENDER,)
+
+    def build(self, features, names) -> dict:
+        """Keras layers on pooled features [N, F] -> {"gender_probability": [N, len(names)]}.
+
+        ``names``: the class names, code order (e.g. ("male", "female")); at least two.
+        """
+        logits = keras.layers.Dense(len(names), name="gender_logits")(features)
+        return {GENDER_PROBABILITY: dldl_layers.ClassProbabilities(
+            names, name=GENDER_PROBABILITY)(logits)}
+
+    def build_loss(self, num_classes: int, weight: float) -> tuple[dict, dict]:
+        """(losses, loss_weights) for ``model.compile``: the masked cross-entropy x weight.
+
+        Raises:
+          ValueError: a negative or non-finite weight.
+        """
+        weight = float(weight)
+        if not (weight >= 0.0 and weight < float("inf")):
+            raise ValueError(f"the gender loss weight must be finite and >= 0, got {weight}")
+        return ({GENDER_PROBABILITY: dldl_losses.MaskedCrossEntropy(num_classes)},
+                {GENDER_PROBABILITY: weight})
+
+    def targets(self, record, label_space):
+        return {GENDER_PROBABILITY: _as_float32(record[schema.GENDER])}
+
+    def summarise(self, outputs, grid):
+        return {GENDER_PROBABILITY: ops.cast(outputs[GENDER_PROBABILITY], "float32")}
+
+
+class HeadSet(Head):
+    """One of :data:`HEADS` (the primary, which gives ``value``) plus auxiliary heads.
+
+    ``kind`` is the primary's; outputs, serving outputs and record fields are the union of
+    the heads'; :meth:`summarise` merges their summaries.
+    """
+
+    def __init__(self, primary: Head, auxiliary):
+        self.primary, self.auxiliary = primary, tuple(auxiliary)
+        members = (primary, *self.auxiliary)
+        self.kind = primary.kind
+        self.outputs = tuple(name for head in members for name in head.outputs)
+        self.serving_outputs = tuple(name for head in members for name in head.serving_outputs)
+        self.record_fields = tuple(dict.fromkeys(
+            field for head in members for field in head.record_fields))
+
+    def summarise(self, outputs, grid):
+        summary = self.primary.summarise(outputs, grid)
+        for head in self.auxiliary:
+            summary.update(head.summarise(outputs, grid))
+        return summary
+
+
+GENDER = GenderHead()
+# Heads that sit beside a primary head; their outputs are never a model's only outputs.
+AUXILIARY: tuple[Head, ...] = (GENDER,)
+
+
+def class_names(model) -> dict[str, list[str]]:
+    """{probability output: its class names in column order} of a model, e.g.
+    {"gender_probability": ["male", "female"]}; {} when it has no such output."""
+    return {layer.name: list(layer.names) for layer in model.layers
+            if isinstance(layer, dldl_layers.ClassProbabilities)}
+
+
 HEADS: dict[str, Head] = {head.kind: head
                           for head in (DistributionHead(), RegressionHead(), RankingHead())}
 KINDS = tuple(HEADS)
 # The one list of training losses (validated by tfdldl.experiment), each with its head.
 HEAD_OF_LOSS = {name: head.kind for head in HEADS.values() for name in head.loss_names}
 LOSS_NAMES = tuple(HEAD_OF_LOSS)
+_ALL: tuple[Head, ...] = (*HEADS.values(), *AUXILIARY)
 
 
 def get(kind: str) -> Head:
@@ -241,17 +325,21 @@ def build_loss(name: str, label_space: LabelSpace, lam: float = 1.0,
 
 
 def of_outputs(output_names) -> Head:
-    """The head whose outputs a model has (``model.output_names``).
+    """The head whose outputs a model has (``model.output_names``): one of :data:`HEADS`,
+    or a :class:`HeadSet` when the model also has auxiliary heads' outputs.
 
     Raises:
-      ValueError: no head produces exactly these outputs (not a tfdldl.models model).
+      ValueError: no head (plus auxiliary heads) produces exactly these outputs (not a
+        tfdldl.models model).
     """
     names = set(output_names)
+    auxiliary = [head for head in AUXILIARY if set(head.outputs) <= names]
+    rest = names - {name for head in auxiliary for name in head.outputs}
     for head in HEADS.values():
-        if names == set(head.outputs):
-            return head
+        if rest == set(head.outputs):
+            return HeadSet(head, auxiliary) if auxiliary else head
     raise ValueError(f"no tfdldl head has the outputs {sorted(names)}; the heads have "
-                     + "; ".join(f"{head.kind}: {list(head.outputs)}" for head in HEADS.values())
+                     + "; ".join(f"{head.kind}: {list(head.outputs)}" for head in _ALL)
                      + ". Build the model with tfdldl.models.build_model")
 
 
@@ -262,7 +350,7 @@ def check_outputs(output_names) -> None:
     if missing:
         raise ValueError(f"no target can be made for model output(s) {missing}; the heads "
                          "make targets for " + "; ".join(
-                             f"{head.kind}: {list(head.outputs)}" for head in HEADS.values()))
+                             f"{head.kind}: {list(head.outputs)}" for head in _ALL))
 
 
 def record_fields(output_names) -> tuple[str, ...]:
@@ -296,7 +384,7 @@ def make_targets(output_names, record: Mapping[str, Any], label_space: LabelSpac
 def _heads_within(output_names) -> list[Head]:
     """The heads all of whose outputs are among ``output_names``."""
     names = set(output_names)
-    return [head for head in HEADS.values() if set(head.outputs) <= names]
+    return [head for head in _ALL if set(head.outputs) <= names]
 
 
 def flip_average(plain: Mapping[str, Any], mirrored: Mapping[str, Any], grid) -> dict:
@@ -333,7 +421,7 @@ def _with_distribution(value, distribution, grid) -> dict:
 
 
 def _as_float32(flags):
-    """A boolean NumPy array or tf.Tensor as float32 of the same kind (targets stay on the
+    """A boolean or integer NumPy array or tf.Tensor as float32 of the same kind (targets stay on the
     side of the pipeline that made them: NumPy for the host pipeline, TF for tf.data)."""
     if isinstance(flags, np.ndarray):
         return flags.astype(np.float32)

@@ -47,6 +47,8 @@ class Predictor(Protocol):
       source: the path it was loaded from.
       temperature: the calibration temperature of the predicted distribution
         (tfdldl.calibration; 1.0 when the model is not calibrated).
+      class_names: {probability output: its class names in column order}, e.g.
+        {"gender_probability": ["male", "female"]}; {} when the model has none.
     """
 
     label_space: LabelSpace
@@ -55,6 +57,7 @@ class Predictor(Protocol):
     framing: Framing | None
     source: str
     temperature: float
+    class_names: dict[str, list[str]]
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """float32 [N, H, W, 3] RGB 0..255 -> {"value": [N], "stddev": [N], "distribution": [N, K]}."""
@@ -255,6 +258,7 @@ class SavedModelPredictor:
         self.source = path
         self.temperature = _stored_temperature(path)
         self.label_space = self._serving.label_space
+        self.class_names = self._serving.class_names
         self.input_size = int(self._serving.input_size)
         training_faces = self._serving.config.get(TRAINING_FACES_KEY, {})
         self.face_size = int(training_faces.get("image_size", self.input_size))
@@ -298,6 +302,7 @@ class KerasPredictor:
                                  f"({type(error).__name__}: {error})") from None
         self.source = path
         self.temperature = 1.0  # calibration is stored with SavedModels only
+        self.class_names = heads.class_names(self.model)
         self.input_size = int(self.model.input_shape[1])
         training_faces = read_training_faces(path)
         self.face_size = int(training_faces.get("image_size", self.input_size))

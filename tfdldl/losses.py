@@ -12,6 +12,8 @@ mr_l2      regression         (ŷ - y)² on "value"                             
 ranking    ranking            binary cross-entropy over the K-1 "ranking" outputs  Ranking
 =========  =================  ==============================================  ==========
 
+The gender head (tfdldl.heads.GenderHead) trains with :class:`MaskedCrossEntropy`.
+
 KL normalisation (``kl_normalization``), the one convention that changes the balance
 between KL and λ·L1:
 
@@ -128,6 +130,31 @@ class RankingCrossEntropy(_ClassLoss):
         t = ops.cast(y_true, "float32")
         q = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON)
         return -ops.mean(t * ops.log(q) + (1.0 - t) * ops.log(1.0 - q), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedCrossEntropy(_ClassLoss):
+    """Cross-entropy -log p̂_c of a class code c, ignoring samples whose code is unknown.
+
+    y_true: float or int [N] (or [N, 1]) class codes 0..C-1, negative = unknown (the
+    records' gender -1). y_pred: float [N, C] softmax outputs (clipped at 1e-7).
+    Per-sample value: -log p̂_c x N / (number of known codes in the batch), 0 for unknown
+    codes; so Keras' batch mean is the mean over the known samples (0 when none is known).
+    """
+
+    def __init__(self, num_classes: int, name="masked_cross_entropy", **kwargs):
+        super().__init__(num_classes, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        _check_width(y_pred, self.num_classes, "the predicted class probabilities")
+        codes = _flat(y_true)
+        known = ops.cast(ops.greater_equal(codes, 0.0), "float32")
+        one_hot = ops.one_hot(ops.cast(codes * known, "int32"), self.num_classes,
+                              dtype="float32")
+        log_q = ops.log(ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0))
+        per_sample = -ops.sum(one_hot * log_q, axis=-1) * known
+        count = ops.cast(ops.shape(codes)[0], "float32")
+        return per_sample * count / ops.maximum(ops.sum(known), 1.0)
 
 
 def _flat(y):

@@ -78,6 +78,20 @@ def cs_curve(pred, true, thetas: Sequence[float]) -> np.ndarray:
     return np.array([np.mean(errors <= theta) for theta in thetas], dtype=np.float64)
 
 
+def class_accuracy(probabilities, codes) -> float | None:
+    """Share of known codes (>= 0) whose most probable class is the code; None when none
+    is known. probabilities: float [N, C]; codes: int [N], negative = unknown."""
+    codes = np.asarray(codes).reshape(-1)
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or len(probabilities) != len(codes):
+        raise ValueError(f"probabilities {probabilities.shape} and codes ({len(codes)}) do not "
+                         "pair up: expected [N, C] and [N]")
+    known = codes >= 0
+    if not known.any():
+        return None
+    return float(np.mean(np.argmax(probabilities[known], axis=-1) == codes[known]))
+
+
 def epsilon_error(pred, mean, sigma) -> float:
     """ChaLearn's ε-error mean(1 - exp(-(ŷ - μ)² / 2σ²)), in [0, 1].
 
@@ -244,14 +258,45 @@ class EpsilonError(_RunningSums):
         return self._mean("epsilon")
 
 
-def build_metrics(task: Literal["age", "attractiveness"]) -> dict[str, list]:
-    """Metrics for ``model.compile(metrics=...)``, keyed by output ("value").
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedAccuracy(_RunningSums):
+    """Share of samples whose most probable class is their class code, over known codes.
 
-    age: MAE and CS@5; attractiveness: MAE, RMSE and Pearson correlation (the paper's).
-    Keras logs them as ``value_mae``, ``value_cs5``, ``value_rmse``, ``value_pearson``.
+    y_true: [N] class codes (negative = unknown: not counted). y_pred: float [N, C]
+    probabilities. Result: a share in [0, 1] (0 before any known code).
+    """
+
+    SUMS = ("correct", "known")
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def _terms(self, y_true, y_pred):
+        codes = _flat(y_true)
+        known = ops.cast(ops.greater_equal(codes, 0.0), "float32")
+        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "float32"), codes),
+                       "float32")
+        return {"correct": hit * known, "known": known}
+
+    def result(self):
+        return ops.divide_no_nan(self.sums["correct"], self.sums["known"])
+
+
+def build_metrics(task: Literal["age", "attractiveness"],
+                  gender: bool = False) -> dict[str, list]:
+    """Metrics for ``model.compile(metrics=...)``, keyed by output ("value", and
+    "gender_probability" when ``gender``).
+
+    age: MAE and CS@5; attractiveness: MAE, RMSE and Pearson correlation (the paper's);
+    gender: the accuracy over faces of known gender. Keras logs them as ``value_mae``,
+    ``value_cs5``, ``value_rmse``, ``value_pearson``, ``gender_probability_accuracy``.
     """
     if task == "age":
-        return {"value": [MeanAbsoluteError(), CumulativeScore(AGE_CS_THETA)]}
-    if task == "attractiveness":
-        return {"value": [MeanAbsoluteError(), RootMeanSquaredError(), PearsonCorrelation()]}
-    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        chosen = {"value": [MeanAbsoluteError(), CumulativeScore(AGE_CS_THETA)]}
+    elif task == "attractiveness":
+        chosen = {"value": [MeanAbsoluteError(), RootMeanSquaredError(), PearsonCorrelation()]}
+    else:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if gender:
+        chosen["gender_probability"] = [MaskedAccuracy()]
+    return chosen

@@ -19,25 +19,39 @@ def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_e
 
     Under tf.distribute, call it inside ``strategy.scope()``.
     """
-    from tfdldl import heads, metrics, models
+    from tfdldl import heads, metrics
 
     space = manifest.label_space
-    config = experiment.model
-    model = models.build_model(config.arch, space, input_size=config.input_size,
-                               pooling=config.pooling,
-                               head=heads.for_loss(experiment.loss.name).kind,
-                               width=config.width)
-    if config.initial_weights:
-        _load_initial_weights(model, config.initial_weights, manifest)
+    model = build_network(experiment, space)
+    if experiment.model.initial_weights:
+        _load_initial_weights(model, experiment.model.initial_weights, manifest)
     loss, loss_weights = heads.build_loss(experiment.loss.name, space, experiment.loss.lam,
                                           experiment.loss.kl_normalization)
+    gender_names = experiment.gender.names
+    if gender_names:
+        gender_loss, gender_weight = heads.GENDER.build_loss(len(gender_names),
+                                                             experiment.gender.weight)
+        loss, loss_weights = {**loss, **gender_loss}, {**loss_weights, **gender_weight}
     model.compile(optimizer=make_optimizer(experiment.optimizer, steps_per_epoch,
                                            experiment.train.epochs),
                   loss=loss, loss_weights=loss_weights,
-                  metrics=metrics.build_metrics(experiment.task),
+                  metrics=metrics.build_metrics(experiment.task, gender=bool(gender_names)),
                   jit_compile=experiment.train.jit_compile)
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def build_network(experiment: Experiment, label_space):
+    """The experiment's network (tfdldl.models.build_model) on ``label_space``, uncompiled."""
+    from tfdldl import heads, models
+
+    config = experiment.model
+    return models.build_model(config.arch, label_space, input_size=config.input_size,
+                              pooling=config.pooling,
+                              head=heads.for_loss(experiment.loss.name).kind,
+                              width=config.width, gender_names=experiment.gender.names,
+                              gender_into_age=config.gender_into_age,
+                              attention=config.attention)
 
 
 def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):

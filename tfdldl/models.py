@@ -16,7 +16,7 @@ every caller (training, export, prediction) shares one preprocessing.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import keras
 
@@ -34,12 +34,15 @@ MIN_INPUT_SIZE = 32
 # BatchNorm as in the Torch original (momentum 0.1 there = 0.9 here, eps 1e-5).
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+# Width of the learned embedding of the gender probabilities fed into the age head.
+GENDER_EMBEDDING = 8
 
 
 def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_size: int = 224,
                 pooling: Literal["hybrid", "gap"] = "hybrid",
                 head: Literal["distribution", "regression", "ranking"] = "distribution",
-                width: Optional[float] = None) -> keras.Model:
+                width: Optional[float] = None, gender_names: Sequence[str] = (),
+                gender_into_age: bool = False, attention: bool = False) -> keras.Model:
     """Build ThinAgeNet or TinyAgeNet with one of the paper's heads.
 
     Args:
@@ -51,12 +54,21 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
         DLDL-v2, DLDL, ER, DEX), "regression" (Dense(1); MR) or "ranking" (Dense(K-1)
         sigmoid; Ranking).
       width: optional channel multiplier (None = the paper's widths).
+      gender_names: the gender class names in record-code order (UTKFace: male, female);
+        non-empty adds the gender head (tfdldl.heads.GenderHead) on the same features.
+      gender_into_age: feed the predicted gender probabilities into the age head, through
+        a learned Dense(8, ReLU) embedding concatenated with the pooled features (the
+        attentional multi-task network's design); needs ``gender_names``.
+      attention: CBAM channel + spatial attention (tfdldl.layers.ConvBlockAttention, layer
+        "attention") on the last conv block's map, before pooling.
     Returns:
       A functional ``keras.Model`` named ``<arch>agenet``. Input float32 [N, S, S, 3], RGB
       0..255. Outputs (a dict): "distribution" [N, K] + "value" [N]; or "value" [N]; or
-      "ranking" [N, K-1] + "value" [N]. "value" is in label units.
+      "ranking" [N, K-1] + "value" [N]; plus "gender_probability" [N, C] with gender
+      names. "value" is in label units.
     Raises:
-      ValueError: unknown arch/pooling/head, input_size < 32, or width <= 0.
+      ValueError: unknown arch/pooling/head, input_size < 32, width <= 0, fewer than two
+        (or repeated) gender names, or gender_into_age without gender names.
     """
     _check_choice("arch", arch, tuple(ARCHITECTURES))
     _check_choice("pooling", pooling, POOLINGS)
@@ -66,6 +78,9 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
                          f"five times, so it needs at least {MIN_INPUT_SIZE} px")
     if width is not None and not width > 0:
         raise ValueError(f"width must be a positive channel multiplier, got {width}")
+    if gender_into_age and not gender_names:
+        raise ValueError("gender_into_age feeds the predicted gender into the age head: it "
+                         "needs the gender head (give gender_names)")
 
     images = keras.Input((input_size, input_size, 3), name="images", dtype="float32")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
@@ -75,12 +90,30 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
             x = _conv_bn_relu(x, _scaled(filters, width), f"conv{b}_{c}")
         if b < len(blocks):  # the last block's pool belongs to hybrid pooling (or none: GAP)
             x = keras.layers.MaxPooling2D(2, name=f"pool{b}")(x)
+    if attention:
+        x = dldl_layers.ConvBlockAttention(name="attention")(x)
     if pooling == "hybrid":
         features = dldl_layers.HybridPooling(name="hybrid_pool")(x)
     else:
         features = keras.layers.GlobalAveragePooling2D(name="gap")(x)
 
-    return keras.Model(images, head_kind.build(features, label_space), name=f"{arch}agenet")
+    outputs = _heads(features, head_kind, label_space, gender_names, gender_into_age)
+    return keras.Model(images, outputs, name=f"{arch}agenet")
+
+
+def _heads(features, head_kind, label_space: LabelSpace, gender_names: Sequence[str],
+           gender_into_age: bool) -> dict:
+    """The age head (and the gender head, optionally fed into it) on pooled features."""
+    outputs, age_features = {}, features
+    if gender_names:
+        outputs.update(heads.GENDER.build(features, gender_names))
+        if gender_into_age:
+            embedded = keras.layers.Dense(GENDER_EMBEDDING, activation="relu",
+                                          name="gender_embedding")(
+                outputs[heads.GENDER_PROBABILITY])
+            age_features = keras.layers.Concatenate(name="age_features")([features, embedded])
+    outputs.update(head_kind.build(age_features, label_space))
+    return outputs
 
 
 def label_space_of(model: keras.Model) -> LabelSpace:

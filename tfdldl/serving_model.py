@@ -32,7 +32,9 @@ class ServingModel:
       path: the version folder.
       label_space: the model's label grid (assets/label_space.json).
       input_size: S, the side of the face the network takes, pixels.
-      head: "distribution", "ranking" or "regression".
+      head: "distribution", "ranking" or "regression" (the head giving ``value``).
+      class_names: {probability output: its class names in column order}, e.g.
+        {"gender_probability": ["male", "female"]}; {} when the model has no such output.
       config: the training run's config (assets/config.json; {} when none was stored).
       signatures: the loaded signatures, by name.
     """
@@ -53,12 +55,15 @@ class ServingModel:
         info = _read_asset(self.path, EXPORT_INFO_ASSET)
         self.input_size = int(info["input_size"])
         self.head = info["head"]
+        self.class_names = {key: list(names)
+                            for key, names in info.get("class_names", {}).items()}
         self.config = _read_asset(self.path, CONFIG_ASSET)
 
     def __call__(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Encoded images of N aligned faces -> numpy {"value" [N], "stddev" [N],
         "distribution" [N, K], "error" [N] bytes (b"" where decoded; NaN values where
-        not)}, through ``serving_default``."""
+        not)} (plus "gender_probability" [N, C] for a model with the gender head), through
+        ``serving_default``."""
         return self._run(SERVING_DEFAULT, _string_batch(encoded))
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
