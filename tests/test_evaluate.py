@@ -29,23 +29,25 @@ def setup(tmp_path_factory):
     return {"root": root, "data": data, "saved_model": saved_model, "keras": keras_file}
 
 
-def _direct(saved_model, data, split="test"):
-    """Labels, σ and flip-averaged predictions computed without tfdldl's reader or predictor."""
+def _direct(saved_model, data, split="test", key="value"):
+    """Labels, σ, gender codes and the flip-averaged output ``key``, computed without
+    tfdldl's reader or predictor."""
     loaded = tf.saved_model.load(saved_model)
     predict = loaded.signatures["predict_images"]
-    labels, sigmas, images = [], [], []
+    labels, sigmas, genders, images = [], [], [], []
     for record in tf.data.TFRecordDataset(read_manifest(data).shards(split)):
         example = tf.train.Example.FromString(record.numpy())
         feature = example.features.feature
         labels.append(feature[example_schema.LABEL].float_list.value[0])
         sigmas.append(feature[example_schema.SIGMA].float_list.value[0])
+        genders.append(feature[example_schema.GENDER].int64_list.value[0])
         jpeg = feature[example_schema.IMAGE].bytes_list.value[0]
         images.append(tf.io.decode_jpeg(  # as training decodes
             jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy())
     images = np.stack(images).astype(np.float32)
-    plain = predict(images=tf.constant(images))["value"].numpy()
-    mirrored = predict(images=tf.constant(images[:, :, ::-1].copy()))["value"].numpy()
-    return np.array(labels), np.array(sigmas), 0.5 * (plain + mirrored)
+    plain = predict(images=tf.constant(images))[key].numpy()
+    mirrored = predict(images=tf.constant(images[:, :, ::-1].copy()))[key].numpy()
+    return np.array(labels), np.array(sigmas), np.array(genders), 0.5 * (plain + mirrored)
 
 
 def test_results_json_matches_a_direct_computation(setup, tmp_path):
@@ -58,7 +60,7 @@ def test_results_json_matches_a_direct_computation(setup, tmp_path):
                 "bands", "label_space", "flip_averaged", "mean_predicted_stddev"):
         assert key in written, key
 
-    true, _, value = _direct(setup["saved_model"], setup["data"])
+    true, _, _, value = _direct(setup["saved_model"], setup["data"])
     error = value - true
     assert written["count"] == len(true) == 40
     assert written["mae"] == pytest.approx(np.abs(error).mean(), abs=1e-3)
@@ -67,12 +69,37 @@ def test_results_json_matches_a_direct_computation(setup, tmp_path):
     assert written["pearson"] == pytest.approx(np.corrcoef(value, true)[0, 1], abs=1e-3)
     assert written["cs_at"]["5"] == pytest.approx(np.mean(np.abs(error) <= 5))
     assert written["epsilon_error"] is None  # synthetic data has a constant σ
+    # an age-only model: no gender results, none printed
+    assert written["gender_accuracy"] is None and written["gender_confusion"] is None
+    assert "gender accuracy" not in evaluate.summary(written)
     assert sum(band["count"] for band in written["bands"]) == 40
     decade = [band for band in written["bands"] if band["low"] == 20][0]
     inside = (true >= 20) & (true < 30)
     assert decade["count"] == inside.sum()
     if inside.any():
         assert decade["mae"] == pytest.approx(np.abs(error[inside]).mean(), abs=1e-3)
+
+
+def test_a_gender_model_reports_accuracy_confusion_and_age_per_gender(setup, tmp_path):
+    """Accuracy and the 2x2 confusion matrix (rows true, columns predicted, the model's
+    class names) equal a direct count from the SavedModel; the age slices by gender show."""
+    model = tiny_saved_model(str(tmp_path), AGE, SIZE, setup["data"],
+                             epochs=2, gender_names=("man", "woman"))[0]
+    results = evaluate.evaluate(model, setup["data"], "test")
+    _, _, genders, probability = _direct(model, setup["data"], key="gender_probability")
+    predicted = np.argmax(probability, axis=-1)
+    counts = [[int(np.sum((genders == true) & (predicted == guess))) for guess in (0, 1)]
+              for true in (0, 1)]
+    assert results["gender_confusion"] == {"class_names": ["man", "woman"], "counts": counts,
+                                           "unknown": 0}
+    assert results["gender_accuracy"] == pytest.approx(np.mean(predicted == genders))
+    assert [group["count"] for group in results["slices"]["gender"]["groups"]] == [20, 20]
+    text = evaluate.summary(results)
+    assert f"gender accuracy {100 * results['gender_accuracy']:.1f}% (n=40 known, 0 unknown)" \
+        in text
+    assert f"  man: {counts[0][0]}  {counts[0][1]}" in text
+    assert f"  woman: {counts[1][0]}  {counts[1][1]}" in text
+    assert "by gender: man (n=20) MAE" in text
 
 
 def test_epsilon_error_uses_each_faces_sigma_when_the_data_has_one(setup):
@@ -83,7 +110,7 @@ def test_epsilon_error_uses_each_faces_sigma_when_the_data_has_one(setup):
         results = evaluate.evaluate(setup["saved_model"], setup["data"], "test")
     finally:
         write_manifest(setup["data"], manifest.raw)
-    true, sigma, value = _direct(setup["saved_model"], setup["data"])
+    true, sigma, _, value = _direct(setup["saved_model"], setup["data"])
     expected = np.mean(1.0 - np.exp(-(value - true) ** 2 / (2.0 * sigma ** 2)))
     assert results["epsilon_error"] == pytest.approx(expected, abs=1e-4)
 

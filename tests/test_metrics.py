@@ -162,3 +162,12 @@ def test_class_accuracy_over_known_codes():
     assert metrics.class_accuracy(probabilities, [-1, -1, -1, -1]) is None
     with pytest.raises(ValueError, match="do not pair up"):
         metrics.class_accuracy(probabilities, [0, 1])
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns_over_known_codes():
+    probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8], [0.4, 0.6]])
+    counts = metrics.confusion_matrix(probabilities, [0, 1, 1, -1, 0])
+    assert counts.tolist() == [[1, 1], [1, 1]] and counts.dtype == np.int64
+    assert metrics.confusion_matrix(probabilities, [-1] * 5).tolist() == [[0, 0], [0, 0]]
+    with pytest.raises(ValueError, match="code 2 has no column among the 2 classes"):
+        metrics.confusion_matrix(probabilities, [0, 1, 2, 0, 0])

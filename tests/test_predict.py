@@ -1,5 +1,6 @@
 """tfdldl.predict on real UTKFace photos (MTCNN + alignment + a real SavedModel) and bad inputs."""
 
+import csv
 import glob
 import json
 import os
@@ -21,11 +22,19 @@ from tfdldl.label_space import AGE
 from tiny_models import REPO_ROOT, tiny_saved_model
 
 SIZE = 64
+GENDERS = ("male", "female")
 
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     return tiny_saved_model(str(tmp_path_factory.mktemp("predict")), AGE, SIZE)[0]
+
+
+@pytest.fixture(scope="module")
+def gender_model(tmp_path_factory):
+    """An untrained tiny age+gender SavedModel (parity needs no training)."""
+    return tiny_saved_model(str(tmp_path_factory.mktemp("gender")), AGE, SIZE,
+                            gender_names=GENDERS)[0]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +63,42 @@ def test_each_utkface_photo_gives_one_face_equal_to_serving_default(saved_model,
         # Two float32 forward passes averaged in NumPy vs in the graph: 1e-3 years apart.
         assert row.value == pytest.approx(float(expected["value"][0]), abs=1e-3)
         assert row.stddev == pytest.approx(float(expected["stddev"][0]), abs=1e-3)
+
+
+@pytest.mark.parametrize("flip, signature", [(False, "serving_default"),
+                                             (True, "serving_flip_averaged")])
+def test_gender_of_each_utkface_photo_equals_the_serving_signatures(gender_model, photos, flip,
+                                                                    signature):
+    """predict's gender and gender_confidence are the class and probability that the
+    SavedModel's serving signature gives the same aligned face (PNG bytes), within 1e-4."""
+    predictor = load_predictor(gender_model)
+    aligner = aligner_for(predictor)
+    serving = tf.saved_model.load(gender_model).signatures[signature]
+    for (_, [row]), path in zip(predict.predict_paths(photos, predictor, aligner, flip=flip),
+                                photos):
+        crop = aligner.detect_and_align(read_rgb(path))[0].image
+        png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1].tobytes()
+        expected = serving(images=tf.constant([png]))["gender_probability"].numpy()[0]
+        assert row.gender == GENDERS[int(np.argmax(expected))]
+        assert row.gender_confidence == pytest.approx(float(expected.max()), abs=1e-4)
+        assert row.value == pytest.approx(float(serving(images=tf.constant([png]))["value"][0]),
+                                          abs=1e-3)
+
+
+def test_command_line_writes_and_draws_gender_for_a_gender_model(gender_model, photos,
+                                                                 tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tfdldl.predict", *photos[:2], "--model", gender_model,
+         "--format", "csv", "--draw", str(tmp_path / "drawn")],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == ("file,status,face,x,y,width,height,value,stddev,low,high,confidence,"
+                        "gender,gender_confidence,message")
+    rows = list(csv.DictReader(lines))
+    assert [row["gender"] in GENDERS for row in rows] == [True, True]
+    assert all(0.5 <= float(row["gender_confidence"]) <= 1.0 for row in rows)
+    assert len(os.listdir(tmp_path / "drawn")) == 2
 
 
 def test_batches_detected_ahead_of_the_model_give_the_rows_of_one_batch(saved_model, photos):
@@ -137,6 +182,28 @@ def test_table_and_csv_formats(saved_model):
     assert "age" in table.getvalue().splitlines()[0]
     assert "[27, 40]" in table.getvalue()
     assert comma.getvalue().splitlines()[1].startswith("a.jpg,ok,0,1,2,30,40,33.3,4.0,27.0,40.0")
+    # a model without the gender head: the columns of an age-only model, and its label
+    assert "gender" not in table.getvalue() + comma.getvalue()
+    assert comma.getvalue().splitlines()[0] == ("file,status,face,x,y,width,height,value,"
+                                                "stddev,low,high,confidence,message")
+    assert predict_output.face_label(row) == "age 33 +/-4"
+
+
+def test_gender_columns_and_label_of_a_gender_model():
+    import io
+
+    row = predict.FaceRow("a.jpg", predict.STATUS_FACE, face=0, x=1, y=2, width=30,
+                          height=40, value=33.3, stddev=4.0, confidence=0.99,
+                          gender="female", gender_confidence=0.87)
+    table, lines = io.StringIO(), io.StringIO()
+    predict.RowWriter(table, "table", "age", gender=True).write(row)
+    predict.RowWriter(lines, "jsonl", gender=True).write(row)
+    header, cells = table.getvalue().splitlines()
+    assert header.split()[9:11] == ["gender", "g.conf"]
+    assert cells.split()[7:10] == ["0.990", "female", "0.870"]  # no interval given
+    record = json.loads(lines.getvalue())
+    assert (record["gender"], record["gender_confidence"]) == ("female", 0.87)
+    assert predict_output.face_label(row) == "age 33 +/-4 female 0.870"
 
 
 def test_model_folders_without_the_signatures_are_refused(tmp_path):

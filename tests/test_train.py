@@ -170,6 +170,11 @@ def test_a_run_with_the_gender_head_trains_logs_and_exports_it(tmp_path, data):
     assert outputs["gender_probability"].shape == (2, 2)
     test = results["test"]  # flip-averaged, on the SavedModel; the records alternate 0, 1
     assert 0.0 <= test["gender_accuracy"] <= 1.0
+    confusion = test["gender_confusion"]  # 2x2 counts over the 8 test faces, named
+    assert confusion["class_names"] == ["male", "female"]
+    assert [sum(row) for row in confusion["counts"]] == [4, 4]
+    assert sum(confusion["counts"][code][code] for code in (0, 1)) == \
+        round(8 * test["gender_accuracy"])
     # age MAE per gender: the evaluation slices by the records' gender
     assert [row["count"] for row in test["slices"]["gender"]["groups"]] == [4, 4]
 

@@ -12,6 +12,9 @@ test protocol) unless ``--no_flip``.
 Slices: MAE, bias and CS@θ (θ = 5 years for age) per gender and per the data's group codes
 (UTKFace: race, named in the data config), with the largest MAE gap between groups.
 
+Gender (a model with the gender head): accuracy over faces of known gender and the C x C
+confusion matrix (rows true, columns predicted, with the model's class names).
+
 Uncertainty (:mod:`tfdldl.calibration`): how often the 50/80/90 % central intervals of the
 predicted distribution hold the true label, and their mean width, before and after the
 model's stored temperature. ``--calibrate`` fits the temperature on the evaluated split
@@ -31,7 +34,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from tfdldl import calibration, cli, tfrecord_reader
-from tfdldl.inference import Predictor, predict_flip_averaged
+from tfdldl.inference import GENDER_PROBABILITY, Predictor, predict_flip_averaged
 from tfdldl.label_space import LabelSpace
 from tfdldl.jsonio import write_json
 from tfdldl.manifest import Manifest
@@ -44,8 +47,6 @@ DEFAULT_BANDS = 8
 AGE_BAND_WIDTH = 10.0
 # Names of the schema's gender codes 0 and 1 (tfdldl.example_schema).
 GENDER_NAMES = ("male", "female")
-# tfdldl.heads.GENDER_PROBABILITY (not imported: tfdldl.heads imports Keras).
-GENDER_PROBABILITY = "gender_probability"
 # Unknown gender / group code in the records.
 UNKNOWN_CODE = -1
 
@@ -237,11 +238,13 @@ def slice_table(true: np.ndarray, predicted: np.ndarray, codes: np.ndarray,
 
 
 def slices(predictions: SplitPredictions, label_space: LabelSpace,
-           group_name: str, group_labels: Sequence[str]) -> dict[str, Any]:
-    """{"gender": slice_table, <group_name or "group">: slice_table}, without empty ones."""
+           group_name: str, group_labels: Sequence[str],
+           gender_names: Sequence[str] = GENDER_NAMES) -> dict[str, Any]:
+    """{"gender": slice_table, <group_name or "group">: slice_table}, without empty ones;
+    gender codes are named by ``gender_names`` (the model's, with the gender head)."""
     theta = slice_theta(label_space)
     tables = {"gender": slice_table(predictions.true, predictions.value, predictions.gender,
-                                    GENDER_NAMES, theta),
+                                    gender_names, theta),
               group_name or "group": slice_table(predictions.true, predictions.value,
                                                  predictions.group, group_labels, theta)}
     return {name: table for name, table in tables.items() if table is not None}
@@ -268,7 +271,8 @@ def interval_results(predictions: SplitPredictions, label_space: LabelSpace,
 
 def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
                     per_sample_sigma: bool, temperature: float = 1.0,
-                    groups: tuple[str, Sequence[str]] = ("", ())) -> dict[str, Any]:
+                    groups: tuple[str, Sequence[str]] = ("", ()),
+                    gender_names: Sequence[str] = GENDER_NAMES) -> dict[str, Any]:
     """The metric dict written to results.json.
 
     Args:
@@ -278,12 +282,15 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
         ε-error is only meaningful then and is None otherwise.
       temperature: the model's calibration temperature (1: uncalibrated).
       groups: (what the records' group codes are, name per code), from the manifest.
+      gender_names: the model's gender class names, column order of gender_probability
+        (= record codes); they also name the age slices by gender.
     Returns:
       {"count", "mae", "bias", "rmse", "pearson", "epsilon_error",
        "mean_predicted_stddev", "cs": {"thetas", "values"}, "cs_at": {θ: CS}, "bands",
        "slices": {attribute: slice_table}, "intervals": interval_results,
        "gender_accuracy": share of known-gender faces whose most probable gender is theirs
-       (None without the gender head or known genders)}.
+       (None without the gender head or known genders), "gender_confusion":
+       :func:`gender_confusion`}.
     """
     from tfdldl import metrics
 
@@ -303,12 +310,34 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
         "cs": {"thetas": [float(t) for t in thetas], "values": [float(c) for c in curve]},
         "cs_at": {f"{t:g}": float(c) for t, c in zip(thetas, curve)},
         "bands": band_table(true, value, band_edges(label_space)),
-        "slices": slices(predictions, label_space, *groups),
+        "slices": slices(predictions, label_space, *groups, gender_names),
         "intervals": interval_results(predictions, label_space, temperature),
         "gender_accuracy": (None if predictions.gender_probability is None else
                             metrics.class_accuracy(predictions.gender_probability,
                                                    predictions.gender)),
+        "gender_confusion": gender_confusion(predictions, gender_names),
     }
+
+
+def gender_confusion(predictions: SplitPredictions,
+                     names: Sequence[str]) -> dict[str, Any] | None:
+    """The gender confusion matrix over faces of known gender.
+
+    Args:
+      predictions: with ``gender_probability`` [N, C] (None: no gender head).
+      names: the C class names, column order of gender_probability (= record codes).
+    Returns:
+      None without the gender head, else {"class_names": names, "counts": int [C][C]
+      (row = true gender, column = predicted, the most probable class), "unknown": faces
+      of unknown gender left out}.
+    """
+    from tfdldl import metrics
+
+    if predictions.gender_probability is None:
+        return None
+    counts = metrics.confusion_matrix(predictions.gender_probability, predictions.gender)
+    return {"class_names": list(names), "counts": counts.tolist(),
+            "unknown": int(np.sum(predictions.gender < 0))}
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -408,7 +437,8 @@ def evaluate(model_path: str | None, data_dir: str, split: str = "test",
         "flip_averaged": flip, "label_space": predictor.label_space.to_dict(),
         "sigma_policy": manifest.sigma.get("policy"),
         **compute_results(predictions, predictor.label_space, per_sample,
-                          predictor.temperature, manifest.group_names()),
+                          predictor.temperature, manifest.group_names(),
+                          predictor.class_names.get(GENDER_PROBABILITY, GENDER_NAMES)),
     }
     if fitted is not None:
         results["calibration"] = fitted
@@ -440,6 +470,7 @@ def summary(results: dict[str, Any]) -> str:
             for group in table["groups"])
             + f"; largest MAE gap {table['largest_gap']['mae']:.2f} "
               f"({table['largest_gap']['worst']} vs {table['largest_gap']['best']})")
+    lines.extend(gender_lines(results.get("gender_accuracy"), results.get("gender_confusion")))
     lines.extend(interval_lines(results.get("intervals")))
     if results.get("calibration"):
         fitted = results["calibration"]
@@ -447,6 +478,20 @@ def summary(results: dict[str, Any]) -> str:
                      f"{fitted['fitted_on']['split']} (NLL {fitted['nll']['before']:.3f} -> "
                      f"{fitted['nll']['after']:.3f}), stored in the model")
     return "\n".join(lines)
+
+
+def gender_lines(accuracy: float | None, confusion: dict[str, Any] | None) -> list[str]:
+    """'gender accuracy 91.2% (...)' and the confusion matrix, one line per true gender
+    ([] without the gender head)."""
+    if confusion is None:
+        return []
+    known = sum(map(sum, confusion["counts"]))
+    shown = "n/a" if accuracy is None else f"{100 * accuracy:.1f}%"
+    names = confusion["class_names"]
+    return ([f"gender accuracy {shown} (n={known} known, {confusion['unknown']} unknown); "
+             "rows true, columns predicted " + " / ".join(names)]
+            + [f"  {name}: " + "  ".join(str(count) for count in row)
+               for name, row in zip(names, confusion["counts"])])
 
 
 def interval_lines(intervals: dict[str, Any] | None) -> list[str]:

@@ -78,18 +78,47 @@ def cs_curve(pred, true, thetas: Sequence[float]) -> np.ndarray:
     return np.array([np.mean(errors <= theta) for theta in thetas], dtype=np.float64)
 
 
-def class_accuracy(probabilities, codes) -> float | None:
-    """Share of known codes (>= 0) whose most probable class is the code; None when none
-    is known. probabilities: float [N, C]; codes: int [N], negative = unknown."""
+def _known_classes(probabilities, codes) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class, true code) of the faces whose code is known (>= 0), int64 [M] each.
+
+    Raises:
+      ValueError: probabilities not [N, C] or codes not [N].
+    """
     codes = np.asarray(codes).reshape(-1)
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 2 or len(probabilities) != len(codes):
         raise ValueError(f"probabilities {probabilities.shape} and codes ({len(codes)}) do not "
                          "pair up: expected [N, C] and [N]")
     known = codes >= 0
-    if not known.any():
-        return None
-    return float(np.mean(np.argmax(probabilities[known], axis=-1) == codes[known]))
+    return (np.argmax(probabilities[known], axis=-1).astype(np.int64),
+            codes[known].astype(np.int64))
+
+
+def class_accuracy(probabilities, codes) -> float | None:
+    """Share of known codes (>= 0) whose most probable class is the code; None when none
+    is known. probabilities: float [N, C]; codes: int [N], negative = unknown."""
+    predicted, true = _known_classes(probabilities, codes)
+    return float(np.mean(predicted == true)) if len(true) else None
+
+
+def confusion_matrix(probabilities, codes) -> np.ndarray:
+    """Counts of (true code, most probable class) over the known codes.
+
+    Args:
+      probabilities: float [N, C], one row of class probabilities per face.
+      codes: int [N], the true class codes 0..C-1; negative = unknown (left out).
+    Returns:
+      int64 [C, C]: row = true code, column = predicted class; sums to the known count.
+    Raises:
+      ValueError: shapes that do not pair up, or a code >= C.
+    """
+    predicted, true = _known_classes(probabilities, codes)
+    classes = np.asarray(probabilities).shape[1]
+    if len(true) and true.max() >= classes:
+        raise ValueError(f"code {int(true.max())} has no column among the {classes} classes")
+    counts = np.zeros((classes, classes), np.int64)
+    np.add.at(counts, (true, predicted), 1)
+    return counts
 
 
 def epsilon_error(pred, mean, sigma) -> float:

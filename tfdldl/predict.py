@@ -12,9 +12,12 @@ data (:class:`tfdldl.face_align.FaceAligner`), every detected face is aligned an
 predicted in batches, and one row per face is reported: file, face index (0 = most confident), box,
 value, standard deviation and central interval of the predicted distribution (calibrated
 when the model stores a temperature, see tfdldl.calibration), and the detector's
-confidence. A photo without a face gets one "no_face" row; an unreadable file or an empty
-folder gets one "error" row with the reason, and the other inputs go on. A progress bar
-(stderr) follows a run over many files, and a summary line ends it.
+confidence; a model with the gender head adds the most probable gender's name and
+probability (``gender``, ``gender_confidence``; ``--draw`` writes them after the value),
+and a model without it prints no such columns. A photo without a face gets one "no_face"
+row; an unreadable file or an empty folder gets one "error" row with the reason, and the
+other inputs go on. A progress bar (stderr) follows a run over many files, and a summary
+line ends it.
 
 Exit status: 0 every input was read; 1 some input could not be read (see its "error" row);
 2 bad flags or model.
@@ -37,7 +40,8 @@ import numpy as np
 
 from tfdldl import cli
 from tfdldl.calibration import calibrate_outputs
-from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
+from tfdldl.inference import (GENDER_PROBABILITY, Predictor, central_interval,
+                              predict_flip_averaged)
 from tfdldl.predict_inputs import Frame, InputError, expand_inputs, read_frames
 from tfdldl.predict_output import (FORMATS, STATUS_ERROR, STATUS_FACE, STATUS_NO_FACE,
                                    FaceRow, Progress, RowWriter, Tally, common_root,
@@ -135,6 +139,8 @@ def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligned: bo
     if "distribution" in outputs:
         low, high = central_interval(outputs["distribution"], predictor.label_space.grid,
                                      interval_mass)
+    genders, gender_confidences = most_probable_classes(
+        outputs, predictor.class_names.get(GENDER_PROBABILITY, ()), GENDER_PROBABILITY)
     rows, position = [], 0
     for frame, per_frame in zip(frames, faces):
         if not per_frame:
@@ -150,11 +156,33 @@ def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligned: bo
                 stddev=_finite(outputs["stddev"][position]),
                 low=float(low[position]) if has_interval else None,
                 high=float(high[position]) if has_interval else None,
-                confidence=confidence,
+                confidence=confidence, gender=genders[position],
+                gender_confidence=gender_confidences[position],
                 message=_size_warning(frame, predictor.face_size) if aligned else ""))
             position += 1
         rows.append(frame_rows)
     return rows
+
+
+def most_probable_classes(outputs: dict[str, np.ndarray], names: Sequence[str],
+                          key: str) -> tuple[list, list]:
+    """(class name, its probability) of each face's most probable class of ``outputs[key]``.
+
+    Args:
+      outputs: model outputs; ``outputs[key]`` float [N, C] class probabilities.
+      names: the C class names in column order (Predictor.class_names[key]).
+      key: the probability output, e.g. "gender_probability".
+    Returns:
+      (names [N] str, probabilities [N] float, 0..1); without ``key`` in outputs (a model
+      without that head) N Nones each, N being the length of outputs["value"].
+    """
+    if key not in outputs:
+        count = len(outputs.get("value", ()))
+        return [None] * count, [None] * count
+    probabilities = np.asarray(outputs[key], np.float64)
+    best = np.argmax(probabilities, axis=-1)
+    return ([names[index] for index in best],
+            [float(row[index]) for row, index in zip(probabilities, best)])
 
 
 def _size_warning(frame: Frame, face_size: int) -> str:
@@ -271,7 +299,8 @@ def main(argv) -> int:
     tally, start = Tally(), time.monotonic()
     progress = Progress(len(inputs), values.progress, stream)
     try:
-        writer = RowWriter(stream, values.format, predictor.label_space.name)
+        writer = RowWriter(stream, values.format, predictor.label_space.name,
+                           gender=GENDER_PROBABILITY in predictor.class_names)
         for frame, rows in predict_paths(paths, predictor, aligner, values.batch_size,
                                          values.video_stride, values.aligned,
                                          values.interval, flip=not values.no_flip):

@@ -38,6 +38,8 @@ class FaceRow:
       low, high: central interval of the predicted distribution holding ``interval_mass``
         (of the calibrated distribution when the model stores a temperature).
       confidence: the face detector's probability, 0..1 (None with --aligned).
+      gender: the most probable gender class name (a model with the gender head; else None).
+      gender_confidence: that class's predicted probability, 0..1 (None without the head).
       message: the reason for an "error" row; a warning on an unreliable "ok" row.
     """
 
@@ -53,10 +55,14 @@ class FaceRow:
     low: float | None = None
     high: float | None = None
     confidence: float | None = None
+    gender: str | None = None
+    gender_confidence: float | None = None
     message: str = ""
 
 
 FIELDS = [field.name for field in dataclasses.fields(FaceRow)]
+# Columns only a model with the gender head reports.
+GENDER_FIELDS = ("gender", "gender_confidence")
 
 
 def _cell(value) -> str:
@@ -67,42 +73,69 @@ def _cell(value) -> str:
     return str(value)
 
 
-class RowWriter:
-    """Writes rows as an aligned text table, JSON lines or CSV to ``stream``."""
+def _probability(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
-    def __init__(self, stream: IO[str], kind: str, value_name: str = "value"):
+
+def face_label(row: FaceRow, value_name: str = "age") -> str:
+    """The text drawn above a face: "age 33 +/-4", then "female 0.93" with the gender head."""
+    label = f"{value_name} {row.value:.0f}" + ("" if row.stddev is None
+                                               else f" +/-{row.stddev:.0f}")
+    return label + ("" if row.gender is None
+                    else f" {row.gender} {_probability(row.gender_confidence)}")
+
+
+class RowWriter:
+    """Writes rows as an aligned text table, JSON lines or CSV to ``stream``.
+
+    Args:
+      stream: where the rows go.
+      kind: one of :data:`FORMATS`.
+      value_name: the table's heading of the value column ("age").
+      gender: add the :data:`GENDER_FIELDS` columns (a model with the gender head);
+        without them the rows are those of an age-only model.
+    Raises:
+      ValueError: an unknown kind.
+    """
+
+    def __init__(self, stream: IO[str], kind: str, value_name: str = "value",
+                 gender: bool = False):
         if kind not in FORMATS:
             raise ValueError(f"unknown format '{kind}'; choose one of {', '.join(FORMATS)}")
-        self.stream, self.kind, self.value_name = stream, kind, value_name
+        self.stream, self.kind, self.value_name, self.gender = stream, kind, value_name, gender
+        self.fields = [name for name in FIELDS if gender or name not in GENDER_FIELDS]
         self._csv = None
         if kind == "csv":
-            self._csv = csv.DictWriter(stream, fieldnames=FIELDS)
+            self._csv = csv.DictWriter(stream, fieldnames=self.fields)
             self._csv.writeheader()
         elif kind == "table":
             self._table_line(["face", "x", "y", "w", "h", value_name, "std", "interval",
-                              "conf", "status", "file"])
+                              "conf", *(["gender", "g.conf"] if gender else []), "status",
+                              "file"])
 
     def _table_line(self, cells: list[str]) -> None:
         """Fixed-width numeric columns first, the file (of any length) last."""
-        widths = [4, 6, 6, 6, 6, 7, 6, 13, 5, 7]
-        fixed = " ".join(cell.rjust(width) if i < 9 else cell.ljust(width)
+        widths = [4, 6, 6, 6, 6, 7, 6, 13, 5, *([8, 6] if self.gender else []), 7]
+        fixed = " ".join(cell.rjust(width) if i < len(widths) - 1 else cell.ljust(width)
                          for i, (cell, width) in enumerate(zip(cells, widths)))
         self.stream.write(f"{fixed} {cells[-1]}".rstrip() + "\n")
 
     def write(self, row: FaceRow) -> None:
         """Write one row."""
-        data = dataclasses.asdict(row)
+        data = {name: getattr(row, name) for name in self.fields}
         if self.kind == "jsonl":
             self.stream.write(json.dumps(data) + "\n")
         elif self.kind == "csv":
             self._csv.writerow({key: "" if value is None else value for key, value in data.items()})
         else:
             interval = ("" if row.low is None else f"[{row.low:g}, {row.high:g}]")
-            confidence = "" if row.confidence is None else f"{row.confidence:.3f}"
             where = row.file + (f"  ({row.message})" if row.message else "")
+            gender = ([row.gender or "", _probability(row.gender_confidence)]
+                      if self.gender else [])
             self._table_line([_cell(row.face), _cell(row.x), _cell(row.y), _cell(row.width),
                               _cell(row.height), _cell(row.value), _cell(row.stddev),
-                              interval, confidence, row.status, where])
+                              interval, _probability(row.confidence), *gender, row.status,
+                              where])
         self.stream.flush()
 
 
@@ -128,7 +161,7 @@ def drawing_name(source: str, root: str = "") -> str:
 
 def draw(frame: Frame, rows: Sequence[FaceRow], out_dir: str, value_name: str = "age",
          root: str = "") -> str:
-    """Write ``frame`` with each face's box and ``value ± stddev`` drawn, as a JPEG in ``out_dir``.
+    """Write ``frame`` with each face's box and :func:`face_label` drawn, as a JPEG in ``out_dir``.
 
     Args:
       root: the folder that inputs are named relative to (:func:`drawing_name`).
@@ -147,8 +180,7 @@ def draw(frame: Frame, rows: Sequence[FaceRow], out_dir: str, value_name: str = 
         top_left = (round(row.x), round(row.y))
         bottom_right = (round(row.x + row.width), round(row.y + row.height))
         cv2.rectangle(image, top_left, bottom_right, (0, 255, 0), thickness)
-        label = f"{value_name} {row.value:.0f}" + ("" if row.stddev is None
-                                                   else f" +/-{row.stddev:.0f}")
+        label = face_label(row, value_name)
         scale = max(0.35, row.width / 350.0)
         (text_width, text_height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX,
                                                        scale, thickness)
