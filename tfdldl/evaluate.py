@@ -34,10 +34,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from tfdldl import calibration, cli, tfrecord_reader
-from tfdldl.inference import GENDER_PROBABILITY, Predictor, predict_flip_averaged
+from tfdldl.inference import Predictor, predict_flip_averaged
 from tfdldl.label_space import LabelSpace
 from tfdldl.jsonio import write_json
 from tfdldl.manifest import Manifest
+from tfdldl.output_names import GENDER_PROBABILITY
 
 RESULTS_NAME = "results.json"
 # Faces of each kind in the report's best/worst grid.

@@ -47,13 +47,10 @@ from tfdldl import example_schema as schema
 from tfdldl import layers as dldl_layers
 from tfdldl import losses as dldl_losses
 from tfdldl.label_space import LabelSpace
+# The output names (the serving contract) live in a Keras-free module; heads.VALUE etc.
+# stay the names the rest of the package uses.
+from tfdldl.output_names import DISTRIBUTION, GENDER_PROBABILITY, RANKING, STDDEV, VALUE
 
-# Output names: the model's outputs and the serving outputs (the serving contract).
-VALUE = "value"
-STDDEV = "stddev"
-DISTRIBUTION = "distribution"
-RANKING = "ranking"
-GENDER_PROBABILITY = "gender_probability"
 # The Dense layer giving the distribution head's logits (tfdldl.tflite_export reads it).
 LOGITS_LAYER = "logits"
 

@@ -20,9 +20,6 @@ from tfdldl.face_align import Framing
 from tfdldl.label_space import LabelSpace
 
 
-# tfdldl.heads.GENDER_PROBABILITY, the gender head's output (not imported: tfdldl.heads
-# imports Keras, and the command lines answer --help without it).
-GENDER_PROBABILITY = "gender_probability"
 # Key of the exported config that records how the training faces were made
 # (tfdldl.manifest.Manifest.face_alignment).
 TRAINING_FACES_KEY = "training_faces"

@@ -19,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from tfdldl.label_space import MIN_SIGMA
+from tfdldl.output_names import GENDER_PROBABILITY
 
 PACKAGE = "tfdldl"
 TASKS = ("age", "attractiveness")
@@ -327,5 +328,5 @@ def build_metrics(task: Literal["age", "attractiveness"],
     else:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if gender:
-        chosen["gender_probability"] = [MaskedAccuracy()]
+        chosen[GENDER_PROBABILITY] = [MaskedAccuracy()]
     return chosen

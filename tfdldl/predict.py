@@ -40,8 +40,8 @@ import numpy as np
 
 from tfdldl import cli
 from tfdldl.calibration import calibrate_outputs
-from tfdldl.inference import (GENDER_PROBABILITY, Predictor, central_interval,
-                              predict_flip_averaged)
+from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
+from tfdldl.output_names import GENDER_PROBABILITY
 from tfdldl.predict_inputs import Frame, InputError, expand_inputs, read_frames
 from tfdldl.predict_output import (FORMATS, STATUS_ERROR, STATUS_FACE, STATUS_NO_FACE,
                                    FaceRow, Progress, RowWriter, Tally, common_root,
