@@ -7,11 +7,14 @@ config file. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from tfdldl.config import ConfigError
 from tfdldl.experiment import Experiment, OptimizerConfig
 from tfdldl.manifest import Manifest
+
+log = logging.getLogger("tfdldl.train")
 
 
 def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_epoch: int):
@@ -86,10 +89,17 @@ def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
 
 
 def _load_initial_weights(model, path: str, manifest: Manifest) -> None:
-    """Start from a .keras model or .weights.h5 file (fine-tuning); same architecture.
+    """Start from a .keras model or .weights.h5 file (fine-tuning).
+
+    A .keras model's weights are matched to ``model``'s layers by layer name, so a model
+    with an added head (say, gender on an age-only model) starts from the shared trunk and
+    the source's heads, and only the new layers start from their initializers; the new
+    layers, and the source's layers this model lacks, are logged. A .weights.h5 file must
+    come from the same architecture.
 
     Raises:
-      ConfigError: the file does not exist.
+      ConfigError: the file does not exist, a layer has another shape in the source, or
+        no layer matches at all.
       ManifestError: the .keras model predicts on another label space than the data's.
     """
     import keras
@@ -98,10 +108,46 @@ def _load_initial_weights(model, path: str, manifest: Manifest) -> None:
 
     if not os.path.exists(path):
         raise ConfigError(f"model.initial_weights {path} does not exist")
-    if path.endswith(".keras"):
-        source = keras.saving.load_model(path, compile=False)
-        manifest.require_label_space(models.label_space_of(source),
-                                     what=f"model.initial_weights {path}")
-        model.set_weights(source.get_weights())
-    else:
+    if not path.endswith(".keras"):
         model.load_weights(path)
+        return
+    source = keras.saving.load_model(path, compile=False)
+    manifest.require_label_space(models.label_space_of(source),
+                                 what=f"model.initial_weights {path}")
+    transferred = transfer_weights_by_name(source, model, what=f"model.initial_weights {path}")
+    fresh = sorted({layer.name for layer in model.layers if layer.weights} - set(transferred))
+    unused = sorted({layer.name for layer in source.layers if layer.weights} - set(transferred))
+    if fresh or unused:
+        log.info("model.initial_weights %s: %d layers loaded; starting from their "
+                     "initializers: %s; in the source only (not used): %s", path,
+                     len(transferred), fresh or "none", unused or "none")
+
+
+def transfer_weights_by_name(source, target, what: str) -> list:
+    """Copy each weighted layer's weights from ``source`` to ``target``'s same-named layer.
+
+    Returns the names of the layers copied.
+
+    Raises:
+      ConfigError: a same-named layer holds weights of other shapes (another architecture
+        or label space), or no layer name matches (``what`` names the source).
+    """
+    by_name = {layer.name: layer for layer in source.layers if layer.weights}
+    copied = []
+    for layer in target.layers:
+        origin = by_name.get(layer.name)
+        if origin is None or not layer.weights:
+            continue
+        shapes = [tuple(w.shape) for w in layer.weights]
+        origin_shapes = [tuple(w.shape) for w in origin.weights]
+        if shapes != origin_shapes:
+            raise ConfigError(f"{what}: layer {layer.name!r} has weights of shapes "
+                              f"{origin_shapes} there but {shapes} in this model; start from "
+                              "a model of the same architecture (model.arch, model.attention, "
+                              "model.gender_into_age) or leave model.initial_weights unset")
+        layer.set_weights(origin.get_weights())
+        copied.append(layer.name)
+    if not copied:
+        raise ConfigError(f"{what}: no layer of this model has a same-named layer there; "
+                          "start from a model of the same architecture")
+    return copied
