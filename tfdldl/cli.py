@@ -86,11 +86,25 @@ def import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401,F811  (raises the error again, with its traceback)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, exiting with status 2 (bad flags, as the CLIs document) where
+    absl exits with 1 on a flag it cannot parse; help keeps absl's exit (see run_main)."""
+    from absl import app
+
+    try:
+        return app.parse_flags_with_usage(argv)
+    except SystemExit as exit_:
+        if exit_.code == 1 and not any(arg in HELP_FLAGS for arg in argv[1:]):
+            raise SystemExit(2) from None
+        raise
+
+
 def run_main(main: Callable[[Sequence[str]], int | None], define_flags: Callable[[], None],
              needs_tensorflow: bool = False) -> None:
     """Define the flags, then run ``main(argv)`` under absl; its return value is the exit code.
 
-    ``--help`` answers before anything heavy is imported (when the CLI's module imports
+    A flag that does not parse (unknown, bad value, required and missing) exits with
+    status 2. ``--help`` answers before anything heavy is imported (when the CLI's module imports
     nothing heavy at its top) and exits with status 0. When ``needs_tensorflow``, TensorFlow is imported quietly
     after the flags parsed, before ``main`` runs; CLIs that may run without TensorFlow
     (Keras on JAX) leave it False.
@@ -106,7 +120,7 @@ def run_main(main: Callable[[Sequence[str]], int | None], define_flags: Callable
         return main(argv)
 
     try:
-        app.run(main_after_flags)
+        app.run(main_after_flags, flags_parser=_parse_flags)
     except SystemExit as exit_:
         if exit_.code == 1 and any(arg in HELP_FLAGS for arg in sys.argv[1:]):
             raise SystemExit(0) from None  # help was asked for and given: a success

@@ -425,6 +425,9 @@ def _check_rgb(rgb: np.ndarray) -> None:
                else type(rgb).__name__)
         raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {got}; "
                          "read images with tfdldl.image_io.read_rgb")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"expected an image of at least 1 x 1 pixels, got an empty one "
+                         f"{rgb.shape}; check how the array was cut or decoded")
 
 
 @functools.lru_cache(maxsize=None)

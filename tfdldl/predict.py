@@ -32,6 +32,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import math
+import os
 import sys
 import time
 from typing import Iterator, Sequence
@@ -123,11 +124,11 @@ def predict_frames(frames: list[Frame], predictor: Predictor, aligner, aligned: 
         are added to it.
       flip: average each face's prediction with its mirror image's (the paper's test).
     """
-    return _rows_of(frames, _faces_of(frames, aligner, aligned, timings), predictor, aligned,
-                    interval_mass, batch_size, timings, flip)
+    return _rows_of(frames, _faces_of(frames, aligner, aligned, timings), predictor, aligner,
+                    aligned, interval_mass, batch_size, timings, flip)
 
 
-def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligned: bool,
+def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligner, aligned: bool,
              interval_mass: float, batch_size: int, timings: dict[str, float] | None,
              flip: bool) -> list[list[FaceRow]]:
     """:func:`predict_frames` after detection: ``faces`` holds (box, confidence, crop) per
@@ -144,7 +145,8 @@ def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligned: bo
     rows, position = [], 0
     for frame, per_frame in zip(frames, faces):
         if not per_frame:
-            rows.append([FaceRow(frame.name, STATUS_NO_FACE)])
+            rows.append([FaceRow(frame.name, STATUS_NO_FACE,
+                                 message=_too_small_for_faces(frame, aligner))])
             continue
         frame_rows = []
         for index, (box, confidence, _) in enumerate(per_frame):
@@ -192,6 +194,16 @@ def _size_warning(frame: Frame, face_size: int) -> str:
         return ""
     return (f"warning: a {width}x{height} px image is far smaller than the {face_size} px "
             "faces the model was trained on; this prediction is unreliable")
+
+
+def _too_small_for_faces(frame: Frame, aligner) -> str:
+    """Why no face can be found in a picture smaller than the smallest face searched, or ""."""
+    height, width = frame.rgb.shape[:2]
+    smallest = aligner.smallest_face(frame.rgb.shape)
+    if min(height, width) >= smallest:
+        return ""
+    return (f"the image is {width}x{height} px, smaller than the smallest face looked for "
+            f"({smallest:.0f} px; --min_face_size)")
 
 
 def _finite(value) -> float | None:
@@ -246,8 +258,9 @@ def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
         while (prepared := upcoming.result()) is not None:
             upcoming = ahead.submit(prepare)
             chunk, frames, faces = prepared
-            predicted = iter(_rows_of(frames, faces, predictor, aligned, interval_mass,
-                                      batch_size, timings, flip) if frames else [])
+            predicted = iter(_rows_of(frames, faces, predictor, aligner, aligned,
+                                      interval_mass, batch_size, timings, flip)
+                             if frames else [])
             for item in chunk:
                 if isinstance(item, InputError):
                     yield None, [FaceRow(item.name, STATUS_ERROR, message=item.message)]
@@ -268,16 +281,27 @@ def _flag_problem(values, paths: Sequence[str]) -> str:
     if values.min_face_size is not None and not 12 <= values.min_face_size <= values.max_side:
         return (f"--min_face_size must lie in 12..--max_side ({values.max_side}) pixels, got "
                 f"{values.min_face_size} (MTCNN's smallest window is 12 px)")
+    return _output_problem(values.output, values.draw)
+
+
+def _output_problem(output: str | None, draw_folder: str | None) -> str:
+    """What makes --output or --draw unwritable (checked before the model loads), or ""."""
+    if output:
+        folder = os.path.dirname(os.path.abspath(output))
+        if os.path.isdir(output):
+            return f"--output {output} is a folder; give a file name, e.g. {output}/ages.csv"
+        if not os.path.isdir(folder):
+            return f"--output {output}: folder {folder} does not exist; create it first"
+    if draw_folder and os.path.exists(draw_folder) and not os.path.isdir(draw_folder):
+        return f"--draw {draw_folder} is a file, not a folder; give a folder for the drawings"
     return ""
 
 
 def main(argv) -> int:
     """absl entry point: exit 0 when every input was read, 1 when some was not, 2 on bad
-    flags or model."""
+    flags or model. The flags are checked before TensorFlow is imported (seconds, not
+    the minute TensorFlow may take on a loaded machine)."""
     from absl import flags
-
-    from tfdldl.api import resolve_model
-    from tfdldl.inference import ModelLoadError, aligner_for, load_predictor
 
     values = flags.FLAGS
     paths = argv[1:]
@@ -285,6 +309,10 @@ def main(argv) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    cli.import_tensorflow_quietly()
+    from tfdldl.api import resolve_model
+    from tfdldl.inference import ModelLoadError, aligner_for, load_predictor
+
     try:
         predictor = load_predictor(resolve_model(values.model))
     except ModelLoadError as error:
@@ -293,10 +321,11 @@ def main(argv) -> int:
     print(describe_model(predictor), file=sys.stderr)
     aligner = aligner_for(predictor, min_face_size=values.min_face_size,
                           max_side=values.max_side)
-    inputs = expand_inputs(paths, videos=values.video_stride > 0)
+    skipped: list[str] = []
+    inputs = expand_inputs(paths, videos=values.video_stride > 0, skipped=skipped)
     root = common_root([item for item in inputs if isinstance(item, str)])
     stream = open(values.output, "w", encoding="utf-8", newline="") if values.output else sys.stdout
-    tally, start = Tally(), time.monotonic()
+    tally, start = Tally(skipped=skipped), time.monotonic()
     progress = Progress(len(inputs), values.progress, stream)
     try:
         writer = RowWriter(stream, values.format, predictor.label_space.name,
@@ -349,7 +378,7 @@ def define_flags() -> None:
 
 def run() -> None:
     """Console-script entry point (``tfdldl-predict``)."""
-    cli.run_main(main, define_flags, needs_tensorflow=True)
+    cli.run_main(main, define_flags)  # main imports TensorFlow once the flags are checked
 
 
 if __name__ == "__main__":

@@ -21,10 +21,17 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 
 @dataclasses.dataclass
 class Frame:
-    """A decoded picture to look for faces in: a photo, or one video frame."""
+    """A decoded picture to look for faces in: a photo, or one video frame.
+
+    Attributes:
+      name: the path, or ``path#frame=N`` for a video frame.
+      rgb: uint8 [H, W, 3] RGB.
+      video_frame: N for a video frame, None for a photo (whatever its name holds).
+    """
 
     name: str
     rgb: np.ndarray
+    video_frame: int | None = None
 
 
 @dataclasses.dataclass
@@ -40,13 +47,15 @@ def _is_media(path: str, videos: bool) -> bool:
     return extension in IMAGE_EXTENSIONS or (videos and extension in VIDEO_EXTENSIONS)
 
 
-def expand_inputs(arguments: Sequence[str], videos: bool) -> list[str | InputError]:
+def expand_inputs(arguments: Sequence[str], videos: bool,
+                  skipped: list[str] | None = None) -> list[str | InputError]:
     """Turn command-line arguments into a list of files, in argument order.
 
     A file is taken as given, whatever its extension (a non-image is then reported by
     the reader); a folder contributes its images (and videos when ``videos``), searched
     recursively and sorted; anything else is a glob pattern (``**`` recursive). A folder
-    or pattern that yields nothing becomes an :class:`InputError`.
+    or pattern that yields nothing becomes an :class:`InputError`. The folders' other
+    files (by extension) are appended, sorted, to ``skipped`` when it is given.
     """
     wanted = IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ())
     expanded: list[str | InputError] = []
@@ -54,9 +63,11 @@ def expand_inputs(arguments: Sequence[str], videos: bool) -> list[str | InputErr
         if os.path.isfile(argument):
             expanded.append(argument)
         elif os.path.isdir(argument):
-            found = sorted(os.path.join(root, name)
-                           for root, _, names in os.walk(argument) for name in names
-                           if _is_media(name, videos))
+            files = sorted(os.path.join(root, name)
+                           for root, _, names in os.walk(argument) for name in names)
+            found = [path for path in files if _is_media(path, videos)]
+            if skipped is not None:
+                skipped.extend(path for path in files if not _is_media(path, videos))
             expanded.extend(found or [InputError(argument, (
                 f"folder contains no images (looked recursively for "
                 f"{', '.join(wanted)})"))])
@@ -100,7 +111,8 @@ def _video_frames(path: str, stride: int) -> Iterator[Frame | InputError]:
                 break
             read_any = True
             if index % stride == 0:
-                yield Frame(f"{path}#frame={index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                yield Frame(f"{path}#frame={index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                            video_frame=index)
             index += 1
     finally:
         capture.release()

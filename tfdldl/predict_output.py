@@ -15,7 +15,7 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING, Sequence
 
-from tfdldl.predict_inputs import Frame
+from tfdldl.predict_inputs import VIDEO_EXTENSIONS, Frame
 
 if TYPE_CHECKING:
     from tfdldl.inference import Predictor
@@ -191,9 +191,11 @@ def draw(frame: Frame, rows: Sequence[FaceRow], out_dir: str, value_name: str = 
         cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0),
                     thickness, cv2.LINE_AA)
     os.makedirs(out_dir, exist_ok=True)
-    source, _, frame_number = frame.name.partition("#frame=")
-    flat = drawing_name(source, root)
-    suffix = f"_frame{int(frame_number):06d}" if frame_number else ""
+    if frame.video_frame is None:
+        flat, suffix = drawing_name(frame.name, root), ""
+    else:
+        flat = drawing_name(frame.name.rpartition("#frame=")[0], root)
+        suffix = f"_frame{frame.video_frame:06d}"
     path = os.path.join(out_dir, flat + suffix + ".jpg")
     cv2.imwrite(path, image)
     return path
@@ -235,23 +237,48 @@ class Progress:
 
 @dataclasses.dataclass
 class Tally:
-    """What a run did, for its summary line."""
+    """What a run did, for its summary line.
+
+    Attributes:
+      pictures: photos and video frames read.
+      video_frames: the video frames among them.
+      faces, no_face, errors: rows of each status.
+      skipped: files inside the given folders that were not read (not images, or videos
+        without --video_stride), listed by :func:`skipped_note`.
+    """
 
     pictures: int = 0
+    video_frames: int = 0
     faces: int = 0
     no_face: int = 0
     errors: int = 0
+    skipped: Sequence[str] = ()
 
     def add(self, frame: Frame | None, rows: Sequence[FaceRow]) -> None:
         self.pictures += frame is not None
+        self.video_frames += frame is not None and frame.video_frame is not None
         self.faces += sum(row.status == STATUS_FACE for row in rows)
         self.no_face += sum(row.status == STATUS_NO_FACE for row in rows)
         self.errors += sum(row.status == STATUS_ERROR for row in rows)
 
     def line(self, seconds: float) -> str:
         rate = self.pictures / seconds if seconds > 0 else 0.0
-        return (f"{self.pictures} photo(s), {self.faces} face(s), {self.no_face} without a "
-                f"face, {self.errors} error(s) in {seconds:.1f} s ({rate:.2f} photos/s)")
+        photos = self.pictures - self.video_frames
+        frames = f"{self.video_frames} video frame(s), " if self.video_frames else ""
+        return (f"{photos} photo(s), {frames}{self.faces} face(s), {self.no_face} without a "
+                f"face, {self.errors} error(s) in {seconds:.1f} s ({rate:.2f} pictures/s)"
+                + skipped_note(self.skipped))
+
+
+def skipped_note(skipped: Sequence[str]) -> str:
+    """"; N file(s) in the folders skipped ..." naming up to 3 of ``skipped``, or ""."""
+    if not skipped:
+        return ""
+    shown = ", ".join(skipped[:3])
+    more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    videos = any(os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS for path in skipped)
+    return (f"; {len(skipped)} file(s) in the folders skipped, not images ({shown}{more})"
+            + ("; videos are read with --video_stride N" if videos else ""))
 
 
 def describe_model(predictor: Predictor) -> str:
