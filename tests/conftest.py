@@ -1,4 +1,6 @@
-"""Shared test set-up: quiet TensorFlow, two logical CPU devices, the ../shared data."""
+"""Shared test set-up: quiet TensorFlow, two logical CPU devices, the ../shared data, and
+the tiny models that several test files use (built once per session: exports and
+training are the suite's slowest steps)."""
 
 import os
 
@@ -42,3 +44,29 @@ def utkface_dir(shared_datasets):
     if not os.path.isdir(path):
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def untrained_tiny_model(tmp_path_factory):
+    """An untrained TinyAgeNet (age 0..100, 64 px input): (SavedModel version folder, .keras
+    path). Shared by several files: copy it before writing into it."""
+    from tiny_models import tiny_saved_model
+    from tfdldl.label_space import AGE
+
+    return tiny_saved_model(str(tmp_path_factory.mktemp("untrained_tiny")), AGE, 64)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tmp_path_factory):
+    """TinyAgeNet (age 0..100, 32 px) trained 6 epochs on synthetic TFRecords (train 256,
+    val 64, test 40 faces, 32 px): {"data", "saved_model", "keras"} paths. Shared by
+    several files: copy the data or the model before writing into them."""
+    from data_prep.synthetic import write_tfrecord_set
+    from tiny_models import tiny_saved_model
+    from tfdldl.label_space import AGE
+
+    root = tmp_path_factory.mktemp("trained_tiny")
+    data = write_tfrecord_set(str(root / "data"), AGE, {"train": 256, "val": 64, "test": 40},
+                              image_size=32)
+    saved_model, keras_path = tiny_saved_model(str(root), AGE, 32, data, epochs=6)
+    return {"data": data, "saved_model": saved_model, "keras": keras_path}

@@ -19,10 +19,9 @@ from data_prep.duplicates import read_thumbnails
 from tfdldl import export, image_io, predict
 from tfdldl.image_io import ImageReadError, read_rgb
 from tfdldl.inference import load_predictor
-from tfdldl.label_space import AGE
 import test_decoder_parity as parity
 from test_build import GOOD
-from tiny_models import REPO_ROOT, tiny_saved_model
+from tiny_models import REPO_ROOT
 
 SHIPPED = os.path.join(REPO_ROOT, "saved_models", "utkface_tinyagenet", "3")
 FACE = "26_0_0_20170117170723363.jpg.chip.jpg"
@@ -167,9 +166,9 @@ def _jpeg_bomb(width, height):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny untrained SavedModel (32 px): (ServingModel, predictor)."""
-    path, _ = tiny_saved_model(str(tmp_path_factory.mktemp("tiny")), AGE, 32)
+def tiny(untrained_tiny_model):
+    """The session's tiny untrained SavedModel (64 px): (ServingModel, predictor)."""
+    path, _ = untrained_tiny_model
     return export.load_serving(path), load_predictor(path)
 
 

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from tfdldl import bench_predict
-from tfdldl.label_space import AGE
-from tiny_models import REPO_ROOT, tiny_saved_model
+from tiny_models import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +38,8 @@ def test_scene_holds_the_face_inside_a_photo_sized_picture():
     assert (scene[y:y + side, x:x + side] == 200).all()
 
 
-def test_predict_benchmark_splits_the_time_and_counts_faces(photo_folder, tmp_path):
-    model = tiny_saved_model(str(tmp_path), AGE, 64)[0]
+def test_predict_benchmark_splits_the_time_and_counts_faces(photo_folder, untrained_tiny_model):
+    model = untrained_tiny_model[0]
     report = bench_predict.bench_predict(photo_folder, model, batch_size=2, cold_start=False)
     ours = report["sides"]["tfdldl"]
     assert report["photos"] == 4 and report["placed_faces"] == 1
