@@ -9,8 +9,9 @@ small global step:
    through ``GroupByKey``; near-identical ones meet under hash-band values
    (:class:`data_prep.hash_bands.BandPlan`, chosen from the hash statistics, combined
    exactly over the images, so that by the pigeonhole principle no pair within the
-   matching radius can be missed): each image's plain hash under its band values, its
-   probes (values with up to t bits flipped, plain and mirrored) under theirs; every
+   matching radius can be missed): each image's plain hash under its band values with
+   up to s bits flipped, its probes (values with up to u bits flipped, plain and
+   mirrored) under theirs; every
    bucket is verified exactly, and pairs that need the thumbnail check get both
    thumbnails by two ``CoGroupByKey`` joins.
 2. **splits** (launcher, metadata only): connected components of the pairs and the split
@@ -119,9 +120,10 @@ def _band_entries(fingerprint: dict[str, Any], plan: hash_bands.BandPlan) -> Ite
     values = {field: plan.values(np.frombuffer(fingerprint[field], np.uint8)[None])[0]
               for field in ("bits", "mirror")}
     for band in range(len(plan.bands)):
-        yield (band, int(values["bits"][band])), ("index",) + entry
+        for value in values["bits"][band] ^ plan.index_masks(band):
+            yield (band, int(value)), ("index",) + entry
         for role, field in (("plain", "bits"), ("mirror", "mirror")):
-            for probe in values[field][band] ^ plan.flip_masks(band):
+            for probe in values[field][band] ^ plan.probe_masks(band):
                 yield (band, int(probe)), (role,) + entry
 
 
@@ -221,7 +223,7 @@ def duplicate_pairs(paths: Sequence[str], near_threshold: int, options: Pipeline
         facts = (prints | "Facts" >> beam.Map(
             lambda f: ["print", f["index"], f["sha"], f["readable"]]))
         plan_line = plan | "PlanLine" >> beam.Map(
-            lambda p: ["plan", [list(band) for band in p.bands], p.flips, p.expected])
+            lambda p: ["plan", [list(band) for band in p.bands], p.flips, p.fewer, p.expected])
         _ = ((exact, close, correlated, facts, plan_line) | "AllLines" >> beam.Flatten()
              | "Json" >> beam.Map(json.dumps) | "Write" >> beam.io.WriteToText(prefix))
     result: dict[str, Any] = {"exact": [], "near": [], "undecodable": 0, "sha256": {}}
@@ -232,9 +234,9 @@ def duplicate_pairs(paths: Sequence[str], near_threshold: int, options: Pipeline
             result["sha256"][index] = sha
             result["undecodable"] += 0 if ok else 1
         elif kind == "plan":
-            bands, flips, expected = values
+            bands, flips, fewer, expected = values
             result["plan"] = hash_bands.BandPlan(radius, tuple(map(tuple, bands)), flips,
-                                                 expected)
+                                                 fewer, expected)
         else:
             result[kind].append(tuple(values))
     result["near"] = sorted(set(result["near"]))

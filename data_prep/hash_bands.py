@@ -1,30 +1,43 @@
 """Candidate pairs of 256-bit hashes within a Hamming radius, without comparing all pairs.
 
-Multi-index hashing with the general pigeonhole principle: the 256 bit positions are cut
-into m bands and each band gets a number of flips t. Two hashes at most ``radius`` bits
-apart differ in at most t bits of at least one band whenever m·(t + 1) > radius (if every
-band differed in t + 1 bits or more, they would differ in m·(t + 1) bits). So each image's
-plain hash is indexed under its exact value in every band, every query hash (plain or
-mirrored) probes each band's value with every set of up to t bits flipped, and every pair
-within the radius meets at least once: none can be missed. Each (band, probe) meets an
-image pair at most once (the probe names the exact bits where they differ), and the range
-of a probe is cut to the images that the matching rule pairs with the query (higher for
-plain queries, lower for mirrored ones), so no pair is emitted twice per band. Candidates
-are verified exactly (XOR and popcount of the four 64-bit words).
+Multi-index hashing (Norouzi, Punjani & Fleet, "Fast search in Hamming space with
+multi-index hashing", CVPR 2012) with the general pigeonhole principle: the 256 bit
+positions are cut into m bands and band b gets a number of flips t_b. Two hashes at most
+``radius`` = r bits apart differ in at most t_b bits of at least one band b whenever
+
+    Σ_b (t_b + 1) > r
+
+(if every band differed in t_b + 1 bits or more, they would differ in Σ_b (t_b + 1) > r
+bits). With q, a = divmod(r + 1, m), the first a bands get t = q flips and the others
+q - 1 (all q - 1 when a = 0): Σ_b (t_b + 1) = r + 1, the least that keeps the guarantee.
+A band's t_b flips are split between the two sides ("meet in the middle"): every image's
+plain hash is indexed under its band value with every set of up to s_b = floor(t_b / 2)
+bits flipped, and every query hash (plain or mirrored) probes its band value with every
+set of up to u_b = t_b - s_b bits flipped. x and y differ in d <= t_b bits of the band
+exactly when x ^ S = y ^ T for some flip sets |S| <= s_b, |T| <= u_b (split the differing
+bits), so every pair within r bits meets in some band: none can be missed. Index entries
+and probes grow as Σ C(w, <= s) and Σ C(w, <= u) instead of Σ C(w, <= t) for probes alone,
+which is what lets bands widen with n (for n images a band should be about log2(n) bits
+of information wide, or every band's buckets hold a fixed share of all images and the
+work stays n²). A probe's range is cut to the images that the matching rule pairs with
+the query (higher for plain queries, lower for mirrored ones); a pair met several times
+is kept once. Candidates are verified exactly (XOR and popcount of the four 64-bit words).
 
 Which bits form a band is chosen from the hashes' statistics (:class:`HashStats`): real
 dHashes of aligned faces are far from uniform (some bits are set on ~95 % of faces and
-neighbouring gradients move together), and a band of biased or correlated bits puts most
+neighbouring gradients move together), and a band of biased or correlated bits puts more
 pairs into the same bucket. :func:`plan_bands` spreads the bits so that every band holds
 about the same information (bits sorted by how often two random images differ there, each
-given to the band with the least so far) and keeps positively correlated bits apart. The
-choice only moves work: any partition keeps the guarantee above. The statistics are sums
+given to the band with the least so far) and keeps positively correlated bits apart, and
+picks the number of bands m for n images by a cost model from the same statistics. The
+choice only moves work: every plan keeps the guarantee above. The statistics are sums
 over images, so a Beam pipeline combines them exactly (``beam.CombineGlobally``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from typing import Iterator, Optional
@@ -32,11 +45,12 @@ from typing import Iterator, Optional
 import numpy as np
 
 HASH_BITS = 256
-_MAX_WIDTH = 24  # band values are shifted by the image count: value·n + image < 2**63
-# Relative cost of one probe (table look-up, sometimes a binary search) and of one
-# candidate pair (filter and verify), for plan_bands(): about 70 and 90 ns on this
-# machine, from 20,148 UTKFace hashes with 1 and 2 flips (benchmarks/bench_duplicates.py).
-_PROBE_COST, _PAIR_COST = 0.75, 1.0
+_MAX_WIDTH = 32  # keys are value·n + image < 2**63 (n < 2**31)
+_MAX_PREFIX = 24  # a band's bucket table spans at most 2**24 values of its leading bits
+# Relative costs for plan_bands(): one probe (table look-up), one index entry (flip, sort,
+# count) and one meeting (filter and verify), measured on this machine's 2 cores with
+# benchmarks/bench_duplicates.py (face-like hashes, 100k images).
+_PROBE_COST, _INDEX_COST, _PAIR_COST = 2.0, 1.5, 1.0
 _CORRELATION_WEIGHT = 3.0  # how strongly correlated bits are kept apart
 _ROWS = 1 << 20  # probes (query x flip) handled at once
 _PAIRS = 1 << 22  # candidate pairs verified at once
@@ -108,65 +122,96 @@ def _cells(ones: np.ndarray, both: np.ndarray) -> list[list[np.ndarray]]:
     return [[1 - k - l + both, l - both], [k - both, both]]
 
 
+@functools.lru_cache(maxsize=None)
+def flip_masks(width: int, flips: int) -> np.ndarray:
+    """Every mask of up to ``flips`` set bits among ``width`` bits, int64 [C(w, <= t)]
+    (read-only)."""
+    masks = np.array([sum(1 << p for p in chosen) for count in range(flips + 1)
+                      for chosen in itertools.combinations(range(width), count)], np.int64)
+    masks.flags.writeable = False
+    return masks
+
+
+def _ball(width: int, flips: int) -> int:
+    return sum(math.comb(width, count) for count in range(flips + 1))
+
+
 @dataclasses.dataclass(frozen=True)
 class BandPlan:
     """How hashes are indexed so that no pair within ``radius`` bits is missed.
 
     Attributes:
-      radius: the largest Hamming distance of a pair that must meet, bits.
-      bands: the bit positions (0..255) of each band; together every position once.
-      flips: t, bits a probe may flip within one band; len(bands)·(t + 1) > radius.
-      expected: the plan's estimate of the share of image pairs that meet (with
-        repeats over bands), for reports; not used for matching.
+      radius: r, the largest Hamming distance of a pair that must meet, bits.
+      bands: the bit positions (0..255) of each band (at most 32 per band); together
+        every position once.
+      flips: t, the flips of the first bands; the last ``fewer`` bands get t - 1, so
+        Σ_b (t_b + 1) = len(bands)·(t + 1) - fewer, which must exceed r.
+      fewer: how many bands (the last ones) get one flip less.
+      expected: the plan's estimate of meetings per image pair (index entry x probe,
+        repeats included), for reports; not used for matching.
     """
 
     radius: int
     bands: tuple[tuple[int, ...], ...]
     flips: int
+    fewer: int = 0
     expected: float = 0.0
 
     def __post_init__(self):
-        if len(self.bands) * (self.flips + 1) <= self.radius:
-            raise ValueError(f"{len(self.bands)} bands with {self.flips} flips can miss "
-                             f"pairs {self.radius} bits apart; use more bands or flips")
+        if not 0 <= self.fewer < len(self.bands) or (self.flips == 0 and self.fewer):
+            raise ValueError(f"fewer must be in 0..{len(self.bands) - 1} (and 0 without "
+                             f"flips), got {self.fewer}")
+        if len(self.bands) * (self.flips + 1) - self.fewer <= self.radius:
+            raise ValueError(f"{len(self.bands)} bands with {self.flips} flips "
+                             f"({self.fewer} with one less) can miss pairs {self.radius} "
+                             f"bits apart; use more bands or flips")
         if sorted(p for band in self.bands for p in band) != list(range(HASH_BITS)):
             raise ValueError("the bands must hold every bit position 0..255 exactly once")
         if max(len(band) for band in self.bands) > _MAX_WIDTH:
             raise ValueError(f"bands are at most {_MAX_WIDTH} bits wide")
 
+    def band_flips(self, band: int) -> int:
+        """t_b: the band's flips (index side plus probe side)."""
+        return self.flips - (band >= len(self.bands) - self.fewer)
+
+    def index_masks(self, band: int) -> np.ndarray:
+        """Flip masks of the band's index entries (up to floor(t_b / 2) bits), int64."""
+        return flip_masks(len(self.bands[band]), self.band_flips(band) // 2)
+
+    def probe_masks(self, band: int) -> np.ndarray:
+        """Flip masks of the band's probes (up to t_b - floor(t_b / 2) bits), int64."""
+        flips = self.band_flips(band)
+        return flip_masks(len(self.bands[band]), flips - flips // 2)
+
     @property
     def probes_per_hash(self) -> int:
         """Values each query hash probes, over all bands."""
-        return sum(_ball(len(band), self.flips) for band in self.bands)
+        return sum(len(self.probe_masks(band)) for band in range(len(self.bands)))
+
+    @property
+    def entries_per_hash(self) -> int:
+        """Index entries of each image, over all bands."""
+        return sum(len(self.index_masks(band)) for band in range(len(self.bands)))
 
     def describe(self) -> str:
         """One line for reports."""
         widths = sorted({len(band) for band in self.bands})
+        flips = sorted({self.band_flips(band) for band in range(len(self.bands))})
         return (f"{len(self.bands)} bands of {'/'.join(map(str, widths))} bits chosen from "
-                f"the hash statistics, probes with up to {self.flips} flipped bit(s) "
-                f"({self.probes_per_hash} per hash): no pair within {self.radius} bits is "
-                f"missed")
+                f"the hash statistics, {'/'.join(map(str, flips))} flipped bit(s) per band "
+                f"({self.entries_per_hash} index entries and {self.probes_per_hash} probes "
+                f"per hash): no pair within {self.radius} bits is missed")
 
     def values(self, bits: np.ndarray) -> np.ndarray:
         """Every band of packed hashes uint8 [n, 32] as an integer, int64 [n, bands]."""
-        weights = np.zeros((HASH_BITS, len(self.bands)), np.float32)
+        weights = np.zeros((HASH_BITS, len(self.bands)))
         for band, positions in enumerate(self.bands):
             weights[list(positions), band] = 2.0 ** np.arange(len(positions))
         out = np.empty((len(bits), len(self.bands)), np.int64)
-        for start in range(0, len(bits), 1 << 16):  # float32 is exact below 2**24
+        for start in range(0, len(bits), 1 << 16):  # float64 is exact below 2**53
             unpacked = np.unpackbits(bits[start:start + (1 << 16)], axis=1)
-            out[start:start + (1 << 16)] = unpacked.astype(np.float32) @ weights
+            out[start:start + (1 << 16)] = unpacked.astype(np.float64) @ weights
         return out
-
-    def flip_masks(self, band: int) -> np.ndarray:
-        """Every mask of up to ``flips`` set bits of the band's width, int64 [P]."""
-        width = len(self.bands[band])
-        return np.array([sum(1 << p for p in chosen) for count in range(self.flips + 1)
-                         for chosen in itertools.combinations(range(width), count)], np.int64)
-
-
-def _ball(width: int, flips: int) -> int:
-    return sum(math.comb(width, count) for count in range(flips + 1))
 
 
 def _assign(count: int, probability: np.ndarray, correlation: np.ndarray
@@ -179,70 +224,109 @@ def _assign(count: int, probability: np.ndarray, correlation: np.ndarray
     shuffle = np.random.default_rng(0).permutation(HASH_BITS)
     order = np.lexsort((np.argsort(shuffle), -np.round(weight, 9)))
     bands: list[list[int]] = [[] for _ in range(count)]
-    load = np.zeros(count)
+    load, room = np.zeros(count), np.array(capacity)
     positive = np.clip(correlation, 0.0, None)
+    together = np.zeros((HASH_BITS, count))  # positive correlation of each bit with a band
     for bit in order:
-        score = np.array([load[q] + _CORRELATION_WEIGHT * weight[bit]
-                          * positive[bit, bands[q]].sum() if len(bands[q]) < capacity[q]
-                          else np.inf for q in range(count)])
+        score = np.where(room > 0, load + _CORRELATION_WEIGHT * weight[bit] * together[bit],
+                         np.inf)
         chosen = int(np.argmin(score))
         bands[chosen].append(int(bit))
         load[chosen] += weight[bit]
+        room[chosen] -= 1
+        together[:, chosen] += positive[:, bit]
     return tuple(tuple(sorted(band)) for band in bands)
 
 
-def _at_most(probabilities: np.ndarray, flips: int) -> float:
-    """P(at most ``flips`` of independent events with these probabilities)."""
-    counts = np.zeros(flips + 1)
+def _meetings(probabilities: np.ndarray, index_flips: int, probe_flips: int) -> float:
+    """Expected meetings (index entry x probe) of two random images in one band whose
+    bits differ independently with these probabilities: Σ_d P(d bits differ)·(flip
+    sets S, T with |S| <= s, |T| <= u and S ^ T the d differing bits)."""
+    width, most = len(probabilities), index_flips + probe_flips
+    counts = np.zeros(most + 1)  # P(exactly d differ), d <= s + u
     counts[0] = 1.0
     for p in probabilities:
         counts[1:] = counts[1:] * (1 - p) + counts[:-1] * p
         counts[0] *= 1 - p
-    return float(counts.sum())
+    ways = [sum(math.comb(d, inside) * math.comb(width - d, outside)
+                for inside in range(d + 1) for outside in range(width - d + 1)
+                if inside + outside <= index_flips and d - inside + outside <= probe_flips)
+            for d in range(most + 1)]
+    return float(np.dot(counts, ways))
+
+
+def _flips_for(radius: int, count: int) -> tuple[int, int]:
+    """(t, fewer) for ``count`` bands: Σ_b (t_b + 1) = max(radius + 1, count)."""
+    if radius + 1 <= count:
+        return 0, 0
+    q, a = divmod(radius + 1, count)
+    return (q - 1, 0) if a == 0 else (q, count - a)
 
 
 def plan_bands(radius: int, n: int, stats: Optional[HashStats] = None) -> BandPlan:
     """The band plan with the least expected work for n images' hashes.
 
-    For t = 1 and 2 flips the fewest bands m with m·(t + 1) > radius are taken (none
-    wider than 24 bits), the bits assigned by their statistics (``stats``; None: uniform
-    independent bits), and the cost is the probes (2n·Σ C(w, <=t), plain and mirrored
-    queries) plus the image pairs expected to meet (n²·Σ P(band differs in <= t bits),
-    bits taken as independent: correlated real bits meet more often than this says).
+    Every m from 8 (bands of 32 bits) to 16 bands is costed with the fewest flips that
+    keep Σ_b (t_b + 1) > radius (module docstring), the bits assigned by their statistics
+    (``stats``; None: uniform independent bits): index entries n·Σ C(w, <= s_b), probes
+    2n·Σ C(w, <= u_b) (plain and mirrored queries), and meetings n²·Σ_b E[meetings in b]
+    (bits taken as independent; on real faces this is within a few % of sampled pairs).
     """
     probability, correlation = (stats or HashStats.empty()).differences()
     best = None
-    for flips in (1, 2):
-        count = max(radius // (flips + 1) + 1, math.ceil(HASH_BITS / _MAX_WIDTH))
+    for count in range(math.ceil(HASH_BITS / _MAX_WIDTH), 17):
+        flips, fewer = _flips_for(radius, count)
         bands = _assign(count, probability, correlation)
-        meet = sum(_at_most(probability[list(band)], flips) for band in bands)
-        cost = (_PROBE_COST * 2.0 * n * sum(_ball(len(band), flips) for band in bands)
-                + _PAIR_COST * float(n) ** 2 * meet)
+        plan = BandPlan(radius, bands, flips, fewer)
+        meet = sum(_meetings(probability[list(positions)], plan.band_flips(band) // 2,
+                             plan.band_flips(band) - plan.band_flips(band) // 2)
+                   for band, positions in enumerate(bands))
+        cost = (_PROBE_COST * 2.0 * n * plan.probes_per_hash
+                + _INDEX_COST * n * plan.entries_per_hash + _PAIR_COST * float(n) ** 2 * meet)
         if best is None or cost < best[0]:
-            best = (cost, BandPlan(radius, bands, flips, meet))
+            best = (cost, dataclasses.replace(plan, expected=meet))
     return best[1]
 
 
-def _probe_ranges(keys: np.ndarray, bucket_starts: np.ndarray, probes: np.ndarray,
+def _index(values: np.ndarray, masks: np.ndarray, width: int, n: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """A band's index: sorted keys value·n + image of every image's value with every mask
+    flipped, int64 [n·masks], split into their values and images; the start of each
+    leading-bits bucket in them, [2**p + 1]; and the shift from a value to its p leading
+    bits."""
+    keys = ((values[:, None] ^ masks[None, :]) * n
+            + np.arange(n, dtype=np.int64)[:, None]).ravel()
+    keys.sort()
+    entry_values, images = np.divmod(keys, n)
+    prefix = min(width, _MAX_PREFIX, max(8, int(len(keys)).bit_length()))
+    shift = width - prefix
+    starts = np.zeros((1 << prefix) + 1, np.int32 if len(keys) < 1 << 31 else np.int64)
+    np.cumsum(np.bincount(entry_values >> shift, minlength=1 << prefix), out=starts[1:])
+    return keys, entry_values, images, starts, shift
+
+
+def _probe_ranges(keys: np.ndarray, starts: np.ndarray, shift: int, probes: np.ndarray,
                   queries: np.ndarray, n: int, higher: bool
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """[lo, hi) positions in ``keys`` (sorted value·n + image) of the images holding each
-    probe's value, for the probes whose value some image holds; ranges longer than _CUT
-    are cut to the images higher (``higher``) or lower than the probe's query image, the
-    rest is left for the caller to filter. Returns (lo, hi, their query images)."""
-    lo, hi = bucket_starts[probes], bucket_starts[probes + 1]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """[lo, hi) positions in ``keys`` that may hold each probe's value, for the probes
+    whose leading bits some entry holds; ranges longer than _CUT are cut by binary search
+    to the probe's value and to the images higher (``higher``) or lower than its query
+    image, the rest is left for the caller to filter. Returns (lo, hi, probes, queries)."""
+    leading = probes >> shift
+    lo, hi = starts[leading], starts[leading + 1]
     held = np.flatnonzero(hi > lo)
-    lo, hi, probes, queries = lo[held], hi[held], probes[held], queries[held]
+    lo, hi = lo[held].astype(np.int64), hi[held].astype(np.int64)
+    probes, queries = probes[held], queries[held]
     long = np.flatnonzero(hi - lo > _CUT)
-    cut = np.searchsorted(keys, probes[long] * n + queries[long] + (1 if higher else 0))
-    (lo if higher else hi)[long] = cut
-    return lo, hi, queries
+    base = probes[long] * n
+    lo[long] = np.searchsorted(keys, base + (queries[long] + 1 if higher else 0))
+    hi[long] = np.searchsorted(keys, base + (n if higher else queries[long]))
+    return lo, hi, probes, queries
 
 
-def _expand(lo: np.ndarray, hi: np.ndarray, queries: np.ndarray
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(positions, query images) of every position in the ranges, _PAIRS at a time."""
-    length = hi - lo
+def _expand(lo: np.ndarray, hi: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(positions, their range) for every position in the ranges, _PAIRS at a time."""
+    length = np.maximum(hi - lo, 0)
     ends = np.cumsum(length)
     start = 0
     while start < len(lo):
@@ -252,8 +336,8 @@ def _expand(lo: np.ndarray, hi: np.ndarray, queries: np.ndarray
         total = int(part.sum())
         if total:
             offsets = np.cumsum(part) - part
-            yield (np.repeat(lo[start:stop] - offsets, part) + np.arange(total),
-                   np.repeat(queries[start:stop], part))
+            which = np.repeat(np.arange(start, stop), part)
+            yield np.repeat(lo[start:stop] - offsets, part) + np.arange(total), which
         start = stop
 
 
@@ -266,33 +350,34 @@ def within(words_a: np.ndarray, words_b: np.ndarray, radius: int) -> np.ndarray:
 
 def close_pairs(bits: np.ndarray, mirror_bits: np.ndarray, plan: BandPlan) -> np.ndarray:
     """Image pairs i < j with min(H(plain i, plain j), H(plain i, mirrored j)) within
-    ``plan.radius`` bits, from packed hashes uint8 [n, 32] (plain and mirrored).
+    ``plan.radius`` bits, from packed hashes uint8 [n, 32] (plain and mirrored; n < 2**31).
 
     Returns:
       int64 [pairs] codes i·n + j, sorted, each pair once.
     """
     n = len(bits)
+    if n >= 1 << 31:
+        raise ValueError(f"close_pairs takes fewer than 2**31 images, got {n}; split them")
     plain_words = np.ascontiguousarray(bits).view(np.uint64)
     mirror_words = np.ascontiguousarray(mirror_bits).view(np.uint64)
     found = [np.zeros(0, np.int64)]
     plain_values, mirror_values = plan.values(bits), plan.values(mirror_bits)
     for band in range(len(plan.bands)):
-        keys = np.sort(plain_values[:, band] * n + np.arange(n, dtype=np.int64))
-        bucket_starts = np.zeros((1 << len(plan.bands[band])) + 1, np.int64)
-        np.cumsum(np.bincount(plain_values[:, band], minlength=len(bucket_starts) - 1),
-                  out=bucket_starts[1:])
-        masks = plan.flip_masks(band)
+        keys, entry_values, images, starts, shift = _index(
+            plain_values[:, band], plan.index_masks(band), len(plan.bands[band]), n)
+        masks = plan.probe_masks(band)
         rows = max(1, _ROWS // len(masks))
         for higher, query_words, values in ((True, plain_words, plain_values),
                                             (False, mirror_words, mirror_values)):
             for start in range(0, n, rows):
                 probes = (values[start:start + rows, band, None] ^ masks[None, :]).ravel()
                 queries = np.repeat(np.arange(start, min(n, start + rows)), len(masks))
-                lo, hi, queries = _probe_ranges(keys, bucket_starts, probes, queries, n,
-                                                higher)
-                for positions, query in _expand(lo, hi, queries):
-                    other = keys[positions] % n
-                    keep = np.flatnonzero(other > query if higher else other < query)
+                lo, hi, probes, queries = _probe_ranges(keys, starts, shift, probes,
+                                                        queries, n, higher)
+                for positions, which in _expand(lo, hi):
+                    other, query = images[positions], queries[which]
+                    keep = np.flatnonzero((entry_values[positions] == probes[which])
+                                          & (other > query if higher else other < query))
                     other, query = other[keep], query[keep]
                     close = np.flatnonzero(within(plain_words[other], query_words[query],
                                                   plan.radius))

@@ -16,7 +16,7 @@ import pytest
 
 beam = pytest.importorskip("apache_beam", reason="pip install 'tfdldl[beam]' for these tests")
 
-from data_prep import beam_pipeline, duplicates, synthetic  # noqa: E402
+from data_prep import beam_pipeline, duplicates, hash_bands, synthetic  # noqa: E402
 from data_prep import build as build_module  # noqa: E402
 from data_prep.adapters.base import Record  # noqa: E402
 from data_prep.config import DataConfig  # noqa: E402
@@ -105,6 +105,34 @@ def test_duplicate_pairs_match_the_local_matcher(tmp_path, offline, workers):
                 "group_paths", "candidates"):
         assert report[key] == local_report[key], key
     assert digests[records[0].path] == digests[str(tmp_path / "copy_00.png")] != ""
+
+
+def test_band_buckets_with_index_flips_find_the_local_pairs():
+    """Beam's bucket keys and verification (the functions the pipeline maps), grouped
+    here by key as GroupByKey does, with a plan that flips bits on both sides (index and
+    probes, wide bands): exactly data_prep.hash_bands.close_pairs's pairs and distances."""
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 256, (200, duplicates.HASH_BYTES), dtype=np.uint8)
+    mirror = rng.integers(0, 256, (200, duplicates.HASH_BYTES), dtype=np.uint8)
+    for k in range(40):  # copies 0..39 bits away, every second one mirrored
+        noise = np.packbits(rng.permutation(duplicates.HASH_BITS) < k)
+        (mirror if k % 2 else bits)[100 + k] = bits[k] ^ noise
+    plan = hash_bands.plan_bands(30, 10 ** 6)
+    assert max(len(plan.index_masks(band)) for band in range(len(plan.bands))) > 1
+    buckets = {}
+    for index in range(len(bits)):
+        fingerprint = {"index": index, "bits": bits[index].tobytes(),
+                       "mirror": mirror[index].tobytes()}
+        for key, entry in beam_pipeline._band_entries(fingerprint, plan):
+            buckets.setdefault(key, []).append(entry)
+    found = {pair for bucket in buckets.items()
+             for pair in beam_pipeline._verify_bucket(bucket, plan.radius)}
+    codes = hash_bands.close_pairs(bits, mirror, plan)
+    low, high = codes // len(bits), codes % len(bits)
+    distance = np.minimum(duplicates.hamming(bits[low], bits[high]),
+                          duplicates.hamming(bits[low], mirror[high]))
+    assert found == set(zip(low.tolist(), high.tolist(), distance.tolist()))
+    assert {(k, 100 + k) for k in range(31)} <= {(a, b) for a, b, _ in found}
 
 
 def _config(out, **sections) -> DataConfig:
