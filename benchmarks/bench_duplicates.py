@@ -1,20 +1,22 @@
 """Duplicate matching: the banded matcher against the former all-pairs one.
 
-    python benchmarks/bench_duplicates.py --images DIR [--prints_cache FILE.npz]
-    python benchmarks/bench_duplicates.py --derived 100000,1000000 [--dense_max 100000]
-    python benchmarks/bench_duplicates.py --synthetic 20000,100000,1000000
+    python benchmarks/bench_duplicates.py --real [--images DIR] [--prints_cache FILE.npz]
+    python benchmarks/bench_duplicates.py --derived 20000,100000,1000000 [--dense_max 100000]
+    python benchmarks/bench_duplicates.py --synthetic 20000,100000,1000000 [--buckets]
 
-``--images`` fingerprints a real folder (UTKFace by default; ``--prints_cache`` keeps the
-fingerprints for the next run). ``--derived`` makes n face-like fingerprints from the real
-ones: each hash row (one row of the 16x16 gradient grid, plain and mirrored alike) comes
-from a random real image, with 1 % of the images near-copies of others (0..30 bits, plain
-or mirrored, half with a correlated thumbnail); the bits keep the real biases and
-within-row correlations. ``--synthetic`` does the same with uniformly random hashes.
+``--real`` matches the fingerprints of a real folder (``--images``, UTKFace by default;
+``--prints_cache`` keeps them for the next run). ``--derived`` makes n face-like
+fingerprints from the real ones: each hash row (one row of the 16x16 gradient grid, plain
+and mirrored alike) comes from a random real image, with 1 % of the images near-copies
+of others (0..30 bits, plain or mirrored, half with a correlated thumbnail); the bits keep
+the real biases and within-row correlations. ``--synthetic`` does the same with uniformly
+random hashes.
 Each matcher runs in a fresh process: seconds, CPU seconds, peak memory above the
 fingerprints, pairs found, and whether both found the same pairs. Above ``--dense_max``
 the all-pairs matcher is not run; its CPU time is projected as t(n0)·(n/n0)² from the
 largest n0 it ran at on the same kind of fingerprints. The growth order between two sizes
-is log(t2 / t1) / log(n2 / n1).
+is log(t2 / t1) / log(n2 / n1), over three sizes or more also the least-squares slope of
+log t against log n (CPU seconds). ``--buckets`` adds the band plan's bucket sizes.
 """
 
 import argparse
@@ -85,9 +87,26 @@ def real_prints(folder: str, cache: str) -> duplicates.Fingerprints:
     return prints
 
 
+def bucket_sizes(prints: duplicates.Fingerprints, plan) -> str:
+    """Per band of ``plan``: distinct values, the largest bucket, and the share of image
+    pairs that share the band's exact value (Σ size² / n²) against 2**-width for uniform
+    hashes; the mean over bands, one line."""
+    values = plan.values(prints.bits[prints.readable])
+    n = len(values)
+    shares, uniform, largest, distinct = [], [], 0, 0
+    for band, positions in enumerate(plan.bands):
+        sizes = np.unique(values[:, band], return_counts=True)[1].astype(float)
+        shares.append((sizes ** 2).sum() / n ** 2)
+        uniform.append(2.0 ** -len(positions))
+        largest, distinct = max(largest, int(sizes.max())), distinct + len(sizes)
+    return (f"buckets: {distinct / len(plan.bands):.0f} distinct values per band, largest "
+            f"{largest} images, pairs sharing a band value {np.mean(shares):.2e} per band "
+            f"(uniform hashes: {np.mean(uniform):.2e})")
+
+
 def _measure(args) -> dict:
     """In a fresh process: make or load the prints, run one matcher, report time and memory."""
-    kind, n, method, threshold, images, cache = args
+    kind, n, method, threshold, images, cache, buckets = args
     real = real_prints(images, cache) if kind != "synthetic" else None
     prints = real if kind == "real" else synthetic_prints(n, real=real)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -97,7 +116,9 @@ def _measure(args) -> dict:
         index = np.flatnonzero(prints.readable)
         chosen = duplicates.plan_for(prints.bits[index], prints.mirror_bits[index], threshold)
         pairs = duplicates.near_pairs(prints, threshold, chosen)
-        plan = f"{chosen.describe()}; estimated meet rate {chosen.expected:.4f}"
+        plan = f"{chosen.describe()}; estimated meetings per pair {chosen.expected:.2e}"
+        if buckets:
+            plan += "; " + bucket_sizes(prints, chosen)
     else:
         pairs = duplicates.near_pairs_dense(prints, threshold)
     return {"seconds": time.monotonic() - start, "cpu": time.process_time() - cpu,
@@ -123,6 +144,8 @@ def main() -> None:
     parser.add_argument("--threshold", type=int, default=duplicates.DEFAULT_NEAR_THRESHOLD)
     parser.add_argument("--dense_max", type=int, default=100_000,
                         help="largest n the all-pairs matcher is run at")
+    parser.add_argument("--buckets", action="store_true",
+                        help="also measure the band plan's bucket sizes (after the timing)")
     args = parser.parse_args()
     runs = [("real", 0)] if args.real else []
     runs += [(kind, int(size)) for kind in ("derived", "synthetic")
@@ -140,7 +163,7 @@ def main() -> None:
                           f"(from n={n0}, n^2)", flush=True)
                 continue
             result = results[method] = _run(kind, n, method, args.threshold, args.images,
-                                            args.prints_cache)
+                                            args.prints_cache, args.buckets)
             points.append((result["n"], result["cpu"]))
             print(f"{what}: {method:6s} {result['seconds']:8.1f} s wall, {result['cpu']:8.1f} s "
                   f"CPU, peak +{result['peak_mb']:7.0f} MB, {len(result['pairs'])} pairs "
@@ -152,6 +175,10 @@ def main() -> None:
             if n2 != n1:
                 order = math.log(t2 / t1) / math.log(n2 / n1)
                 print(f"{kind} {method}: time grows as n^{order:.2f} from n={n1} to n={n2}")
+        if len({n for n, _ in points}) > 2:
+            slope = np.polyfit(*np.log(np.array(points, float)).T, 1)[0]
+            print(f"{kind} {method}: least-squares log-log slope over n="
+                  f"{','.join(str(n) for n, _ in points)}: n^{slope:.2f}")
 
 
 if __name__ == "__main__":
