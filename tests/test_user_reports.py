@@ -81,16 +81,15 @@ def test_files_a_folder_holds_besides_images_are_counted_and_named(tmp_path):
     assert with_videos == [str(tmp_path / "notes.txt")]
 
 
-def test_video_frames_are_counted_apart_from_photos():
+def test_the_summary_says_how_many_photos_are_video_frames():
     tally = Tally()
     tally.add(Frame("a.jpg", np.zeros((1, 1, 3), np.uint8)), [FaceRow("a.jpg", STATUS_FACE)])
     for index in range(2):
         name = f"clip.mp4#frame={index}"
         tally.add(Frame(name, np.zeros((1, 1, 3), np.uint8), video_frame=index),
                   [FaceRow(name, STATUS_NO_FACE)])
-    assert tally.line(3.0).startswith(
-        "1 photo(s), 2 video frame(s), 1 face(s), 2 without a face, 0 error(s) in 3.0 s "
-        "(1.00 pictures/s)")
+    assert tally.line(3.0) == ("3 photo(s), 1 face(s), 2 without a face, 0 error(s) in 3.0 s "
+                               "(1.00 photos/s); 2 of the photo(s) are video frames")
 
 
 def test_a_photo_whose_name_holds_the_frame_marker_is_drawn_as_a_photo(tmp_path):

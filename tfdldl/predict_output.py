@@ -240,7 +240,7 @@ class Tally:
     """What a run did, for its summary line.
 
     Attributes:
-      pictures: photos and video frames read.
+      pictures: photos and video frames read (the summary's "photo(s)").
       video_frames: the video frames among them.
       faces, no_face, errors: rows of each status.
       skipped: files inside the given folders that were not read (not images, or videos
@@ -263,11 +263,11 @@ class Tally:
 
     def line(self, seconds: float) -> str:
         rate = self.pictures / seconds if seconds > 0 else 0.0
-        photos = self.pictures - self.video_frames
-        frames = f"{self.video_frames} video frame(s), " if self.video_frames else ""
-        return (f"{photos} photo(s), {frames}{self.faces} face(s), {self.no_face} without a "
-                f"face, {self.errors} error(s) in {seconds:.1f} s ({rate:.2f} pictures/s)"
-                + skipped_note(self.skipped))
+        frames = (f"; {self.video_frames} of the photo(s) are video frames"
+                  if self.video_frames else "")
+        return (f"{self.pictures} photo(s), {self.faces} face(s), {self.no_face} without a "
+                f"face, {self.errors} error(s) in {seconds:.1f} s ({rate:.2f} photos/s)"
+                + frames + skipped_note(self.skipped))
 
 
 def skipped_note(skipped: Sequence[str]) -> str:
