@@ -21,12 +21,9 @@ SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    data = write_tfrecord_set(str(root / "data"), AGE, {"train": 64, "test": 40},
-                              image_size=SIZE)
-    saved_model, keras_file = tiny_saved_model(str(root), AGE, SIZE, data, epochs=3)
-    return {"root": root, "data": data, "saved_model": saved_model, "keras": keras_file}
+def setup(trained_tiny_model):
+    """The session's trained tiny model and its data (32 px; test split: 40 faces)."""
+    return trained_tiny_model
 
 
 def _direct(saved_model, data, split="test", key="value"):
@@ -84,7 +81,7 @@ def test_a_gender_model_reports_accuracy_confusion_and_age_per_gender(setup, tmp
     """Accuracy and the 2x2 confusion matrix (rows true, columns predicted, the model's
     class names) equal a direct count from the SavedModel; the age slices by gender show."""
     model = tiny_saved_model(str(tmp_path), AGE, SIZE, setup["data"],
-                             epochs=2, gender_names=("man", "woman"))[0]
+                             epochs=1, gender_names=("man", "woman"))[0]
     results = evaluate.evaluate(model, setup["data"], "test")
     _, _, genders, probability = _direct(model, setup["data"], key="gender_probability")
     predicted = np.argmax(probability, axis=-1)
@@ -102,15 +99,12 @@ def test_a_gender_model_reports_accuracy_confusion_and_age_per_gender(setup, tmp
     assert "by gender: man (n=20) MAE" in text
 
 
-def test_epsilon_error_uses_each_faces_sigma_when_the_data_has_one(setup):
-    manifest = read_manifest(setup["data"])
-    raw = dict(manifest.raw, sigma={"policy": "per_sample"})
-    write_manifest(setup["data"], raw)
-    try:
-        results = evaluate.evaluate(setup["saved_model"], setup["data"], "test")
-    finally:
-        write_manifest(setup["data"], manifest.raw)
-    true, sigma, _, value = _direct(setup["saved_model"], setup["data"])
+def test_epsilon_error_uses_each_faces_sigma_when_the_data_has_one(setup, tmp_path):
+    data = str(tmp_path / "data")  # the session's data stays as it is
+    shutil.copytree(setup["data"], data)
+    write_manifest(data, dict(read_manifest(data).raw, sigma={"policy": "per_sample"}))
+    results = evaluate.evaluate(setup["saved_model"], data, "test")
+    true, sigma, _, value = _direct(setup["saved_model"], data)
     expected = np.mean(1.0 - np.exp(-(value - true) ** 2 / (2.0 * sigma ** 2)))
     assert results["epsilon_error"] == pytest.approx(expected, abs=1e-4)
 
@@ -174,17 +168,17 @@ def test_calibration_is_fitted_stored_and_applied(setup, tmp_path):
 
     model = tmp_path / "tiny"
     shutil.copytree(os.path.dirname(setup["saved_model"]), model)
-    results = evaluate.evaluate(str(model), setup["data"], "train", calibrate_model=True)
+    results = evaluate.evaluate(str(model), setup["data"], "val", calibrate_model=True)
     fitted = results["calibration"]
     assert fitted["nll"]["after"] <= fitted["nll"]["before"]
-    assert fitted["fitted_on"] == {"data": setup["data"], "split": "train", "count": 64,
+    assert fitted["fitted_on"] == {"data": setup["data"], "split": "val", "count": 64,
                                    "flip_averaged": True}
     version = str(model / "1")
     assert load_predictor(str(model)).temperature == fitted["temperature"] != 1.0
     assert calibration.read_temperature(version) == fitted["temperature"]
     # evaluating again applies the stored temperature: the same calibrated coverage
-    again = evaluate.evaluate(version, setup["data"], "train")
+    again = evaluate.evaluate(version, setup["data"], "val")
     assert again["intervals"]["temperature"] == fitted["temperature"]
     assert again["intervals"]["calibrated"] == results["intervals"]["calibrated"]
     with pytest.raises(evaluate.CalibrationError, match="not a SavedModel folder"):
-        evaluate.evaluate(setup["keras"], setup["data"], "train", calibrate_model=True)
+        evaluate.evaluate(setup["keras"], setup["data"], "val", calibrate_model=True)
