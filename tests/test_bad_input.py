@@ -1,7 +1,7 @@
 """The same face gives the same age whatever file it comes in, on every path (issue 9),
 and hostile files are refused fast with a reason (issue 12, cases 9-11).
 
-Ages are checked with the shipped UTKFace model (saved_models/utkface_tinyagenet/3) on a
+Ages are checked with the shipped UTKFace model (saved_models/utkface_tinyagenet/4) on a
 real UTKFace face: an untrained model would answer nearly the same age for any input.
 """
 
@@ -23,7 +23,7 @@ import test_decoder_parity as parity
 from test_build import GOOD
 from tiny_models import REPO_ROOT
 
-SHIPPED = os.path.join(REPO_ROOT, "saved_models", "utkface_tinyagenet", "3")
+SHIPPED = os.path.join(REPO_ROOT, "saved_models", "utkface_tinyagenet", "4")
 FACE = "26_0_0_20170117170723363.jpg.chip.jpg"
 YEARS = 0.05
 # EXIF orientation -> how the stored pixels relate to the upright face.
@@ -53,7 +53,7 @@ def shipped(tmp_path_factory):
     if not os.path.isfile(os.path.join(SHIPPED, "saved_model.pb")):
         pytest.skip(f"{SHIPPED} is absent")
     path = export.reexport_saved_model(SHIPPED, tmp_path_factory.mktemp("shipped"),
-                                       "utkface_tinyagenet", 3)
+                                       "utkface_tinyagenet", 4)
     return load_predictor(path), export.load_serving(path)
 
 
