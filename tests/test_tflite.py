@@ -6,24 +6,21 @@ import os
 import numpy as np
 import pytest
 
-from data_prep.synthetic import write_tfrecord_set
 from tfdldl import tflite_export
 from tfdldl.label_space import AGE
-from tiny_models import tiny_saved_model
 
 SIZE = 32
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(trained_tiny_model, tmp_path_factory):
+    """The session's trained tiny model (32 px; train 256, val 64 faces) in every mode."""
     root = tmp_path_factory.mktemp("tflite")
-    data = write_tfrecord_set(str(root / "data"), AGE, {"train": 256, "val": 64},
-                              image_size=SIZE)
-    saved_model, keras_path = tiny_saved_model(str(root), AGE, SIZE, data, epochs=6)
+    data, keras_path = trained_tiny_model["data"], trained_tiny_model["keras"]
     report = tflite_export.export_tflite(keras_path, data, str(root / "tflite"),
                                          representative_count=128)
-    return root, data, saved_model, keras_path, report
+    return root, data, trained_tiny_model["saved_model"], keras_path, report
 
 
 def _interpreter(path):
