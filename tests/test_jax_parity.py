@@ -53,6 +53,22 @@ def _jax_installed():
                     "CI always runs this check")
 
 
+# Runs in a JAX process: argv = run folder, output .npz, backend_train's flags. The
+# command line trains, then the same process records the forward pass (one JAX start-up).
+TRAIN_THEN_FORWARD = """
+import runpy
+import sys
+run_dir, forward = sys.argv[1:3]
+sys.argv = ["tfdldl.backend_train", *sys.argv[3:]]
+try:
+    runpy.run_module("tfdldl.backend_train", run_name="__main__", alter_sys=True)
+except SystemExit as stop:
+    if stop.code:
+        raise
+sys.argv = ["forward", run_dir, forward]
+""" + FORWARD
+
+
 def _run(backend, code_or_args, env_extra=None, timeout=240):
     env = {**os.environ, "KERAS_BACKEND": backend, **(env_extra or {})}
     command = [sys.executable, *code_or_args]
@@ -70,12 +86,11 @@ def jax_run(tmp_path_factory):
                                         {"train": 24, "val": 8, "test": 8}, image_size=SIZE)
     config = root / "parity.yaml"
     config.write_text(EXPERIMENT.replace("TFRECORDS", data))
-    run_dir = str(root / "run")
-    _run("jax", ["-m", "tfdldl.backend_train", f"--config={config}", "--workers=1",
-                 f"--set=output_dir={run_dir}",
-                 f"--set=export.saved_models_dir={root / 'saved_models'}"], FAST_XLA)
-    forward = str(root / "jax_forward.npz")
-    _run("jax", ["-c", FORWARD, run_dir, forward], FAST_XLA)
+    run_dir, forward = str(root / "run"), str(root / "jax_forward.npz")
+    _run("jax", ["-c", TRAIN_THEN_FORWARD, run_dir, forward, f"--config={config}",
+                 "--workers=1", f"--set=output_dir={run_dir}",
+                 f"--set=export.saved_models_dir={root / 'saved_models'}"], FAST_XLA,
+         timeout=480)
     return run_dir, dict(np.load(forward))
 
 
