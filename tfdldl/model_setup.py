@@ -25,7 +25,8 @@ def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_e
     Under tf.distribute, call it inside ``strategy.scope()``.
 
     Raises:
-      ManifestError: model.initial_weights predicts on another label space.
+      ManifestError: the data's task (manifest) is not the experiment's, or
+        model.initial_weights predicts on another label space.
     """
     from tfdldl import heads, loss_weighting, metrics
 
@@ -33,6 +34,7 @@ def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_e
     model = build_network(experiment, space)
     if experiment.model.initial_weights:
         _load_initial_weights(model, experiment.model.initial_weights, manifest)
+    manifest.require_task(experiment.task, what=f"experiment {experiment.name!r}")
     specs = resolve_heads(experiment)
     loss, loss_weights = heads.compile_losses(specs, space, loss_weighting.layer_of(model))
     model.compile(optimizer=make_optimizer(experiment.optimizer, steps_per_epoch,
