@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep.synthetic import write_tfrecord_set
-from tfdldl import distribute, heads, loss_weighting, models, train
+from tfdldl import distribute, heads, inference, loss_weighting, models, train
 from tfdldl.experiment import HeadConfig, load_experiment
 from tfdldl.label_space import LabelSpace
 
@@ -140,9 +140,9 @@ model: {{arch: tiny, input_size: {SIZE}, width: 0.25}}
 heads: [{{name: age, kind: distribution}}, {{name: sex, kind: gender, names: [m, f]}}]
 loss_weighting: uncertainty
 train: {{epochs: 2, batch_size: 8, verbose: 0}}
-export: {{enabled: false}}
+export: {{saved_models_dir: {tmp_path / 'saved_models'}}}
 """)
-    train.train(load_experiment(str(path)))
+    results = train.train(load_experiment(str(path)))
     with open(tmp_path / "run" / "training_log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2
@@ -150,3 +150,7 @@ export: {{enabled: false}}
         values = [float(row[key]) for row in rows]
         assert all(np.isfinite(values)) and values[0] != 1.0 and values[1] != values[0], key
     assert "learned loss weights age" in (tmp_path / "run" / "train.log").read_text()
+    # The weights are the training's: the SavedModel answers with the usual outputs only.
+    outputs = inference.load_predictor(results["saved_model"]).predict_images(
+        np.zeros((2, SIZE, SIZE, 3), np.float32))
+    assert sorted(outputs) == ["distribution", "gender_probability", "stddev", "value"]
