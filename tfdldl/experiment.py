@@ -323,18 +323,9 @@ def validate(experiment: Experiment, source: str) -> None:
     for key, ok, requirement in checks:
         if not ok:
             raise ConfigError(f"{source}: '{key}' {requirement}")
-    from tfdldl import heads  # (Keras: imported once a config is read, not for --help)
+    # (Keras: imported once a config is read, not for --help)
     from tfdldl.heads_config import check_heads
 
-    if experiment.heads:
-        if experiment.loss != LossConfig() or experiment.gender != GenderConfig():
-            raise ConfigError(f"{source}: give the heads either as a 'heads' list or in the "
-                              "older 'loss'/'gender' sections, not both; move the loss and "
-                              "gender settings into the heads' entries")
-    elif experiment.loss.name not in heads.LOSS_NAMES:
-        raise ConfigError(f"{source}: 'loss.name' must be one of "
-                          f"{', '.join(map(repr, heads.LOSS_NAMES))}, got "
-                          f"{experiment.loss.name!r}")
     check_heads(experiment, source)
 
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 from tfdldl import heads
 from tfdldl.config import ConfigError
-from tfdldl.experiment import Experiment, HeadConfig, attribute_of, resolve_heads
+from tfdldl.experiment import (Experiment, GenderConfig, HeadConfig, LossConfig, attribute_of,
+                               resolve_heads)
 
 
 def check_heads(experiment: Experiment, source: str) -> None:
     """Raise ConfigError (naming heads[i].key, the file and the fix) unless the ``heads``
     list holds distinct names, known kinds with their own losses and attributes, usable
-    weights, exactly one label head and at most one gender head."""
+    weights, exactly one label head and at most one gender head; or, without the list, a
+    known ``loss.name``."""
+    if not experiment.heads and experiment.loss.name not in heads.LOSS_NAMES:
+        raise ConfigError(f"{source}: 'loss.name' must be one of "
+                          f"{', '.join(map(repr, heads.LOSS_NAMES))}, got "
+                          f"{experiment.loss.name!r}")
+    if experiment.heads and (experiment.loss != LossConfig()
+                             or experiment.gender != GenderConfig()):
+        raise ConfigError(f"{source}: give the heads either as a 'heads' list or in the "
+                          "older 'loss'/'gender' sections, not both; move the loss and "
+                          "gender settings into the heads' entries")
     seen: dict[str, int] = {}
     for i, spec in enumerate(experiment.heads):
         where = f"{source}: 'heads[{i}]"
