@@ -7,14 +7,15 @@ and the total loss is
     L = Σ_i exp(-s_i) · L_i + s_i
 
 with L_i the head's own loss (for the distribution head with dldl_v2: KL + λ·|ŷ - y|, λ
-staying a fixed ratio inside the head). This is the form the paper trains with (its
-Section 3.2: predict s = log σ² for numerical stability) for a classification likelihood
-(1/σ² · L + log σ², up to the constant factor). The paper's regression form
-1/(2σ²) · L + log σ is half of it; we use the classification form for every head, regression
-(age) included, as most implementations do: halving one head's term only rescales what
-its s_i converges to (s_i* = log L_i in our form), and every head then starts, at s_i = 0,
-from weight 1 — the fixed weighting's default. exp(-s_i) is the head's effective weight;
-it is logged per epoch (:class:`LossWeightLog`, ``loss_weight_<head>`` in the CSV log).
+staying a fixed ratio inside the head). With s = log σ² this is exactly twice Kendall et
+al.'s term for a regression (Gaussian) likelihood, L/(2σ²) + log σ (their eqs. 7 and 10;
+Section 3.2 trains s = log σ² for numerical stability), and we use it for every head, the
+age regression and the gender classification alike. For a classification likelihood the
+paper's term is L/σ² + log σ = exp(-s)·L + s/2, whose optimum s* = log 2L is a weight half
+as large as ours (s* = log L); many implementations use one form for all heads, as
+here. At s_i = 0 every head starts from weight 1, the fixed weighting's default.
+exp(-s_i) is the head's effective weight; it is logged per epoch (:class:`LossWeightLog`,
+``loss_weight_<head>`` in the CSV log).
 
 Where the variables live: :class:`LossWeights`, a layer of the model (an identity on the
 pooled features; the serving outputs do not change), so the optimizer trains them with
