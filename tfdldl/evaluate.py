@@ -174,7 +174,7 @@ def evaluate(model_path: str | None, data_dir: str, split: str = "test",
         **compute_results(predictions, predictor.label_space, per_sample,
                           predictor.temperature, manifest.group_names(),
                           predictor.class_names.get(GENDER_PROBABILITY, GENDER_NAMES),
-                          age_groups),
+                          age_groups, manifest.task),
     }
     if fitted is not None:
         results["calibration"] = fitted

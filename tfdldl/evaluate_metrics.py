@@ -23,10 +23,11 @@ AGE_BAND_WIDTH = 10.0
 GENDER_NAMES = ("male", "female")
 
 
-def band_edges(label_space: LabelSpace) -> np.ndarray:
-    """Band boundaries over [minimum, maximum]: decades for age, else 8 equal bands; float64."""
+def band_edges(label_space: LabelSpace, task: str = "age") -> np.ndarray:
+    """Band boundaries over [minimum, maximum]: decades for the age task, else 8 equal bands;
+    float64. ``task``: the data's task (tfdldl.manifest.Manifest.task)."""
     low, high = float(label_space.minimum), float(label_space.maximum)
-    if label_space.name == "age":
+    if task == "age":
         start = np.floor(low / AGE_BAND_WIDTH) * AGE_BAND_WIDTH
         edges = np.arange(start, high + AGE_BAND_WIDTH, AGE_BAND_WIDTH)
         edges = edges[edges < high]
@@ -58,11 +59,12 @@ def default_thetas(label_space: LabelSpace) -> np.ndarray:
     return np.linspace(0.0, (label_space.maximum - label_space.minimum) / 10.0, 11)
 
 
-def slice_theta(label_space: LabelSpace) -> float:
-    """The CS threshold of the slice tables: 5 years for age, else a twentieth of the range."""
+def slice_theta(label_space: LabelSpace, task: str = "age") -> float:
+    """The CS threshold of the slice tables: 5 years for the age task, else a twentieth of
+    the range."""
     from tfdldl.metrics import AGE_CS_THETA
 
-    if label_space.name == "age":
+    if task == "age":
         return AGE_CS_THETA
     return (label_space.maximum - label_space.minimum) / 20.0
 
@@ -102,10 +104,10 @@ def slice_table(true: np.ndarray, predicted: np.ndarray, codes: np.ndarray,
 
 def slices(predictions: SplitPredictions, label_space: LabelSpace,
            group_name: str, group_labels: Sequence[str],
-           gender_names: Sequence[str] = GENDER_NAMES) -> dict[str, Any]:
+           gender_names: Sequence[str] = GENDER_NAMES, task: str = "age") -> dict[str, Any]:
     """{"gender": slice_table, <group_name or "group">: slice_table}, without empty ones;
     gender codes are named by ``gender_names`` (the model's, with the gender head)."""
-    theta = slice_theta(label_space)
+    theta = slice_theta(label_space, task)
     tables = {"gender": slice_table(predictions.true, predictions.value, predictions.gender,
                                     gender_names, theta),
               group_name or "group": slice_table(predictions.true, predictions.value,
@@ -136,7 +138,8 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
                     per_sample_sigma: bool, temperature: float = 1.0,
                     groups: tuple[str, Sequence[str]] = ("", ()),
                     gender_names: Sequence[str] = GENDER_NAMES,
-                    age_groups: Sequence[float] = ADIENCE_AGE_GROUPS) -> dict[str, Any]:
+                    age_groups: Sequence[float] = ADIENCE_AGE_GROUPS,
+                    task: str = "age") -> dict[str, Any]:
     """The metric dict written to results.json.
 
     Args:
@@ -149,14 +152,16 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
       gender_names: the model's gender class names, column order of gender_probability
         (= record codes); they also name the age slices by gender.
       age_groups: lower edges of the age groups, years (:mod:`tfdldl.age_groups`).
+      task: what the label is (the manifest's task): the age task gets decade bands, 5-year
+        slices and age groups.
     Returns:
-      {"count", "mae", "bias", "rmse", "pearson", "epsilon_error",
+      {"task", "count", "mae", "bias", "rmse", "pearson", "epsilon_error",
        "mean_predicted_stddev", "cs": {"thetas", "values"}, "cs_at": {θ: CS}, "bands",
        "slices": {attribute: slice_table}, "intervals": interval_results,
        "gender_accuracy": share of known-gender faces whose most probable gender is theirs
        (None without the gender head or known genders), "gender_confusion":
        :func:`gender_confusion`, "age_groups": :func:`tfdldl.age_groups.age_group_accuracy`
-       (None unless the label is age)}.
+       (None unless the task is age)}.
     Raises:
       ValueError: bad ``age_groups`` edges.
     """
@@ -167,6 +172,7 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
     curve = np.asarray(metrics.cs_curve(value, true, thetas), np.float64)
     stddev = predictions.stddev[np.isfinite(predictions.stddev)]
     return {
+        "task": task,
         "count": int(len(true)),
         "mae": float(metrics.mae(value, true)),
         "bias": float(np.mean(value.astype(np.float64) - true)),
@@ -177,15 +183,15 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
         "mean_predicted_stddev": float(stddev.mean()) if len(stddev) else None,
         "cs": {"thetas": [float(t) for t in thetas], "values": [float(c) for c in curve]},
         "cs_at": {f"{t:g}": float(c) for t, c in zip(thetas, curve)},
-        "bands": band_table(true, value, band_edges(label_space)),
-        "slices": slices(predictions, label_space, *groups, gender_names),
+        "bands": band_table(true, value, band_edges(label_space, task)),
+        "slices": slices(predictions, label_space, *groups, gender_names, task),
         "intervals": interval_results(predictions, label_space, temperature),
         "gender_accuracy": (None if predictions.gender_probability is None else
                             metrics.class_accuracy(predictions.gender_probability,
                                                    predictions.gender)),
         "gender_confusion": gender_confusion(predictions, gender_names),
         "age_groups": (age_group_accuracy(true, value, age_groups)
-                       if label_space.name == "age" else None),
+                       if task == "age" else None),
     }
 
 
