@@ -283,6 +283,7 @@ def write_outputs(config: DataConfig, tasks: list[shard_job.ShardTask], sidecars
     manifest = {
         "schema_version": example_schema.SCHEMA_VERSION,
         "dataset": config.dataset,
+        "task": config.task,
         "label_space": config.label_space.build().to_dict(),
         "sigma": {"policy": config.sigma.policy, "value": config.sigma.value},
         "image_size": config.alignment.output_size,

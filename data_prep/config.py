@@ -17,6 +17,7 @@ from data_prep.splits import SplitSpec
 from tfdldl.config import ConfigError, load_config
 from tfdldl.face_align import DEFAULT_FRAMING, Framing
 from tfdldl.label_space import LabelSpace
+from tfdldl.manifest import TASKS
 
 # Upper bounds of values that would otherwise exhaust memory or mean nothing.
 MAX_OUTPUT_SIZE = 1024  # stored face side, pixels (224 is the paper's)
@@ -172,6 +173,8 @@ class DataConfig:
 
     Attributes:
       dataset: a name for the manifest and logs, e.g. "utkface".
+      task: what the label is, "age" or "attractiveness" (tfdldl.manifest.TASKS); written
+        to the manifest, where training and evaluation read it.
       adapter: the dataset reader.
       label_space: the label grid the distributions are computed on.
       sigma: the σ policy.
@@ -188,6 +191,7 @@ class DataConfig:
     """
 
     dataset: str = "dataset"
+    task: Literal["age", "attractiveness"] = "age"
     adapter: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
     label_space: LabelSpaceConfig = dataclasses.field(default_factory=LabelSpaceConfig)
     sigma: SigmaConfig = dataclasses.field(default_factory=SigmaConfig)
@@ -252,6 +256,9 @@ def check(config: DataConfig, source: str = "<config>") -> None:
         problems.append("output.jpeg_quality must lie in 1..100")
     if config.workers < 1:
         problems.append("workers must be >= 1")
+    if config.label_space.name in TASKS and config.label_space.name != config.task:
+        problems.append(f"label_space.name {config.label_space.name!r} names another task "
+                        f"than task {config.task!r}; set task: {config.label_space.name}")
     if config.group.labels and not config.group.name:
         problems.append("group.labels needs group.name (what the codes are, e.g. race)")
     bad_options = [option for option in config.runner.beam_options

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdldl import example_schema as schema
+from tfdldl.example_spec import feature_spec
 from tfdldl.safe_io import atomic_path
 
 TILE = 112  # pixels per face in the sheet
@@ -22,9 +23,7 @@ def read_faces(shard_paths: Sequence[str], count: int) -> list[tuple[np.ndarray,
     if count <= 0 or not shard_paths:
         return []
     per_shard = max(1, math.ceil(count / len(shard_paths)))
-    features = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string),
-                schema.LABEL: tf.io.FixedLenFeature([], tf.float32),
-                schema.COVERAGE: tf.io.FixedLenFeature([], tf.float32, default_value=-1.0)}
+    features = feature_spec([schema.IMAGE, schema.LABEL, schema.COVERAGE])
     faces = []
     for path in shard_paths:
         for record in tf.data.TFRecordDataset(path).take(per_shard):

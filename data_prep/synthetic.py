@@ -17,7 +17,7 @@ import numpy as np
 
 from tfdldl import example_schema
 from tfdldl.label_space import LabelSpace
-from tfdldl.manifest import write_manifest
+from tfdldl.manifest import legacy_task, write_manifest
 
 SYNTHETIC_SIGMA = 2.0
 # Group codes of the synthetic records (for evaluation slices), cycled through record order.
@@ -88,7 +88,8 @@ def write_tfrecord_set(root: str, label_space: LabelSpace, counts: Mapping[str, 
       shards_per_split: shards written for each split.
       seed: makes the set reproducible.
     Returns:
-      ``root``.
+      ``root``. Its manifest's task is the label space's name when that names a task
+      (tfdldl.manifest.legacy_task): AGE data are "age", SCUT_FBP5500 "attractiveness".
     """
     from data_prep.tfrecord_writer import FaceExample, write_shard
 
@@ -108,7 +109,7 @@ def write_tfrecord_set(root: str, label_space: LabelSpace, counts: Mapping[str, 
                 jpeg=jpeg.tobytes(), image_size=image_size, label=float(label),
                 sigma=SYNTHETIC_SIGMA, distribution=distributions[i],
                 subject=f"s{split}{i}", gender=i % 2, source=f"{split}/{i:05d}.jpg",
-                group=i % len(SYNTHETIC_GROUPS),
+                group=i % len(SYNTHETIC_GROUPS), coverage=1.0,
             ))
         names = [example_schema.shard_name(split, s, shards_per_split)
                  for s in range(shards_per_split)]
@@ -118,6 +119,7 @@ def write_tfrecord_set(root: str, label_space: LabelSpace, counts: Mapping[str, 
     write_manifest(root, {
         "schema_version": example_schema.SCHEMA_VERSION,
         "dataset": "synthetic",
+        "task": legacy_task(label_space),
         "label_space": label_space.to_dict(),
         "sigma": {"policy": "constant", "value": SYNTHETIC_SIGMA},
         "image_size": image_size,

@@ -15,6 +15,7 @@ Exit status 2 (and no archive) when the result would exceed ``--max_mib``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 from absl import app, flags
 
-from data_prep.tfrecord_writer import FaceExample, write_shard
+from data_prep.tfrecord_writer import write_shard
 from tfdldl import example_schema, tfrecord_reader
 from tfdldl.manifest import read_manifest, write_manifest
 
@@ -43,7 +44,7 @@ flags.DEFINE_float("max_mib", 58.0, "Refuse an archive larger than this (MiB): 6
                    "device command minus the repository and the wheels.")
 
 # Manifest keys worth carrying (the per-record lists and histograms stay here).
-KEPT_KEYS = ("schema_version", "dataset", "label_space", "sigma", "alignment")
+KEPT_KEYS = ("schema_version", "dataset", "task", "label_space", "sigma", "alignment")
 
 
 def reencode(jpeg: bytes, quality: int | None, size: int | None) -> bytes:
@@ -75,11 +76,9 @@ def pack(data: str, out: str, splits: list[str], quality: int | None, size: int 
             count = math.ceil(len(faces) / records_per_shard)
             names = [example_schema.shard_name(split, i, count) for i in range(count)]
             for i, name in enumerate(names):
-                examples = [FaceExample(jpeg=reencode(face.jpeg, quality, size),
-                                        image_size=size or face.image_size, label=face.label,
-                                        sigma=face.sigma, distribution=face.distribution,
-                                        subject=face.subject, gender=face.gender,
-                                        source=face.source)
+                # Every field kept (group, coverage, ...); only the pixels are re-encoded.
+                examples = [dataclasses.replace(face, jpeg=reencode(face.jpeg, quality, size),
+                                                image_size=size or face.image_size)
                             for face in faces[i * records_per_shard:(i + 1) * records_per_shard]]
                 write_shard(os.path.join(root, name), examples)
             packed_splits[split] = {"count": len(faces), "shards": names}

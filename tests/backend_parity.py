@@ -14,7 +14,7 @@ import sys
 import keras
 import numpy as np
 
-from tfdldl import heads, layers, metrics, models
+from tfdldl import attention_maps, heads, layers, metrics, models
 from tfdldl.label_space import SCUT_FBP5500
 
 SPACE = SCUT_FBP5500  # Δl = 0.1
@@ -35,7 +35,8 @@ def compute(weights_dir: str, write_weights: bool) -> dict:
     """All compared quantities as float arrays, keyed by a readable name.
 
     Args:
-      weights_dir: holds ``<head>.weights.h5`` for the three heads.
+      weights_dir: holds ``<head>.weights.h5`` for the three heads (and gender.weights.h5
+      for the age + gender model with attention).
       write_weights: initialise the models from seeds and save their weights there (the
         reference side); otherwise load them.
     """
@@ -59,6 +60,7 @@ def compute(weights_dir: str, write_weights: bool) -> dict:
         for name, tensor in out.items():  # inference outputs feed the losses and metrics
             outputs[f"value/{head}" if name == "value" else name] = tensor
 
+    results.update(_gender_model(weights_dir, write_weights, images))
     results["stddev"] = keras.ops.convert_to_numpy(
         layers.distribution_stddev(outputs["distribution"], SPACE.grid))
     for name in heads.LOSS_NAMES:
@@ -85,6 +87,29 @@ def compute(weights_dir: str, write_weights: bool) -> dict:
     epsilon.update_state(np.stack([labels, sigmas], axis=1), value)
     results["metric/epsilon_error"] = keras.ops.convert_to_numpy(epsilon.result())
     return results
+
+
+def _gender_model(weights_dir: str, write_weights: bool, images: np.ndarray) -> dict:
+    """A model with the gender head, attention and gender fed into age: its outputs, its
+    attention map and the masked gender cross-entropy (one unknown gender, -1)."""
+    if write_weights:
+        keras.utils.set_random_seed(len(HEADS))
+    model = models.build_model("tiny", SPACE, input_size=SIZE, gender_names=("m", "f"),
+                               gender_into_age=True, attention=True)
+    path = os.path.join(weights_dir, "gender.weights.h5")
+    if write_weights:
+        model.save_weights(path)
+    else:
+        model.load_weights(path)
+    out = {f"gender/{name}": keras.ops.convert_to_numpy(tensor)
+           for name, tensor in model(images, training=False).items()}
+    out["gender/attention_map"] = attention_maps.attention_maps(
+        attention_maps.map_model(model), images)
+    loss = heads.GENDER.build_loss(2, 1.0)[0][heads.GENDER_PROBABILITY]
+    codes = (np.arange(len(images)) % 3 - 1).astype(np.float32)  # -1, 0, 1, ...
+    out["gender/loss"] = keras.ops.convert_to_numpy(
+        loss(codes, out[f"gender/{heads.GENDER_PROBABILITY}"]))
+    return out
 
 
 def main(weights_dir: str, out_path: str) -> None:

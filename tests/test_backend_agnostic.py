@@ -63,7 +63,7 @@ def test_other_backend_reproduces_tensorflow(backend, module, extra_env, tensorf
     env = {**os.environ, **extra_env, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests", "backend_parity.py"),
-                          weights_dir, out], env=env, capture_output=True, text=True, timeout=300)
+                          weights_dir, out], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     other = dict(np.load(out))
     assert str(other.pop("backend")) == backend

@@ -65,9 +65,44 @@ def test_report_writes_every_plot_and_an_html_page_embedding_them(tmp_path):
     assert len(embedded) == 5
     assert base64.b64decode(embedded[0]).startswith(PNG_SIGNATURE)
     assert f"{results['mae']:.4g}" in page
-    # bands, 2 genders, 2 known tones (code -1 is unknown), 3 interval masses
-    assert page.count("<tr><td>") == len(results["bands"]) + 2 + 2 + 3
+    # bands, 2 genders, 2 known tones (code -1 is unknown), 8 age groups, 3 interval masses
+    assert page.count("<tr><td>") == len(results["bands"]) + 2 + 2 + 8 + 3
     assert "By tone (largest MAE gap" in page and "temperature 0.8" in page
+    assert f"Age groups: accuracy {results['age_groups']['accuracy']:.4g}" in page
+    # no attention overlays given: the page says so instead of drawing an empty figure
+    assert report.NO_ATTENTION in page and "attention" not in written
+
+
+def test_report_draws_attention_overlays_and_the_gender_table(tmp_path):
+    """Faces that carry attention overlays get their own figure (no 'no attention' note);
+    a gender model's confusion matrix is a table with the accuracy in its caption."""
+    import dataclasses
+
+    from tfdldl.attention_maps import overlay
+    from tfdldl.evaluate import face_groups
+
+    predictions = _predictions(count=40)
+    probability = np.full((40, 2), 0.1, np.float32)
+    probability[np.arange(40), (np.arange(40) // 3) % 2] = 0.9  # some right, some wrong
+    predictions.gender_probability = probability
+    results = {"model": "m", "data": "d", "split": "test", "label_space": AGE.to_dict(),
+               **compute_results(predictions, AGE, per_sample_sigma=False,
+                                 gender_names=("man", "woman"))}
+    heat = np.outer(np.arange(4), np.ones(4))  # hottest at the bottom
+    faces = [(title, [dataclasses.replace(face, attention=overlay(face.image, heat))
+                      for face in samples])
+             for title, samples in face_groups(predictions, count=3)]
+    written = report.write_report(str(tmp_path), results, predictions.true, predictions.value,
+                                  AGE, faces)
+    _, image = _read_png(written["attention"])
+    assert image.shape[0] > 200 and image.std() > 10
+    page = open(written["html"], encoding="utf-8").read()
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 6
+    assert report.NO_ATTENTION not in page
+    counts = results["gender_confusion"]["counts"]
+    assert f"Gender: accuracy {results['gender_accuracy']:.4g}" in page
+    assert (f"<tr><th>true woman</th><td>{counts[1][0]}</td><td>{counts[1][1]}</td></tr>"
+            in page)
 
 
 def test_report_files_replace_planted_links_and_leave_their_targets_alone(tmp_path):

@@ -39,7 +39,7 @@ def __getattr__(name):
 
 def register_keras_objects() -> None:
     """Register tfdldl's Keras layers, losses and metrics (the classes ``.keras`` files name)."""
-    from tfdldl import layers, losses, metrics  # noqa: F401  (each registers on import)
+    from tfdldl import layers, loss_weighting, losses, metrics  # noqa: F401  (each registers)
 
 
 class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):

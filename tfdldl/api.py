@@ -4,6 +4,7 @@
     >>> estimator = tfdldl.AgeEstimator()          # the shipped model, highest version
     >>> for face in estimator.predict("photo.jpg"):
     ...     print(face.box, round(face.age), face.interval)
+    ...     print(face.gender, face.gender_confidence)  # None unless the model has gender
 
 :class:`AgeEstimator` runs the same MTCNN detector, alignment, model and calibrated
 interval as ``python -m tfdldl.predict`` (it uses that module's code).
@@ -58,6 +59,9 @@ class Face:
         the calibrated distribution, label units.
       confidence: the detector's face probability 0..1 (None for aligned input).
       warning: "" or why this prediction is unreliable.
+      gender: the most probable gender's name, from the model's class names (a model with
+        the gender head; None for an age-only model).
+      gender_confidence: that gender's predicted probability, 0..1 (None without the head).
     """
 
     box: tuple[float, float, float, float]
@@ -66,6 +70,8 @@ class Face:
     interval: tuple[float, float] | None
     confidence: float | None
     warning: str = ""
+    gender: str | None = None
+    gender_confidence: float | None = None
 
     @property
     def age(self) -> float:
@@ -148,7 +154,8 @@ def _face(row) -> Face:
     return Face(box=(row.x, row.y, row.width, row.height), value=row.value,
                 stddev=row.stddev,
                 interval=None if row.low is None else (row.low, row.high),
-                confidence=row.confidence, warning=row.message)
+                confidence=row.confidence, warning=row.message, gender=row.gender,
+                gender_confidence=row.gender_confidence)
 
 
 __all__: Sequence[str] = ("AgeEstimator", "Face", "resolve_model", "SHIPPED_MODEL")

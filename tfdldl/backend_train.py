@@ -18,7 +18,8 @@ The run folder (``output_dir``, default ``runs/<name>``) receives:
     label_space.json     the data's label grid (the export side needs no data)
     train.log            what the run did
     training_log.csv     one row per epoch: losses, metrics, val metrics, learning rate,
-                         images_per_second and data_wait_share of that epoch
+                         images_per_second and data_wait_share of that epoch (and
+                         loss_weight_<head> under learned loss weighting)
     best.weights.h5      lowest validation MAE so far (with a validation split)
     last.weights.h5      the weights after the last finished epoch
     model.weights.h5     the chosen weights (best by validation, else last): the file to
@@ -163,15 +164,16 @@ def _read_data(experiment: Experiment, manifest: Manifest):
 
 
 def _fit(model, experiment: Experiment, stream, steps: int, validation, throughput) -> None:
-    """``model.fit`` with the run's callbacks (NaN stop, learning rate, throughput, CSV log,
-    last and best weights); raises TrainingStopped on a NaN/Inf loss."""
+    """``model.fit`` with the run's callbacks (NaN stop, learning rate, learned loss weights,
+    throughput, CSV log, last and best weights); raises TrainingStopped on a NaN/Inf loss."""
     import keras
 
     from tfdldl import callbacks as callbacks_module
+    from tfdldl.loss_weighting import LossWeightLog
 
     run_dir = experiment.run_dir
     stop = callbacks_module.StopOnNaN()
-    callbacks = [stop, callbacks_module.LearningRateLog(), throughput,
+    callbacks = [stop, callbacks_module.LearningRateLog(), LossWeightLog(), throughput,
                  keras.callbacks.CSVLogger(os.path.join(run_dir, CSV_LOG)),
                  keras.callbacks.ModelCheckpoint(os.path.join(run_dir, LAST_WEIGHTS),
                                                  save_weights_only=True)]

@@ -81,6 +81,39 @@ class LossConfig:
 
 
 @dataclasses.dataclass
+class HeadConfig:
+    """One entry of the ``heads:`` list: one model output group (tfdldl.heads), its loss and
+    weight, in the spirit of the Facial Age Estimation Benchmark's configs::
+
+        heads:
+          - {name: age, kind: distribution, attribute: age, loss: dldl_v2, weight: 1.0}
+          - {name: gender, kind: gender, attribute: gender, loss: masked_cross_entropy,
+             weight: 1.0, names: [male, female]}
+
+    name: the head's own name, unique (logs: loss_weight_<name> under learned weighting).
+    kind: "distribution", "regression" or "ranking" (a label head, exactly one: it
+      predicts the record's label) or "gender" (at most one; tfdldl.heads.KINDS_ALL).
+    attribute: what it predicts: the experiment's ``task`` for a label head, "gender" for
+      the gender head; "" = that default.
+    loss: one of the kind's losses (distribution: dldl_v2, dldl, er, dex; regression: mr_l1,
+      mr_l2; ranking: ranking; gender: masked_cross_entropy); "" = the kind's first.
+    weight: the fixed weight of the head's whole loss (finite, >= 0); leave it at 1 with
+      ``loss_weighting: uncertainty`` (the weights are learned).
+    lam, kl_normalization: dldl_v2's λ and the KL convention (label heads; tfdldl.losses).
+    names: the class names in record-code order (gender: at least two, e.g. [male, female]).
+    """
+
+    name: str = ""
+    kind: str = ""
+    attribute: str = ""
+    loss: str = ""
+    weight: float = 1.0
+    lam: float = 1.0
+    kl_normalization: Literal["sum", "mean"] = "sum"
+    names: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class OptimizerConfig:
     """Optimizer and learning-rate schedule (paper: Adam 1e-3, x0.1 every 30 epochs).
 
@@ -193,7 +226,13 @@ class Experiment:
     """A whole training run. ``output_dir`` "" means ``runs/<name>``.
 
     task: what the label is, which picks the training metrics (tfdldl.metrics.build_metrics):
-    "age" (MAE, CS@5) or "attractiveness" (MAE, RMSE, Pearson correlation).
+    "age" (MAE, CS@5) or "attractiveness" (MAE, RMSE, Pearson correlation); it must be the
+    data's (the manifest's ``task``).
+
+    The heads: either a ``heads:`` list (:class:`HeadConfig`), or the older single-head form
+    (``loss:`` plus an optional ``gender:`` section), which :func:`resolve_heads` maps onto
+    the same list; not both. loss_weighting: "fixed" (each head's ``weight``) or
+    "uncertainty" (learned, tfdldl.loss_weighting: Kendall, Gal & Cipolla 2018).
     """
 
     name: str = "experiment"
@@ -205,6 +244,8 @@ class Experiment:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     gender: GenderConfig = dataclasses.field(default_factory=GenderConfig)
+    heads: list[HeadConfig] = dataclasses.field(default_factory=list)
+    loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
@@ -282,23 +323,69 @@ def validate(experiment: Experiment, source: str) -> None:
     for key, ok, requirement in checks:
         if not ok:
             raise ConfigError(f"{source}: '{key}' {requirement}")
-    from tfdldl import heads  # (Keras: imported once a config is read, not for --help)
+    # (Keras: imported once a config is read, not for --help)
+    from tfdldl.heads_config import check_heads
 
-    if experiment.loss.name not in heads.LOSS_NAMES:
-        raise ConfigError(f"{source}: 'loss.name' must be one of "
-                          f"{', '.join(map(repr, heads.LOSS_NAMES))}, got "
-                          f"{experiment.loss.name!r}")
+    check_heads(experiment, source)
+
+
+def resolve_heads(experiment: Experiment) -> list[HeadConfig]:
+    """The experiment's heads as a full ``heads:`` list (every default filled in).
+
+    The one place the older single-head form maps onto heads: ``loss: {name, lam,
+    kl_normalization}`` is a label head named after the task (kind from the loss,
+    tfdldl.heads.for_loss; weight 1), and ``gender: {names, weight}`` with names a gender
+    head named "gender".
+    """
+    from tfdldl import heads
+
+    if not experiment.heads:
+        loss = experiment.loss
+        resolved = [HeadConfig(name=experiment.task, kind=heads.for_loss(loss.name).kind,
+                               attribute=experiment.task, loss=loss.name, lam=loss.lam,
+                               kl_normalization=loss.kl_normalization)]
+        if experiment.gender.names:
+            resolved.append(HeadConfig(name="gender", kind=heads.GENDER.kind,
+                                       attribute=heads.GENDER.attribute,
+                                       loss=heads.GENDER.loss_names[0],
+                                       weight=experiment.gender.weight,
+                                       names=list(experiment.gender.names)))
+        return resolved
+    return [dataclasses.replace(
+        spec, attribute=spec.attribute or attribute_of(experiment, spec.kind),
+        loss=spec.loss or heads.KINDS_ALL[spec.kind].loss_names[0]) for spec in experiment.heads]
+
+
+def label_head(experiment: Experiment) -> HeadConfig:
+    """The resolved label head (the one that predicts the record's label)."""
+    from tfdldl import heads
+
+    return next(spec for spec in resolve_heads(experiment) if spec.kind in heads.HEADS)
+
+
+def gender_names(experiment: Experiment) -> list[str]:
+    """The gender head's class names; [] without a gender head."""
+    return next((list(spec.names) for spec in resolve_heads(experiment)
+                 if spec.kind == "gender"), [])
+
+
+def attribute_of(experiment: Experiment, kind: str) -> str:
+    """What a head of ``kind`` predicts: its own attribute, or the task for a label head."""
+    from tfdldl import heads
+
+    return heads.KINDS_ALL[kind].attribute or experiment.task
 
 
 def _gender_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
-    """(key, ok, requirement) for the gender head's settings (see :func:`validate`)."""
+    """(key, ok, requirement) for the gender section's settings (see :func:`validate`)."""
     names = experiment.gender.names
+    has_gender = bool(names) or any(spec.kind == "gender" for spec in experiment.heads)
     return [
         ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
          "must be empty (no gender head) or at least two distinct names in record-code "
          "order, e.g. [male, female]"),
         ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
          "must be finite and >= 0"),
-        ("model.gender_into_age", not experiment.model.gender_into_age or bool(names),
-         "needs the gender head: give gender.names"),
+        ("model.gender_into_age", not experiment.model.gender_into_age or has_gender,
+         "needs the gender head: give gender.names (or a heads entry of kind gender)"),
     ]

@@ -42,7 +42,7 @@ from tfdldl.signatures import (ERROR_OUTPUT, INPUT_NAME, MAX_BATCH, PREDICT_IMAG
 # Also the names callers know from this module (tfdldl.serving, the tests): the loader's
 # and the signatures' (re-exported).
 __all__ = ["export_saved_model", "remove_scratch", "write_models_config", "save_keras",
-           "reexport_saved_model", "input_size_of", "load_serving", "ServingModel",
+           "reexport_saved_model", "keras_model_of", "input_size_of", "load_serving", "ServingModel",
            "ServingLoadError", "encoded_list", "ERROR_OUTPUT", "INPUT_NAME", "MAX_BATCH",
            "SERVING_DEFAULT", "PREDICT_IMAGES", "SERVING_FLIP_AVERAGED", "SIGNATURES",
            "LABEL_SPACE_ASSET", "CONFIG_ASSET", "EXPORT_INFO_ASSET", "MODELS_CONFIG"]
@@ -278,30 +278,8 @@ def reexport_saved_model(path: str | os.PathLike, out_root: str | os.PathLike, n
       ServingLoadError: ``path`` is not a tfdldl SavedModel, or its weights do not fit the
         network its config names.
     """
-    from tfdldl import models
-
     old = load_serving(path)
-    network = old.config.get("model", {})
-    if "arch" not in network:
-        raise ServingLoadError(f"{old.path}: assets/{CONFIG_ASSET} names no model.arch; "
-                               "re-export from the training run instead")
-    from tfdldl.heads import GENDER_PROBABILITY
-
-    model = models.build_model(network["arch"], old.label_space, input_size=old.input_size,
-                               pooling=network.get("pooling", "hybrid"), head=old.head,
-                               width=network.get("width"),
-                               gender_names=old.class_names.get(GENDER_PROBABILITY, ()),
-                               gender_into_age=bool(network.get("gender_into_age", False)),
-                               attention=bool(network.get("attention", False)))
-    stored = {variable.name.split(":")[0]: variable
-              for variable in old.signatures[PREDICT_IMAGES].variables}
-    wanted = {weight.path: weight for weight in model.weights}
-    if set(stored) != set(wanted) or any(
-            tuple(stored[key].shape) != tuple(weight.shape) for key, weight in wanted.items()):
-        raise ServingLoadError(f"{old.path}: its weights do not fit the {network['arch']} "
-                               "network its config names; re-export from the training run")
-    for key, weight in wanted.items():
-        weight.assign(stored[key].numpy())
+    model = keras_model_of(old)
     final = export_saved_model(model, out_root, name, version, config_dict=old.config)
     assets = os.path.join(old.path, "assets")
     for filename in sorted(os.listdir(assets)):  # e.g. a calibration written since
@@ -309,3 +287,38 @@ def reexport_saved_model(path: str | os.PathLike, out_root: str | os.PathLike, n
             shutil.copy2(os.path.join(assets, filename), os.path.join(final, "assets"))
     return final
 
+
+def keras_model_of(serving: ServingModel):
+    """The Keras model behind a tfdldl SavedModel: the network its config names, built
+    anew, holding the SavedModel's weights (for what the signatures do not give, e.g. an
+    inner layer's output).
+
+    Raises:
+      ServingLoadError: the config asset names no ``model.arch``, or the stored weights do
+        not fit that network.
+    """
+    from tfdldl import models
+    from tfdldl.heads import GENDER_PROBABILITY
+
+    network = serving.config.get("model", {})
+    if "arch" not in network:
+        raise ServingLoadError(f"{serving.path}: assets/{CONFIG_ASSET} names no model.arch; "
+                               "re-export from the training run instead")
+    model = models.build_model(network["arch"], serving.label_space,
+                               input_size=serving.input_size,
+                               pooling=network.get("pooling", "hybrid"), head=serving.head,
+                               width=network.get("width"),
+                               gender_names=serving.class_names.get(GENDER_PROBABILITY, ()),
+                               gender_into_age=bool(network.get("gender_into_age", False)),
+                               attention=bool(network.get("attention", False)))
+    stored = {variable.name.split(":")[0]: variable
+              for variable in serving.signatures[PREDICT_IMAGES].variables}
+    wanted = {weight.path: weight for weight in model.weights}
+    if set(stored) != set(wanted) or any(
+            tuple(stored[key].shape) != tuple(weight.shape) for key, weight in wanted.items()):
+        raise ServingLoadError(f"{serving.path}: its weights do not fit the "
+                               f"{network['arch']} network its config names; re-export from "
+                               "the training run")
+    for key, weight in wanted.items():
+        weight.assign(stored[key].numpy())
+    return model

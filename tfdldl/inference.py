@@ -265,6 +265,11 @@ class SavedModelPredictor:
         # Exports from before the framing was recorded were all trained on the legacy one.
         self.framing = Framing.from_dict(training_faces.get("framing"))
 
+    @property
+    def serving(self):
+        """The loaded SavedModel (tfdldl.serving_model.ServingModel): signatures, assets."""
+        return self._serving
+
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """See :class:`Predictor`; runs the ``predict_images`` signature."""
         return _to_numpy(self._serving.predict_images(np.asarray(images, np.float32)))

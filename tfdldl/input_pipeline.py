@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tfdldl import augment, example_schema, heads, tf_image_io, tfrecord_reader
+from tfdldl import augment, example_schema, example_spec, heads, tf_image_io, tfrecord_reader
 from tfdldl.experiment import AugmentConfig
 from tfdldl.label_space import LabelSpace
 from tfdldl.manifest import Manifest, ManifestError
@@ -238,9 +238,8 @@ def _records(files: tf.Tensor, deterministic: bool,
 def _decoder(label_space: LabelSpace, outputs: Sequence[str], size: int):
     """A function: serialized records [N] -> (images [N, S, S, 3] float32, targets); the
     targets' heads name the record features to parse (tfdldl.heads.record_fields)."""
-    features = {example_schema.IMAGE: tf.io.FixedLenFeature([], tf.string)}
-    for key in heads.record_fields(outputs):
-        features[key] = _feature(key, label_space.num_classes)
+    features = example_spec.feature_spec([example_schema.IMAGE, *heads.record_fields(outputs)],
+                                         label_space.num_classes)
 
     def decode_one(encoded):
         # The stored faces are JPEGs written by data_prep: decoded by the one TF decoder
@@ -256,13 +255,3 @@ def _decoder(label_space: LabelSpace, outputs: Sequence[str], size: int):
 
     return decode
 
-
-def _feature(key: str, num_classes: int) -> tf.io.FixedLenFeature:
-    """How tf.io.parse_example reads the schema feature ``key`` (tfdldl.example_schema)."""
-    if key == example_schema.DISTRIBUTION:
-        return tf.io.FixedLenFeature([num_classes], tf.float32)
-    if key in example_schema.FLOAT_FEATURES:
-        return tf.io.FixedLenFeature([], tf.float32)
-    if key in example_schema.INT_FEATURES:
-        return tf.io.FixedLenFeature([], tf.int64, default_value=-1)
-    return tf.io.FixedLenFeature([], tf.string, default_value="")

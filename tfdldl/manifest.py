@@ -6,6 +6,7 @@ a complete build. Required keys::
     {
       "schema_version": 1,
       "dataset": "utkface",
+      "task": "age",                                     # or "attractiveness"
       "label_space": {"name": "age", "minimum": 0, "maximum": 100, "step": 1, "num_classes": 101},
       "sigma": {"policy": "constant", "value": 2.0},     # or "per_sample"
       "image_size": 224,
@@ -13,6 +14,11 @@ a complete build. Required keys::
                  "val": {...}, "test": {...}},
       ... anything else data_prep reports (skips, duplicates, alignment, histogram, config)
     }
+
+``task`` says what the label is (:data:`TASKS`); training refuses an experiment of another
+task, and evaluation reads it (:attr:`Manifest.task`). Manifests written before the key
+existed stay readable: their task is :func:`legacy_task` of the label space's name ("age"
+unless the name is a task), which is what tfdldl inferred before.
 """
 
 from __future__ import annotations
@@ -28,8 +34,19 @@ from tfdldl.jsonio import write_json
 from tfdldl.label_space import LabelSpace
 
 
+# What a label can be: "age" (years) or "attractiveness" (a rating); tfdldl.metrics picks
+# each task's measures.
+TASKS = ("age", "attractiveness")
+
+
 class ManifestError(ValueError):
     """A TFRecord folder that is missing, incomplete or inconsistent."""
+
+
+def legacy_task(label_space: LabelSpace) -> str:
+    """The task of a manifest without a "task" key: its label space's name when that names a
+    task (the rule tfdldl applied before tasks were recorded), else "age"."""
+    return label_space.name if label_space.name in TASKS else "age"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +61,8 @@ class Manifest:
       counts: split name -> number of records.
       sigma: the σ policy dict as written.
       raw: the whole manifest dict.
+      task: what the label is, one of :data:`TASKS` (the manifest's "task"; for older
+        manifests :func:`legacy_task`).
     """
 
     root: str
@@ -53,6 +72,7 @@ class Manifest:
     counts: dict[str, int]
     sigma: dict[str, Any]
     raw: dict[str, Any]
+    task: str = "age"
 
     def shards(self, split: str) -> list[str]:
         """Shard paths of ``split``; raises ManifestError naming the available splits."""
@@ -104,6 +124,13 @@ class Manifest:
         group = self.raw.get("group") or {}
         return str(group.get("name", "")), [str(label) for label in group.get("labels", [])]
 
+    def require_task(self, task: str, what: str = "the experiment") -> None:
+        """Raise ManifestError unless the data's labels are of ``task``."""
+        if task != self.task:
+            raise ManifestError(
+                f"{self.root} holds {self.task} labels but {what} is for the {task} task; set "
+                f"task: {self.task} in the experiment config, or train on {task} data")
+
     def require_label_space(self, expected: LabelSpace, what: str = "the model") -> None:
         """Raise ManifestError unless the data's grid equals ``expected``'s."""
         if not self.label_space.same_grid(expected):
@@ -137,8 +164,12 @@ def read_manifest(root: str | os.PathLike) -> Manifest:
         label_space = LabelSpace.from_dict(raw["label_space"])
         image_size = int(raw["image_size"])
         split_info = raw["splits"]
+        task = str(raw.get("task") or legacy_task(label_space))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ManifestError(f"{path} is not a valid manifest: {error!r}") from None
+    if task not in TASKS:
+        raise ManifestError(f"{path}: task {task!r} is not one of {', '.join(TASKS)}; "
+                            "rebuild the data with a known task")
     if version > example_schema.SCHEMA_VERSION:
         raise ManifestError(
             f"{path} has schema_version {version}, newer than this tfdldl understands "
@@ -163,6 +194,7 @@ def read_manifest(root: str | os.PathLike) -> Manifest:
         counts=counts,
         sigma=dict(raw.get("sigma", {})),
         raw=raw,
+        task=task,
     )
 
 

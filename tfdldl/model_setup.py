@@ -11,50 +11,57 @@ import logging
 import os
 
 from tfdldl.config import ConfigError
-from tfdldl.experiment import Experiment, OptimizerConfig
+from tfdldl.experiment import (Experiment, OptimizerConfig, gender_names, label_head,
+                               resolve_heads)
 from tfdldl.manifest import Manifest
 
 log = logging.getLogger("tfdldl.train")
 
 
 def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_epoch: int):
-    """The model on the data's label space, compiled with the configured loss and optimizer.
+    """The model on the data's label space, compiled with the configured heads' losses
+    (fixed or learned weights, tfdldl.heads.compile_losses) and optimizer.
 
     Under tf.distribute, call it inside ``strategy.scope()``.
+
+    Raises:
+      ManifestError: the data's task (manifest) is not the experiment's, or
+        model.initial_weights predicts on another label space.
     """
-    from tfdldl import heads, metrics
+    from tfdldl import heads, loss_weighting, metrics
 
     space = manifest.label_space
     model = build_network(experiment, space)
     if experiment.model.initial_weights:
         _load_initial_weights(model, experiment.model.initial_weights, manifest)
-    loss, loss_weights = heads.build_loss(experiment.loss.name, space, experiment.loss.lam,
-                                          experiment.loss.kl_normalization)
-    gender_names = experiment.gender.names
-    if gender_names:
-        gender_loss, gender_weight = heads.GENDER.build_loss(len(gender_names),
-                                                             experiment.gender.weight)
-        loss, loss_weights = {**loss, **gender_loss}, {**loss_weights, **gender_weight}
+    manifest.require_task(experiment.task, what=f"experiment {experiment.name!r}")
+    specs = resolve_heads(experiment)
+    loss, loss_weights = heads.compile_losses(specs, space, loss_weighting.layer_of(model))
     model.compile(optimizer=make_optimizer(experiment.optimizer, steps_per_epoch,
                                            experiment.train.epochs),
                   loss=loss, loss_weights=loss_weights,
-                  metrics=metrics.build_metrics(experiment.task, gender=bool(gender_names)),
+                  metrics=metrics.build_metrics(experiment.task,
+                                                gender=bool(gender_names(experiment))),
                   jit_compile=experiment.train.jit_compile)
     model.optimizer.build(model.trainable_variables)
     return model
 
 
 def build_network(experiment: Experiment, label_space):
-    """The experiment's network (tfdldl.models.build_model) on ``label_space``, uncompiled."""
-    from tfdldl import heads, models
+    """The experiment's network (tfdldl.models.build_model) on ``label_space``, uncompiled:
+    its label head and gender head from :func:`tfdldl.experiment.resolve_heads`, and the
+    learned loss weights' layer under ``loss_weighting: uncertainty``."""
+    from tfdldl import models
 
     config = experiment.model
+    learned = experiment.loss_weighting == "uncertainty"
     return models.build_model(config.arch, label_space, input_size=config.input_size,
-                              pooling=config.pooling,
-                              head=heads.for_loss(experiment.loss.name).kind,
-                              width=config.width, gender_names=experiment.gender.names,
+                              pooling=config.pooling, head=label_head(experiment).kind,
+                              width=config.width, gender_names=gender_names(experiment),
                               gender_into_age=config.gender_into_age,
-                              attention=config.attention)
+                              attention=config.attention,
+                              loss_weighting=[spec.name for spec in resolve_heads(experiment)]
+                              if learned else ())
 
 
 def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):

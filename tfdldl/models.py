@@ -23,6 +23,7 @@ import keras
 from tfdldl import heads
 from tfdldl import layers as dldl_layers
 from tfdldl.label_space import LabelSpace
+from tfdldl.loss_weighting import LAYER_NAME, LossWeights
 
 ARCHITECTURES = {
     "thin": ((32, 32), (64, 64), (128, 128, 128), (256, 256, 256), (256, 256, 256)),
@@ -42,7 +43,8 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
                 pooling: Literal["hybrid", "gap"] = "hybrid",
                 head: Literal["distribution", "regression", "ranking"] = "distribution",
                 width: Optional[float] = None, gender_names: Sequence[str] = (),
-                gender_into_age: bool = False, attention: bool = False) -> keras.Model:
+                gender_into_age: bool = False, attention: bool = False,
+                loss_weighting: Sequence[str] = ()) -> keras.Model:
     """Build ThinAgeNet or TinyAgeNet with one of the paper's heads.
 
     Args:
@@ -61,6 +63,9 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
         attentional multi-task network's design); needs ``gender_names``.
       attention: CBAM channel + spatial attention (tfdldl.layers.ConvBlockAttention, layer
         "attention") on the last conv block's map, before pooling.
+      loss_weighting: head names: add their learned loss weights
+        (tfdldl.loss_weighting.LossWeights, layer "loss_weighting", an identity on the
+        pooled features); () = fixed weights, no such layer.
     Returns:
       A functional ``keras.Model`` named ``<arch>agenet``. Input float32 [N, S, S, 3], RGB
       0..255. Outputs (a dict): "distribution" [N, K] + "value" [N]; or "value" [N]; or
@@ -96,6 +101,8 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
         features = dldl_layers.HybridPooling(name="hybrid_pool")(x)
     else:
         features = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if loss_weighting:
+        features = LossWeights(loss_weighting, name=LAYER_NAME)(features)
 
     outputs = _heads(features, head_kind, label_space, gender_names, gender_into_age)
     return keras.Model(images, outputs, name=f"{arch}agenet")

@@ -6,11 +6,10 @@ Plots (all from NumPy arrays, so they can be tested without a model):
   * the cumulative score curve CS(θ);
   * MAE, bias and counts per group (gender, race...) when the data has groups;
   * a grid of the best and the worst predicted faces, each above its predicted
-    distribution with the true and predicted values marked.
-``report.html`` embeds every PNG (base64) and the metric tables (including the coverage
-of the predicted intervals), so it can be mailed or opened from anywhere. A few lines of
-script mark the page once loaded: ``<body data-broken-images="N">`` counts images the
-browser could not decode (tests/test_report.py reads it with headless Chromium).
+    distribution with the true and predicted values marked;
+  * for a model with attention, the same faces with its attention map overlaid.
+``report.html`` (:mod:`tfdldl.report_html`) embeds every PNG and the metric tables
+(including gender, age groups and the coverage of the predicted intervals).
 
 matplotlib is an optional extra (``pip install tfdldl[report]``); it is imported on first
 use and its absence is a :class:`ReportError` saying how to install it.
@@ -18,9 +17,7 @@ use and its absence is a :class:`ReportError` saying how to install it.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import os
 from typing import Any, Mapping, Sequence
 
@@ -28,13 +25,17 @@ import numpy as np
 
 from tfdldl import safe_io
 from tfdldl.label_space import LabelSpace
+from tfdldl.report_html import HTML_NAME, write_html
 
 SCATTER_PNG = "scatter.png"
 BANDS_PNG = "error_by_band.png"
 CS_PNG = "cs_curve.png"
 FACES_PNG = "best_worst_faces.png"
 SLICES_PNG = "error_by_group.png"
-HTML_NAME = "report.html"
+ATTENTION_PNG = "attention_maps.png"
+# The report's sentence for a model without attention (instead of an attention figure).
+NO_ATTENTION = ("This model has no attention map (it was built without model.attention), "
+                "so none is drawn.")
 
 
 class ReportError(RuntimeError):
@@ -50,12 +51,15 @@ class FaceSample:
       true: the label, label units.
       predicted: the predicted value, label units.
       distribution: float [K] predicted distribution (None for models without one).
+      attention: uint8 [S, S, 3] RGB, the face with the model's attention map overlaid
+        (tfdldl.attention_maps.overlay); None for a model without attention.
     """
 
     image: np.ndarray
     true: float
     predicted: float
     distribution: np.ndarray | None
+    attention: np.ndarray | None = None
 
 
 def _pyplot():
@@ -239,9 +243,7 @@ def plot_face_grid(groups: Sequence[tuple[str, Sequence[FaceSample]]], label_spa
             image_axes.imshow(face.image)
             image_axes.set_xticks([])
             image_axes.set_yticks([])
-            error = face.predicted - face.true
-            image_axes.set_title(f"true {face.true:g}, pred {face.predicted:.1f}\n"
-                                 f"error {error:+.1f}".replace("-0.0", "0.0"), fontsize=8)
+            image_axes.set_title(_face_title(face), fontsize=8)
             if c == 0:
                 image_axes.set_ylabel(title, fontsize=10)
             dist_axes = figure.add_subplot(inner[1, c])
@@ -258,6 +260,46 @@ def plot_face_grid(groups: Sequence[tuple[str, Sequence[FaceSample]]], label_spa
     return _save(figure, path)
 
 
+def plot_attention_grid(groups: Sequence[tuple[str, Sequence[FaceSample]]], path: str) -> str:
+    """The faces' attention overlays (``FaceSample.attention``), one row per group.
+
+    Args:
+      groups: (title, faces) pairs whose faces carry an attention overlay.
+      path: PNG to write.
+    Returns:
+      ``path``.
+    Raises:
+      ValueError: a face without an attention overlay.
+    """
+    plt = _pyplot()
+    columns = max(1, max(len(faces) for _, faces in groups))
+    figure, panels = plt.subplots(len(groups), columns, squeeze=False,
+                                  figsize=(1.9 * columns, 2.3 * len(groups) + 0.5))
+    for row, (title, faces) in zip(panels, groups):
+        for c, axes in enumerate(row):
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if c >= len(faces):
+                axes.set_axis_off()
+                continue
+            if faces[c].attention is None:
+                raise ValueError(f"face {c} of '{title}' has no attention overlay")
+            axes.imshow(faces[c].attention)
+            axes.set_title(_face_title(faces[c]), fontsize=8)
+            if c == 0:
+                axes.set_ylabel(title, fontsize=10)
+    figure.suptitle("Where the model looks: its attention map over each face (stretched per "
+                    "face; blue lowest, red highest)", fontsize=10)
+    return _save(figure, path)
+
+
+def _face_title(face: FaceSample) -> str:
+    """'true 31, pred 29.4\nerror -1.6' above a face."""
+    error = face.predicted - face.true
+    return (f"true {face.true:g}, pred {face.predicted:.1f}\n"
+            f"error {error:+.1f}".replace("-0.0", "0.0"))
+
+
 def select_best_worst(true: np.ndarray, predicted: np.ndarray,
                       count: int) -> tuple[np.ndarray, np.ndarray]:
     """Indexes of the ``count`` smallest and ``count`` largest absolute errors.
@@ -272,114 +314,6 @@ def select_best_worst(true: np.ndarray, predicted: np.ndarray,
     return order[:count], order[::-1][:count]
 
 
-def _image_tag(path: str, alt: str) -> str:
-    with open(path, "rb") as handle:
-        data = base64.b64encode(handle.read()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
-
-
-def _slice_table(attribute: str, table: Mapping[str, Any]) -> str:
-    """An HTML table of one attribute's groups: count, MAE, bias, CS@θ; gap in the caption."""
-    theta = table["theta"]
-    rows = "".join(f"<tr><td>{html.escape(group['name'])}</td><td>{group['count']}</td>"
-                   f"<td>{_format(group['mae'])}</td><td>{_format(group['bias'])}</td>"
-                   f"<td>{_format(group['cs'])}</td></tr>" for group in table["groups"])
-    gap = table["largest_gap"]
-    caption = (f"By {html.escape(attribute)} (largest MAE gap {_format(gap['mae'])}: "
-               f"{html.escape(gap['worst'])} vs {html.escape(gap['best'])})")
-    return (f"<table><caption>{caption}</caption><tr><th>{html.escape(attribute)}</th>"
-            f"<th>count</th><th>MAE</th><th>bias</th><th>CS@{theta:g}</th></tr>{rows}</table>")
-
-
-def _interval_table(intervals: Mapping[str, Any] | None) -> str:
-    """Coverage and mean width of the central intervals, uncalibrated and calibrated."""
-    if not intervals:
-        return ""
-    temperature = intervals["temperature"]
-    rows = "".join(
-        f"<tr><td>{float(mass) * 100:g} %</td><td>{_format(raw['coverage'])}</td>"
-        f"<td>{_format(raw['mean_width'])}</td>"
-        f"<td>{_format(intervals['calibrated'][mass]['coverage'])}</td>"
-        f"<td>{_format(intervals['calibrated'][mass]['mean_width'])}</td></tr>"
-        for mass, raw in intervals["uncalibrated"].items())
-    return ("<table><caption>Predicted intervals: share of true labels inside "
-            f"(temperature {temperature:.3g})</caption><tr><th>interval</th>"
-            "<th>coverage</th><th>mean width</th><th>calibrated coverage</th>"
-            f"<th>calibrated width</th></tr>{rows}</table>")
-
-
-def write_html(out_dir: str, results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
-    """Write ``out_dir/report.html``: headline metrics, band table and the embedded PNGs.
-
-    Args:
-      out_dir: folder for the page.
-      results: the evaluation dict (``tfdldl.evaluate.compute_results`` plus context).
-      figures: caption -> PNG path, in display order.
-    Returns:
-      The HTML path.
-    """
-    headline_keys = ["count", "mae", "bias", "rmse", "pearson", "epsilon_error",
-                     "mean_predicted_stddev", "flip_averaged"]
-    headline = "".join(
-        f"<tr><th>{html.escape(key)}</th><td>{_format(results.get(key))}</td></tr>"
-        for key in headline_keys if key in results)
-    cs_at = "".join(f"<tr><th>CS@{html.escape(theta)}</th><td>{_format(score)}</td></tr>"
-                    for theta, score in results.get("cs_at", {}).items())
-    band_rows = "".join(
-        f"<tr><td>{band['low']:g}–{band['high']:g}</td><td>{band['count']}</td>"
-        f"<td>{_format(band['mae'])}</td><td>{_format(band['bias'])}</td></tr>"
-        for band in results.get("bands", []))
-    pictures = "".join(f"<figure>{_image_tag(path, caption)}<figcaption>"
-                       f"{html.escape(caption)}</figcaption></figure>"
-                       for caption, path in figures.items())
-    slice_tables = "".join(_slice_table(attribute, table)
-                           for attribute, table in (results.get("slices") or {}).items())
-    space = results.get("label_space", {})
-    title = (f"tfdldl evaluation: {results.get('model', '')} on "
-             f"{results.get('data', '')} [{results.get('split', '')}]")
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; max-width: 1400px; }}
-table {{ border-collapse: collapse; margin: 1em 2em 1em 0; display: inline-table;
-         vertical-align: top; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 10px; text-align: right; }}
-figure {{ display: inline-block; margin: 1em; vertical-align: top; }}
-img {{ max-width: 100%; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>Label space: {html.escape(str(space.get('name', '')))} [{_format(space.get('minimum'))},
-{_format(space.get('maximum'))}] step {_format(space.get('step'))}.
-Errors are predicted − true, in label units.</p>
-<table><caption>Metrics</caption>{headline}</table>
-<table><caption>Cumulative score</caption>{cs_at}</table>
-<table><caption>By band</caption><tr><th>band</th><th>count</th><th>MAE</th><th>bias</th></tr>
-{band_rows}</table>
-{slice_tables}{_interval_table(results.get("intervals"))}
-<div>{pictures}</div>
-<script>
-window.addEventListener("load", function () {{
-  var broken = Array.prototype.filter.call(document.images, function (image) {{
-    return !image.complete || image.naturalWidth === 0; }});
-  document.body.setAttribute("data-broken-images", String(broken.length));
-}});
-</script>
-</body></html>
-"""
-    path = os.path.join(out_dir, HTML_NAME)
-    with safe_io.atomic_file(path) as handle:  # never writes through a planted link
-        handle.write(page)
-    return path
-
-
 def write_report(out_dir: str, results: Mapping[str, Any], true: np.ndarray,
                  predicted: np.ndarray, label_space: LabelSpace,
                  faces: Sequence[tuple[str, Sequence[FaceSample]]]) -> dict[str, str]:
@@ -390,10 +324,12 @@ def write_report(out_dir: str, results: Mapping[str, Any], true: np.ndarray,
       results: the evaluation dict; needs "bands" and "cs" ({"thetas", "values"}).
       true, predicted: float [N], label units.
       label_space: the model's label space.
-      faces: (title, samples) groups for the face grid (may be empty).
+      faces: (title, samples) groups for the face grid (may be empty). When their
+        samples carry attention overlays they are drawn too; otherwise the page says the
+        model has no attention map (:data:`NO_ATTENTION`).
     Returns:
       name -> path of every file written ("scatter", "bands", "cs", "slices" when the
-      results have slices, "faces", "html").
+      results have slices, "faces", "attention" with overlays, "html").
     """
     os.makedirs(out_dir, exist_ok=True)
     written = {
@@ -407,11 +343,18 @@ def write_report(out_dir: str, results: Mapping[str, Any], true: np.ndarray,
     if results.get("slices"):
         written["slices"] = plot_slices(results["slices"], label_space,
                                         os.path.join(out_dir, SLICES_PNG))
+    notes = ()
     if faces and any(samples for _, samples in faces):
         written["faces"] = plot_face_grid(faces, label_space, os.path.join(out_dir, FACES_PNG))
+        if all(sample.attention is not None for _, samples in faces for sample in samples):
+            written["attention"] = plot_attention_grid(faces,
+                                                       os.path.join(out_dir, ATTENTION_PNG))
+        else:
+            notes = (NO_ATTENTION,)
     captions = {"scatter": "Predicted vs true", "bands": "Error by band",
                 "cs": "Cumulative score", "slices": "Error by group",
-                "faces": "Best and worst predicted faces"}
+                "faces": "Best and worst predicted faces",
+                "attention": "Attention maps on the best and worst predicted faces"}
     written["html"] = write_html(out_dir, results,
-                                 {captions[key]: path for key, path in written.items()})
+                                 {captions[key]: path for key, path in written.items()}, notes)
     return written

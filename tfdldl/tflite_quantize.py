@@ -2,7 +2,9 @@
 empirical bias corrections of Nagel et al. 2019 (see :mod:`tfdldl.tflite_export`).
 
 A model's distribution head (tfdldl.heads) then runs in float after the interpreter:
-:func:`head_from_logits` (softmax and expectation), as an app does.
+:func:`head_from_logits` (softmax and expectation), as an app does. A model with the
+gender head has a second output, ``gender_logits`` [1, C], whose softmax
+(:func:`softmax`) gives the gender probabilities.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import numpy as np
 from tfdldl.heads import LOGITS_LAYER
 
 PHONE_MODE = "int8_logits"
+# The outputs of an int8_logits model with the gender head (named after the Dense layers;
+# an age-only model has the one unnamed logits output).
+LOGITS = LOGITS_LAYER
+GENDER_LOGITS = "gender_logits"
 INT8_LEVELS = 127  # symmetric int8 weights: [-127, 127] times a per-channel scale
 
 
@@ -26,13 +32,14 @@ def convert_int8_logits(model, faces: np.ndarray) -> bytes:
       faces: float32 [M, S, S, 3] RGB 0..255 representative faces (calibration and the
         bias corrections; a few hundred).
     Returns:
-      The .tflite bytes: uint8 [1, S, S, 3] in, float32 logits [1, K] out.
+      The .tflite bytes: uint8 [1, S, S, 3] in, float32 logits [1, K] out (with the gender
+      head: outputs "logits" [1, K] and "gender_logits" [1, C]).
     """
     from tfdldl.models import label_space_of
 
     grid = label_space_of(model).grid.astype(np.float64)
     corrected = correct_weight_rounding_bias(model, faces)
-    reference = np.asarray(_logits_model(model).predict_on_batch(faces), np.float64)
+    reference = _age_logits(_logits_model(model).predict_on_batch(faces))
     quantized = _tflite_logits(_convert_logits(corrected, faces), faces)
     offset = (quantized - reference).mean(axis=0)
     target = head_from_logits(reference, grid)[0].mean()
@@ -98,10 +105,19 @@ def quantized_kernel(kernel: np.ndarray) -> np.ndarray:
 
 def head_from_logits(logits: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """float [N, K] logits -> (value float32 [N] = Σ_k p_k l_k, distribution float32 [N, K])."""
+    p = _softmax64(logits)
+    return (p @ np.asarray(grid, np.float64)).astype(np.float32), p.astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """float [N, C] logits -> float32 [N, C] probabilities (rows sum to 1)."""
+    return _softmax64(logits).astype(np.float32)
+
+
+def _softmax64(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, np.float64)
     p = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    p /= p.sum(axis=-1, keepdims=True)
-    return (p @ np.asarray(grid, np.float64)).astype(np.float32), p.astype(np.float32)
+    return p / p.sum(axis=-1, keepdims=True)
 
 
 def _copy(model):
@@ -113,14 +129,24 @@ def _copy(model):
 
 
 def _logits_model(model):
-    """images -> logits [N, K] of a distribution-head model (a view sharing its layers)."""
+    """images -> logits [N, K] of a distribution-head model (a view sharing its layers);
+    with the gender head, images -> {"logits": [N, K], "gender_logits": [N, C]}."""
     import keras
 
     names = [layer.name for layer in model.layers]
     if LOGITS_LAYER not in names:
         raise ValueError(f"mode {PHONE_MODE} needs a distribution-head model (a Dense layer "
                          f"named '{LOGITS_LAYER}'); {model.name} has none")
-    return keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
+    logits = model.get_layer(LOGITS_LAYER).output
+    if GENDER_LOGITS not in names:
+        return keras.Model(model.input, logits)
+    return keras.Model(model.input, {LOGITS: logits,
+                                     GENDER_LOGITS: model.get_layer(GENDER_LOGITS).output})
+
+
+def _age_logits(outputs) -> np.ndarray:
+    """The age logits float64 [N, K] of :func:`_logits_model`'s outputs (array or dict)."""
+    return np.asarray(outputs[LOGITS] if isinstance(outputs, dict) else outputs, np.float64)
 
 
 def _channel_means(model, name: str, faces: np.ndarray) -> np.ndarray:
@@ -177,4 +203,4 @@ def _tflite_logits(model: bytes, faces: np.ndarray) -> np.ndarray:
     from tfdldl.tflite_export import TFLitePredictor
 
     runner = TFLitePredictor(model, None)
-    return np.concatenate([runner.raw_outputs(face[None])["logits"] for face in faces])
+    return np.concatenate([runner.raw_outputs(face[None])[LOGITS] for face in faces])

@@ -76,78 +76,47 @@ def verify_shards(manifest: Manifest, splits: Optional[Sequence[str]] = None) ->
             _VERIFIED.add(key)
 
 
-@dataclasses.dataclass(frozen=True)
-class FaceRecord:
-    """One decoded record of the schema in :mod:`tfdldl.example_schema`.
+# The one face record type (tfdldl.example_schema), under the name readers know.
+FaceRecord = schema.FaceRecord
 
-    Attributes:
-      jpeg: encoded aligned face (JPEG bytes).
-      image_size: side of the stored face, pixels.
-      label: y in label units.
-      sigma: σ of its label distribution, label units.
-      distribution: float32 [K], the stored Gaussian label distribution.
-      subject, source: strings ("" when absent).
-      gender: 0, 1 or -1.
-      group: the dataset's group code (names in the manifest), -1 unknown or absent.
-      coverage: share of the aligned crop inside the source photo, -1 when not recorded.
-      schema_version: the writer's SCHEMA_VERSION.
+
+def _value(features: dict, entry: schema.Feature):
+    """The value of the schema feature ``entry`` in a parsed Example's ``features``, checked
+    against the table: its dtype, one value (or the whole array for a per-class feature),
+    text decoded; the table's default when absent.
+
+    Raises:
+      ValueError: a required feature missing, or one of another kind or length.
     """
-
-    jpeg: bytes
-    image_size: int
-    label: float
-    sigma: float
-    distribution: np.ndarray
-    subject: str
-    gender: int
-    source: str
-    schema_version: int
-    group: int = -1
-    coverage: float = -1.0
-
-
-def _value(features: dict, key: str, kind: str, default=None, scalar: bool = True):
-    """Feature ``key`` checked to be of ``kind`` ("bytes", "float", "int").
-
-    Returns its single value (``scalar``) or the whole array; ``default`` when absent
-    (a missing required feature, ``default`` None, raises ValueError).
-    """
-    value = features.get(key)
+    value = features.get(entry.key)
     if value is None or len(value) == 0:
-        if default is None:
-            raise ValueError(f"feature '{key}' is missing")
-        return default
+        if entry.default is None:
+            raise ValueError(f"feature '{entry.key}' is missing")
+        return entry.default
+    kind = "bytes" if entry.dtype in ("bytes", "text") else entry.dtype
     actual = ("bytes" if isinstance(value, list)
               else "float" if value.dtype == np.float32 else "int")
     if actual != kind:
-        raise ValueError(f"feature '{key}' is a {actual} list, expected a {kind} list")
-    if not scalar:
+        raise ValueError(f"feature '{entry.key}' is a {actual} list, expected a {kind} list")
+    if entry.shape:
         return value
     if len(value) != 1:
-        raise ValueError(f"feature '{key}' has {len(value)} values, expected 1")
-    return value[0]
+        raise ValueError(f"feature '{entry.key}' has {len(value)} values, expected 1")
+    if entry.dtype == "text":
+        return value[0].decode("utf-8")
+    return value[0] if entry.dtype == "bytes" else (
+        int(value[0]) if entry.dtype == "int" else float(value[0]))
 
 
 def decode_face(data: bytes) -> FaceRecord:
-    """Decode one serialized record into a :class:`FaceRecord`.
+    """Decode one serialized record into a :class:`FaceRecord` (every feature of the schema
+    table, tfdldl.example_schema.FEATURES).
 
     Raises:
       ValueError: not a valid Example, or a required feature missing or of the wrong kind.
     """
     features = parse_example(data)
-    return FaceRecord(
-        jpeg=_value(features, schema.IMAGE, "bytes"),
-        image_size=int(_value(features, schema.IMAGE_SIZE, "int")),
-        label=float(_value(features, schema.LABEL, "float")),
-        sigma=float(_value(features, schema.SIGMA, "float", default=0.0)),
-        distribution=_value(features, schema.DISTRIBUTION, "float", scalar=False),
-        subject=_value(features, schema.SUBJECT, "bytes", default=b"").decode("utf-8"),
-        gender=int(_value(features, schema.GENDER, "int", default=-1)),
-        source=_value(features, schema.SOURCE, "bytes", default=b"").decode("utf-8"),
-        schema_version=int(_value(features, schema.VERSION, "int", default=0)),
-        group=int(_value(features, schema.GROUP, "int", default=-1)),
-        coverage=float(_value(features, schema.COVERAGE, "float", default=-1.0)),
-    )
+    return FaceRecord(**{entry.field: _value(features, entry) for entry in schema.FEATURES})
 
 
 def read_faces(paths: Sequence[str], verify_data: Optional[bool] = None) -> Iterator[FaceRecord]:

@@ -114,8 +114,9 @@ def _labels(manifest: Manifest, split: str):
     import tensorflow as tf
 
     from tfdldl import example_schema
+    from tfdldl.example_spec import feature_spec
 
-    feature = {example_schema.LABEL: tf.io.FixedLenFeature([], tf.float32)}
+    feature = feature_spec([example_schema.LABEL])
     dataset = tf.data.TFRecordDataset(manifest.shards(split)).batch(4096).map(
         lambda records: tf.io.parse_example(records, feature)[example_schema.LABEL])
     return np.concatenate([batch.numpy() for batch in dataset])

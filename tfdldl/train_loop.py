@@ -67,8 +67,11 @@ def datasets(experiment: Experiment, manifest: Manifest, plan: Plan, model,
 
 def _callbacks(experiment: Experiment, backup: resume.StepBackup, first_epoch: int,
                chief: bool, tensorboard: bool = True) -> list:
-    """NaN stop, CSV log, best checkpoint, TensorBoard, backup (in that order)."""
+    """NaN stop, learning rate and learned loss weights, CSV log, best checkpoint,
+    TensorBoard, backup (in that order)."""
     import keras
+
+    from tfdldl.loss_weighting import LossWeightLog
 
     run_dir = experiment.run_dir
     stop = callbacks_module.StopOnNaN()
@@ -79,8 +82,8 @@ def _callbacks(experiment: Experiment, backup: resume.StepBackup, first_epoch: i
     # Without the file (never written, or deleted as damaged) any epoch may become best.
     best = min((float(row[MONITOR]) for row in kept if row.get(MONITOR)),
                default=None) if os.path.exists(best_path) else None
-    callbacks = [stop, callbacks_module.LearningRateLog(), keras.callbacks.CSVLogger(
-        os.path.join(run_dir, CSV_LOG), append=True)]
+    callbacks = [stop, callbacks_module.LearningRateLog(), LossWeightLog(),
+                 keras.callbacks.CSVLogger(os.path.join(run_dir, CSV_LOG), append=True)]
     if experiment.data.val_split:
         callbacks.append(callbacks_module.BestCheckpoint(best_path, MONITOR, best))
     if tensorboard and _tensorboard_installed():

@@ -1,0 +1,46 @@
+"""tfdldl.AgeEstimator (the Python API) gives gender and its confidence for a gender model,
+equal to the SavedModel's serving signature, and nothing new for an age-only model."""
+
+import glob
+import os
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfdldl
+from tfdldl.image_io import read_rgb
+from tfdldl.label_space import AGE
+from tiny_models import tiny_saved_model
+
+SIZE = 32
+NAMES = ("man", "woman")
+
+
+@pytest.fixture(scope="module")
+def faces(utkface_dir):
+    """Two real UTKFace chips at the models' size, as aligned uint8 RGB faces."""
+    files = sorted(glob.glob(os.path.join(utkface_dir, "*.jpg")))[200:2200:1000]
+    return [cv2.resize(read_rgb(path), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+            for path in files]
+
+
+def test_gender_model_faces_carry_the_serving_gender(faces, tmp_path):
+    model = tiny_saved_model(str(tmp_path), AGE, SIZE, gender_names=NAMES, seed=2)[0]
+    estimator = tfdldl.AgeEstimator(model)
+    serving = tf.saved_model.load(model).signatures["serving_flip_averaged"]
+    for face in faces:
+        [found] = estimator.predict(face, aligned=True)
+        png = cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))[1].tobytes()
+        expected = serving(images=tf.constant([png]))["gender_probability"].numpy()[0]
+        assert found.gender == NAMES[int(np.argmax(expected))]
+        assert found.gender_confidence == pytest.approx(float(expected.max()), abs=1e-4)
+        assert 0.5 <= found.gender_confidence <= 1.0
+
+
+def test_age_only_model_faces_have_no_gender(faces, tmp_path):
+    model = tiny_saved_model(str(tmp_path), AGE, SIZE)[0]
+    [found] = tfdldl.AgeEstimator(model).predict(faces[0], aligned=True)
+    assert found.gender is None and found.gender_confidence is None
+    assert AGE.minimum <= found.age <= AGE.maximum

@@ -1,0 +1,156 @@
+"""Learned uncertainty weighting (tfdldl.loss_weighting): the exact form, its gradient reaching
+the log-variances on one device, on 2 replicas and on JAX/PyTorch, the run's log, and the
+.keras round trip."""
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep.synthetic import write_tfrecord_set
+from tfdldl import distribute, heads, inference, loss_weighting, models, train
+from tfdldl.experiment import HeadConfig, load_experiment
+from tfdldl.label_space import LabelSpace
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 32
+SPACE = LabelSpace(0.0, 20.0, 1.0, name="age")
+SPECS = [HeadConfig(name="age", kind="distribution", loss="dldl_v2", lam=0.5),
+         HeadConfig(name="gender", kind="gender", loss="masked_cross_entropy",
+                    names=["male", "female"])]
+LEARNING_RATE = 0.1
+
+
+def batch(count: int = 8):
+    """Images float32 [count, SIZE, SIZE, 3] and the age + gender targets."""
+    rng = np.random.default_rng(0)
+    labels = rng.uniform(0, 20, count).astype(np.float32)
+    targets = {"distribution": SPACE.gaussian(labels, 2.0), "value": labels,
+               "gender_probability": (np.arange(count) % 2).astype(np.float32)}
+    return rng.uniform(0, 255, (count, SIZE, SIZE, 3)).astype(np.float32), targets
+
+
+def compiled_model():
+    """Tiny age + gender model with learned loss weights, plain SGD (update = lr x gradient)."""
+    keras.utils.set_random_seed(0)
+    model = models.build_model("tiny", SPACE, input_size=SIZE, width=0.25,
+                               gender_names=("male", "female"),
+                               loss_weighting=[spec.name for spec in SPECS])
+    losses, weights = heads.compile_losses(SPECS, SPACE, loss_weighting.layer_of(model))
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=losses,
+                  loss_weights=weights)
+    return model
+
+
+def head_losses(model, images, targets) -> np.ndarray:
+    """[L_age, L_gender] of the unweighted head losses on the model's training-mode outputs."""
+    outputs = model(images, training=True)
+    fixed, weights = heads.compile_losses(SPECS, SPACE)
+    per_output = {name: float(loss(targets[name], outputs[name])) * weights[name]
+                  for name, loss in fixed.items()}
+    return np.array([per_output["distribution"] + per_output["value"],
+                     per_output["gender_probability"]])
+
+
+def test_one_step_follows_the_stated_form_on_one_device_and_on_two_replicas():
+    """Total = Σ exp(-s_i)·L_i + s_i: at s = 0 the loss is L_age + L_gender and one SGD step
+    moves s_i by -lr·(1 - L_i); 2 replicas (synchronised BatchNorm) take the same step."""
+    images, targets = batch()
+    model = compiled_model()
+    expected = head_losses(model, images, targets)
+    initial = model.get_weights()
+    assert float(model.compute_loss(images, targets, model(images, training=True))) == \
+        pytest.approx(expected.sum(), rel=1e-5)
+    model.fit(images, targets, batch_size=len(images), epochs=1, verbose=0, shuffle=False)
+    learned = loss_weighting.layer_of(model)
+    s = keras.ops.convert_to_numpy(learned.log_variance)
+    np.testing.assert_allclose(s, -LEARNING_RATE * (1.0 - expected), rtol=1e-4, atol=1e-6)
+    assert learned.weights_by_head() == pytest.approx(dict(zip(["age", "gender"], np.exp(-s))))
+
+    strategy = distribute.make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        replicated = compiled_model()
+    replicated.set_weights(initial)
+    with distribute.synchronized_batch_norm(replicated, True):
+        replicated.fit(tf.data.Dataset.from_tensors((images, targets)), epochs=1, verbose=0)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loss_weighting.layer_of(replicated).log_variance), s,
+        rtol=1e-4, atol=1e-6)
+
+
+def test_a_reloaded_keras_file_keeps_the_learned_weights_in_its_loss(tmp_path):
+    images, targets = batch()
+    model = compiled_model()
+    model.fit(images, targets, batch_size=len(images), epochs=2, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded.loss["value"]).__name__ == "UncertaintyWeighted"
+    np.testing.assert_allclose(reloaded.evaluate(images, targets, verbose=0, return_dict=True)
+                               ["loss"], model.evaluate(images, targets, verbose=0,
+                                                        return_dict=True)["loss"], rtol=1e-5)
+    assert loss_weighting.layer_of(reloaded).weights_by_head() == pytest.approx(
+        loss_weighting.layer_of(model).weights_by_head())
+
+
+OTHER_BACKEND = """
+import sys, numpy as np, keras
+sys.path.insert(0, sys.argv[1])
+import test_loss_weighting as t
+images, targets = t.batch()
+model = t.compiled_model()
+expected = t.head_losses(model, images, targets)
+model.fit(images, targets, batch_size=len(images), epochs=1, verbose=0, shuffle=False)
+s = keras.ops.convert_to_numpy(t.loss_weighting.layer_of(model).log_variance)
+np.testing.assert_allclose(s, -t.LEARNING_RATE * (1.0 - expected), rtol=1e-4, atol=1e-6)
+print(keras.backend.backend(), s)
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_learned_weights_train_on_other_backends(backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"the {backend} backend is not installed (pip install {backend})")
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
+           "XLA_FLAGS": "--xla_backend_optimization_level=0",
+           "PYTHONPATH": os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", OTHER_BACKEND,
+                           os.path.join(REPO_ROOT, "tests")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[0] == backend
+
+
+def test_a_run_logs_the_learned_weights(tmp_path):
+    data = write_tfrecord_set(str(tmp_path / "data"), SPACE, {"train": 16, "val": 8},
+                              image_size=SIZE)
+    path = tmp_path / "run.yaml"
+    path.write_text(f"""
+name: run
+output_dir: {tmp_path / 'run'}
+data: {{tfrecords: {data}, test_split: ""}}
+model: {{arch: tiny, input_size: {SIZE}, width: 0.25}}
+heads: [{{name: age, kind: distribution}}, {{name: sex, kind: gender, names: [m, f]}}]
+loss_weighting: uncertainty
+train: {{epochs: 2, batch_size: 8, verbose: 0}}
+export: {{saved_models_dir: {tmp_path / 'saved_models'}}}
+""")
+    results = train.train(load_experiment(str(path)))
+    with open(tmp_path / "run" / "training_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    for key in ("loss_weight_age", "loss_weight_sex"):
+        values = [float(row[key]) for row in rows]
+        assert all(np.isfinite(values)) and values[0] != 1.0 and values[1] != values[0], key
+    assert "learned loss weights age" in (tmp_path / "run" / "train.log").read_text()
+    # The weights are the training's: the SavedModel answers with the usual outputs only.
+    outputs = inference.load_predictor(results["saved_model"]).predict_images(
+        np.zeros((2, SIZE, SIZE, 3), np.float32))
+    assert sorted(outputs) == ["distribution", "gender_probability", "stddev", "value"]
