@@ -112,3 +112,10 @@ def test_a_picture_smaller_than_the_smallest_face_says_why_it_has_none(untrained
     assert dot[0].message == ("the image is 1x1 px, smaller than the smallest face looked "
                               "for (20 px; --min_face_size)")
     assert grey[0].message == ""
+
+
+def test_age_estimator_refuses_a_batch_size_below_one_before_loading():
+    import tfdldl
+
+    with pytest.raises(ValueError, match="batch_size must be at least 1.*got 0"):
+        tfdldl.AgeEstimator("no/such/model", batch_size=0)

@@ -92,7 +92,8 @@ class AgeEstimator:
       batch_size: photos detected together and faces per forward pass.
     Raises:
       tfdldl.inference.ModelLoadError: the model cannot be loaded (the message says why).
-      ValueError: ``interval`` outside (0, 1).
+      ValueError: ``interval`` outside (0, 1), or ``batch_size`` below 1 (before the model
+        is loaded).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, interval: float = 0.9,
@@ -101,6 +102,9 @@ class AgeEstimator:
 
         if not 0.0 < interval < 1.0:
             raise ValueError(f"interval must lie in (0, 1), got {interval}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1 (photos per detection batch), "
+                             f"got {batch_size}")
         self.predictor = load_predictor(resolve_model(model))
         self.aligner = aligner_for(self.predictor, min_face_size=min_face_size)
         self.interval = float(interval)
