@@ -16,8 +16,9 @@ from tfdldl.age_groups import ADIENCE_AGE_GROUPS, age_group_accuracy
 from tfdldl.evaluate_data import UNKNOWN_CODE, SplitPredictions
 from tfdldl.label_space import LabelSpace
 
-# Number of bands the label range is cut into when it is not age (decades).
+# Number of equal bands the label range is cut into for a task other than age.
 DEFAULT_BANDS = 8
+# Width of the age task's bands, years (decades).
 AGE_BAND_WIDTH = 10.0
 # Names of the schema's gender codes 0 and 1 (tfdldl.example_schema).
 GENDER_NAMES = ("male", "female")

@@ -126,8 +126,8 @@ def _load_initial_weights(model, path: str, manifest: Manifest) -> None:
     unused = sorted({layer.name for layer in source.layers if layer.weights} - set(transferred))
     if fresh or unused:
         log.info("model.initial_weights %s: %d layers loaded; starting from their "
-                     "initializers: %s; in the source only (not used): %s", path,
-                     len(transferred), fresh or "none", unused or "none")
+                 "initializers: %s; in the source only (not used): %s", path,
+                 len(transferred), fresh or "none", unused or "none")
 
 
 def transfer_weights_by_name(source, target, what: str) -> list:
