@@ -48,7 +48,20 @@ MAX_MESSAGE = 500
 
 
 class ConfigError(ValueError):
-    """A config file or override that does not fit its schema."""
+    """A config file or override that does not fit its schema.
+
+    ``problems`` holds every problem found (each names its file or override, the key, what
+    is wrong and what would do); the message is the one problem, or all of them, one a line.
+    """
+
+    def __init__(self, problems: str | Sequence[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            message = (f"{len(self.problems)} problems in the config (fix them all):\n"
+                       + "\n".join(f"  {problem}" for problem in self.problems))
+        super().__init__(message)
 
 
 class _Loader(yaml.SafeLoader):
@@ -124,7 +137,8 @@ def _check_size(data: Any, source: str) -> None:
     size(data)
 
 
-def load_config(path: str | os.PathLike, schema: type[T], overrides: Sequence[str] = ()) -> T:
+def load_config(path: str | os.PathLike, schema: type[T], overrides: Sequence[str] = (),
+                problems: list[str] | None = None) -> T:
     """Read a YAML file into ``schema`` (a dataclass), then apply ``key.sub=value`` overrides.
 
     Args:
@@ -132,10 +146,13 @@ def load_config(path: str | os.PathLike, schema: type[T], overrides: Sequence[st
       schema: the dataclass type of the whole config.
       overrides: strings ``dotted.key=value``; the value is parsed as YAML
         (``3`` is an int, ``[1, 2]`` a list, ``null`` None).
+      problems: where to append the problems found (a bad value is left at its default, so
+        that further checks can run on the rest); None: they are raised together.
     Returns:
       An instance of ``schema``.
     Raises:
-      ConfigError: unreadable file, unknown key, wrong type or malformed override.
+      ConfigError: an unreadable file (at once: nothing else can be checked); unknown keys,
+        wrong types and malformed overrides, all of them in one error (unless ``problems``).
     """
     path = os.fspath(path)
     try:
@@ -146,31 +163,61 @@ def load_config(path: str | os.PathLike, schema: type[T], overrides: Sequence[st
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    found: list[str] = []
     for override in overrides:
-        _apply_override(data, override)
-    return from_dict(schema, data, source=path)
+        try:
+            _apply_override(data, override)
+        except ConfigError as error:
+            found.extend(error.problems)
+    return _result(_build(schema, data, path, "", found), found, problems)
 
 
-def from_dict(schema: type[T], data: Any, source: str = "<dict>", prefix: str = "") -> T:
-    """Convert nested dicts into ``schema``; errors name ``source`` and the dotted key."""
+def from_dict(schema: type[T], data: Any, source: str = "<dict>", prefix: str = "",
+              problems: list[str] | None = None) -> T:
+    """Convert nested dicts into ``schema``; errors name ``source`` and the dotted key.
+
+    Every unknown key and bad value is found; with ``problems`` (a list) they are appended
+    to it and each bad value is left at its default, else they are raised together as one
+    ConfigError.
+    """
+    found: list[str] = []
+    return _result(_build(schema, data, source, prefix, found), found, problems)
+
+
+def _result(config: T, found: list[str], problems: list[str] | None) -> T:
+    """``config``, with ``found`` appended to ``problems``, or raised when that is None."""
+    if problems is not None:
+        problems.extend(found)
+    elif found:
+        raise ConfigError(found)
+    return config
+
+
+def _build(schema: type[T], data: Any, source: str, prefix: str, found: list[str]) -> T:
+    """``schema`` from the dict ``data``; the problems of its keys (and of nested sections)
+    are appended to ``found``, their values left at the defaults.
+
+    Raises:
+      ConfigError: ``data`` is no mapping, or the dataclass refuses the values.
+    """
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: '{prefix or '<top>'}' must be a mapping, got {type(data).__name__}"
         )
     fields = {field.name: field for field in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
-    unknown = [key for key in data if key not in fields]
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(str(key)[:100], fields, n=1)
-        hint = f"; did you mean '{_join(prefix, close[0])}'?" if close else ""
-        raise ConfigError(
-            f"{source}: unknown key {excerpt(_join(prefix, key))}{hint} "
-            f"(allowed here: {', '.join(sorted(fields))})"
-        )
     values = {}
     for key, value in data.items():
-        values[key] = _convert(hints[key], value, source, _join(prefix, key))
+        if key not in fields:
+            close = difflib.get_close_matches(str(key)[:100], fields, n=1)
+            hint = f"; did you mean '{_join(prefix, close[0])}'?" if close else ""
+            found.append(f"{source}: unknown key {excerpt(_join(prefix, key))}{hint} "
+                         f"(allowed here: {', '.join(sorted(fields))})")
+            continue
+        try:
+            values[key] = _convert(hints[key], value, source, _join(prefix, key), found)
+        except ConfigError as error:
+            found.extend(error.problems)
     try:
         return schema(**values)
     except (TypeError, ValueError) as error:
@@ -202,7 +249,13 @@ def _join(prefix: str, key: Any) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
+def _convert(hint: Any, value: Any, source: str, key: str, found: list[str]) -> Any:
+    """``value`` as type ``hint``. A nested section's problems go to ``found`` (the section
+    is kept, those values at their defaults).
+
+    Raises:
+      ConfigError: a value (or, for lists and unions, a part of it) of the wrong type.
+    """
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -210,13 +263,13 @@ def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
             return None
         errors = []
         for option in (a for a in args if a is not type(None)):
-            try:
-                return _convert(option, value, source, key)
-            except ConfigError as error:
-                errors.append(str(error))
+            attempt = _strictly(option, value, source, key)
+            if not isinstance(attempt, ConfigError):
+                return attempt
+            errors.append(attempt.problems)
         raise ConfigError(errors[0])
     if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, source, key)
+        return _build(hint, value, source, key, found)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(
@@ -228,7 +281,12 @@ def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: '{key}' must be a list, got {excerpt(value)}")
         item = args[0] if args else Any
-        return [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        items = [_strictly(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        problems = [problem for entry in items if isinstance(entry, ConfigError)
+                    for problem in entry.problems]
+        if problems:  # every bad entry is named; the list is left at its default
+            raise ConfigError(problems)
+        return items
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping, got {excerpt(value)}")
@@ -247,6 +305,17 @@ def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
             f"({type(value).__name__})"
         )
     return value
+
+
+def _strictly(hint: Any, value: Any, source: str, key: str) -> Any:
+    """``value`` as type ``hint``, or the ConfigError holding all its problems (a nested
+    section's too): a list entry or union option is taken whole or not at all."""
+    found: list[str] = []
+    try:
+        converted = _convert(hint, value, source, key, found)
+    except ConfigError as error:
+        return ConfigError(found + error.problems)
+    return ConfigError(found) if found else converted
 
 
 def _apply_override(data: dict, override: str) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from typing import Literal, Optional, Sequence
 
+from tfdldl import head_kinds
 from tfdldl.config import ConfigError, load_config
 
 @dataclasses.dataclass
@@ -139,6 +141,9 @@ class TrainConfig:
     number). steps_per_epoch None means one pass over the train split (remainder dropped).
     backup_every_steps: the resumable backup is written every this many steps and at the
     end of every epoch, so a kill loses at most that many steps.
+    verbose: Keras' progress display: 0 none, 1 a progress bar redrawn every step, 2 one
+    line per epoch. Left out (null), it is 1 when stdout is a terminal and 2 when it is not
+    (a log file, nohup, CI), where a redrawn bar would flood the log with every step.
     """
 
     epochs: int = 60
@@ -146,7 +151,11 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = None
     backup_every_steps: int = 200
     jit_compile: bool = False
-    verbose: int = 1
+    verbose: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.verbose is None:
+            self.verbose = 1 if _stdout_is_terminal() else 2
 
 
 @dataclasses.dataclass
@@ -263,70 +272,43 @@ class Experiment:
         return self.export.name or self.name
 
 
-def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
+def load_experiment(path: str, overrides: Sequence[str] = (),
+                    check_files: bool = False) -> Experiment:
     """Load and validate an experiment YAML file (plus ``key=value`` overrides).
 
+    Every problem is found before any is reported (tfdldl.experiment_checks); nothing here
+    imports Keras or TensorFlow, so a command line checks its config within a second.
+
+    Args:
+      check_files: also require the files the config names (data.tfrecords with its
+        manifest.json, model.initial_weights), relative to the current folder.
     Raises:
-      ConfigError: unknown key, wrong type, or values out of their range (each message
-        names the key and the file).
+      ConfigError: unknown keys, wrong types, values out of their range, (check_files)
+        missing files: all of them, each naming the file, the key and the fix.
     """
-    experiment = load_config(path, Experiment, overrides)
-    validate(experiment, path)
+    from tfdldl import experiment_checks
+
+    problems: list[str] = []
+    experiment = load_config(path, Experiment, overrides, problems)
+    problems += experiment_checks.value_problems(experiment, path)
+    if check_files:
+        problems += experiment_checks.file_problems(experiment, path)
+    if problems:
+        raise ConfigError(problems)
     return experiment
 
 
 def validate(experiment: Experiment, source: str) -> None:
-    """Range checks that types alone cannot express; raises ConfigError naming the key."""
-    checks = [
-        ("train.epochs", experiment.train.epochs >= 1, "must be >= 1"),
-        ("train.batch_size", experiment.train.batch_size >= 1, "must be >= 1"),
-        ("train.steps_per_epoch",
-         experiment.train.steps_per_epoch is None or experiment.train.steps_per_epoch >= 1,
-         "must be >= 1 or null"),
-        ("train.backup_every_steps", experiment.train.backup_every_steps >= 1, "must be >= 1"),
-        ("model.input_size", experiment.model.input_size >= 32, "must be >= 32 pixels"),
-        ("optimizer.learning_rate", experiment.optimizer.learning_rate > 0, "must be > 0"),
-        ("optimizer.decay_every_epochs", experiment.optimizer.decay_every_epochs >= 1,
-         "must be >= 1"),
-        ("optimizer.warmup_epochs",
-         0 <= experiment.optimizer.warmup_epochs < experiment.train.epochs,
-         "must lie in [0, train.epochs)"),
-        ("augment.grayscale_probability",
-         0.0 <= experiment.augment.grayscale_probability <= 1.0, "must lie in [0, 1]"),
-        ("augment.rescale_min",
-         0.0 < experiment.augment.rescale_min <= experiment.augment.rescale_max,
-         "must be > 0 and <= augment.rescale_max"),
-        ("augment.rotation_degrees", 0.0 <= experiment.augment.rotation_degrees < 180.0,
-         "must lie in [0, 180)"),
-        ("augment.color_jitter", 0.0 <= experiment.augment.color_jitter < 1.0,
-         "must lie in [0, 1)"),
-        ("augment.translate", 0.0 <= experiment.augment.translate <= 0.25,
-         "must lie in [0, 0.25]"),
-        *[(f"augment.{name}", 0.0 <= getattr(experiment.augment, name) <= 1.0,
-           "must lie in [0, 1]")
-          for name in ("blur_probability", "downscale_probability", "jpeg_probability")],
-        ("augment.downscale_min", 0.05 <= experiment.augment.downscale_min <= 1.0,
-         "must lie in [0.05, 1]"),
-        ("augment.jpeg_quality_min",
-         1 <= experiment.augment.jpeg_quality_min <= experiment.augment.jpeg_quality_max <= 100,
-         "must satisfy 1 <= jpeg_quality_min <= jpeg_quality_max <= 100"),
-        ("augment.noise_std", 0.0 <= experiment.augment.noise_std <= 64.0,
-         "must lie in [0, 64] (0..255 pixel units)"),
-        ("augment.color_cast", 0.0 <= experiment.augment.color_cast < 1.0,
-         "must lie in [0, 1)"),
-        ("data.shuffle_buffer", experiment.data.shuffle_buffer >= 1, "must be >= 1"),
-        ("export.version", experiment.export.version >= 1, "must be >= 1"),
-        ("name", bool(experiment.name) and "/" not in experiment.name,
-         "must be a non-empty name without '/'"),
-        *_gender_checks(experiment),
-    ]
-    for key, ok, requirement in checks:
-        if not ok:
-            raise ConfigError(f"{source}: '{key}' {requirement}")
-    # (Keras: imported once a config is read, not for --help)
-    from tfdldl.heads_config import check_heads
+    """Range checks that types alone cannot express (tfdldl.experiment_checks).
 
-    check_heads(experiment, source)
+    Raises:
+      ConfigError: every problem found, each naming the key and ``source``.
+    """
+    from tfdldl import experiment_checks
+
+    problems = experiment_checks.value_problems(experiment, source)
+    if problems:
+        raise ConfigError(problems)
 
 
 def resolve_heads(experiment: Experiment) -> list[HeadConfig]:
@@ -334,33 +316,32 @@ def resolve_heads(experiment: Experiment) -> list[HeadConfig]:
 
     The one place the older single-head form maps onto heads: ``loss: {name, lam,
     kl_normalization}`` is a label head named after the task (kind from the loss,
-    tfdldl.heads.for_loss; weight 1), and ``gender: {names, weight}`` with names a gender
-    head named "gender".
+    tfdldl.head_kinds.KIND_OF_LOSS; weight 1), and ``gender: {names, weight}`` with names a
+    gender head named "gender".
     """
-    from tfdldl import heads
-
+    gender = head_kinds.GENDER
     if not experiment.heads:
         loss = experiment.loss
-        resolved = [HeadConfig(name=experiment.task, kind=heads.for_loss(loss.name).kind,
+        resolved = [HeadConfig(name=experiment.task, kind=head_kinds.KIND_OF_LOSS[loss.name],
                                attribute=experiment.task, loss=loss.name, lam=loss.lam,
                                kl_normalization=loss.kl_normalization)]
         if experiment.gender.names:
-            resolved.append(HeadConfig(name="gender", kind=heads.GENDER.kind,
-                                       attribute=heads.GENDER.attribute,
-                                       loss=heads.GENDER.loss_names[0],
+            resolved.append(HeadConfig(name="gender", kind=gender.name,
+                                       attribute=gender.attribute,
+                                       loss=gender.loss_names[0],
                                        weight=experiment.gender.weight,
                                        names=list(experiment.gender.names)))
         return resolved
     return [dataclasses.replace(
         spec, attribute=spec.attribute or attribute_of(experiment, spec.kind),
-        loss=spec.loss or heads.KINDS_ALL[spec.kind].loss_names[0]) for spec in experiment.heads]
+        loss=spec.loss or head_kinds.KINDS_ALL[spec.kind].loss_names[0])
+        for spec in experiment.heads]
 
 
 def label_head(experiment: Experiment) -> HeadConfig:
     """The resolved label head (the one that predicts the record's label)."""
-    from tfdldl import heads
-
-    return next(spec for spec in resolve_heads(experiment) if spec.kind in heads.HEADS)
+    return next(spec for spec in resolve_heads(experiment)
+                if spec.kind in head_kinds.LABEL_KINDS)
 
 
 def gender_names(experiment: Experiment) -> list[str]:
@@ -371,21 +352,12 @@ def gender_names(experiment: Experiment) -> list[str]:
 
 def attribute_of(experiment: Experiment, kind: str) -> str:
     """What a head of ``kind`` predicts: its own attribute, or the task for a label head."""
-    from tfdldl import heads
-
-    return heads.KINDS_ALL[kind].attribute or experiment.task
+    return head_kinds.KINDS_ALL[kind].attribute or experiment.task
 
 
-def _gender_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
-    """(key, ok, requirement) for the gender section's settings (see :func:`validate`)."""
-    names = experiment.gender.names
-    has_gender = bool(names) or any(spec.kind == "gender" for spec in experiment.heads)
-    return [
-        ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
-         "must be empty (no gender head) or at least two distinct names in record-code "
-         "order, e.g. [male, female]"),
-        ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
-         "must be finite and >= 0"),
-        ("model.gender_into_age", not experiment.model.gender_into_age or has_gender,
-         "needs the gender head: give gender.names (or a heads entry of kind gender)"),
-    ]
+def _stdout_is_terminal() -> bool:
+    """Whether Keras' progress display (written to sys.stdout) reaches a terminal."""
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False

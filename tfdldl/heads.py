@@ -22,10 +22,12 @@ The kinds (:data:`KINDS_ALL`):
 - "gender" (tfdldl.heads_categorical, at most one, beside a label head):
   ``gender_probability`` [N, C], loss masked_cross_entropy.
 
-This module is the registry: the one list of kinds and losses a config is validated
-against (:data:`LOSS_NAMES`, :func:`losses_of`), and the functions that find a model's heads
-from its outputs. Adding a head: its class (layers, losses, targets, summary), its entry in
-:data:`KINDS_ALL` / :data:`AUXILIARY`, its switch in tfdldl.models, a config and tests.
+This module is the registry: the heads by kind and loss (:data:`LOSS_NAMES`,
+:func:`for_loss`; their names come from the Keras-free :mod:`tfdldl.head_kinds`, which a
+config is validated against), and the functions that find a model's heads from its
+outputs. Adding a head: its names in tfdldl.head_kinds, its class (layers, losses, targets,
+summary), its entry in :data:`KINDS_ALL` / :data:`AUXILIARY`, its switch in tfdldl.models,
+a config and tests.
 """
 
 from __future__ import annotations

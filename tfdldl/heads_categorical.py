@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from tfdldl import example_schema as schema
+from tfdldl import head_kinds
 from tfdldl import layers as dldl_layers
 from tfdldl import losses as dldl_losses
 from tfdldl.heads_label import Head, as_float32
@@ -28,12 +29,12 @@ class GenderHead(Head):
     code c).
     """
 
-    kind = "gender"
+    kind = head_kinds.GENDER.name
     outputs = (GENDER_PROBABILITY,)
-    loss_names = ("masked_cross_entropy",)
+    loss_names = head_kinds.GENDER.loss_names
     serving_outputs = (GENDER_PROBABILITY,)
     record_fields = (schema.GENDER,)
-    attribute = "gender"
+    attribute = head_kinds.GENDER.attribute
 
     def build(self, features, names) -> dict:
         """Keras layers on pooled features [N, F] -> {"gender_probability": [N, len(names)]}.

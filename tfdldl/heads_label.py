@@ -27,6 +27,7 @@ import numpy as np
 from keras import ops
 
 from tfdldl import example_schema as schema
+from tfdldl import head_kinds
 from tfdldl import layers as dldl_layers
 from tfdldl import losses as dldl_losses
 from tfdldl.label_space import LabelSpace
@@ -101,9 +102,9 @@ class Head:
 class DistributionHead(Head):
     """Dense(K) -> softmax p̂ -> expectation ŷ = Σ_k p̂_k l_k (DLDL-v2, DLDL, ER, DEX)."""
 
-    kind = "distribution"
+    kind = head_kinds.DISTRIBUTION.name
     outputs = (DISTRIBUTION, VALUE)
-    loss_names = ("dldl_v2", "dldl", "er", "dex")
+    loss_names = head_kinds.DISTRIBUTION.loss_names
 
     def build(self, features, label_space: LabelSpace) -> dict:
         logits = keras.layers.Dense(label_space.num_classes, name=LOGITS_LAYER)(features)
@@ -137,9 +138,9 @@ class DistributionHead(Head):
 class RegressionHead(Head):
     """Dense(1), rescaled onto the label range (MR ℓ1, ℓ2); predicts no distribution."""
 
-    kind = "regression"
+    kind = head_kinds.REGRESSION.name
     outputs = (VALUE,)
-    loss_names = ("mr_l1", "mr_l2")
+    loss_names = head_kinds.REGRESSION.loss_names
     serving_outputs = (VALUE, STDDEV)
 
     def build(self, features, label_space: LabelSpace) -> dict:
@@ -156,9 +157,9 @@ class RegressionHead(Head):
 class RankingHead(Head):
     """K-1 sigmoid "y > l_k" classifiers; ŷ = l_0 + Δl · count(P > 0.5) (Ranking)."""
 
-    kind = "ranking"
+    kind = head_kinds.RANKING.name
     outputs = (RANKING, VALUE)
-    loss_names = ("ranking",)
+    loss_names = head_kinds.RANKING.loss_names
 
     def build(self, features, label_space: LabelSpace) -> dict:
         ranking = keras.layers.Dense(label_space.num_classes - 1, activation="sigmoid",

@@ -1,0 +1,120 @@
+"""The checks of an experiment config that its types cannot express (tfdldl.experiment).
+
+Each returns every problem it finds as a line naming the config file, the dotted key, what
+is wrong (the value) and what would do, so that one run of a command reports them all.
+Nothing here imports Keras or TensorFlow: ``python -m tfdldl.train`` checks its config
+within a second, before it imports them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tfdldl.config import excerpt
+from tfdldl.example_schema import MANIFEST_NAME
+from tfdldl.experiment import Experiment
+
+
+def value_problems(experiment: Experiment, source: str) -> list[str]:
+    """The out-of-range and conflicting values of ``experiment`` (read from ``source``):
+    the sections' ranges, the gender settings and the heads (tfdldl.heads_config)."""
+    from tfdldl.heads_config import heads_problems
+
+    problems = [f"{source}: '{key}' {requirement}" + _got(experiment, key)
+                for key, ok, requirement in _range_checks(experiment) + _gender_checks(experiment)
+                if not ok]
+    return problems + heads_problems(experiment, source)
+
+
+def file_problems(experiment: Experiment, source: str) -> list[str]:
+    """The files ``experiment`` names that are not there (paths relative to the current
+    folder): the TFRecord folder with its manifest, the initial weights."""
+    problems = []
+    data = experiment.data.tfrecords
+    if not os.path.isdir(data):
+        problems.append(f"{source}: 'data.tfrecords' {_shown(data)} is not a folder; give "
+                        "the folder data_prep.build wrote (it holds manifest.json), or build "
+                        "it: python -m data_prep.build --config configs/<data config>.yaml")
+    elif not os.path.isfile(os.path.join(data, MANIFEST_NAME)):
+        problems.append(f"{source}: 'data.tfrecords' {_shown(data)} has no {MANIFEST_NAME}: "
+                        "it is not a data_prep.build folder, or the build did not finish "
+                        "(rerun data_prep.build: it resumes)")
+    weights = experiment.model.initial_weights
+    if weights and not os.path.isfile(weights):
+        problems.append(f"{source}: 'model.initial_weights' {_shown(weights)} is not a file; "
+                        "give a .keras or .weights.h5 file, or null to train from scratch")
+    return problems
+
+
+def _shown(path: str) -> str:
+    """``path`` quoted, with its absolute form when it is relative."""
+    absolute = os.path.abspath(path)
+    return repr(path) + ("" if absolute == path else f" ({absolute})")
+
+
+def _got(experiment: Experiment, key: str) -> str:
+    """", got <value>" for the value at the dotted ``key`` (not for a switch: a bool's
+    requirement says what it needs)."""
+    value: Any = experiment
+    for part in key.split("."):
+        value = getattr(value, part)
+    return "" if isinstance(value, bool) else f", got {excerpt(value)}"
+
+
+def _range_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
+    """(key, ok, requirement) of every section's ranges."""
+    train, optimizer, augment = experiment.train, experiment.optimizer, experiment.augment
+    return [
+        ("train.epochs", train.epochs >= 1, "must be >= 1"),
+        ("train.batch_size", train.batch_size >= 1, "must be >= 1"),
+        ("train.steps_per_epoch", train.steps_per_epoch is None or train.steps_per_epoch >= 1,
+         "must be >= 1 or null"),
+        ("train.backup_every_steps", train.backup_every_steps >= 1, "must be >= 1"),
+        ("train.verbose", train.verbose in (0, 1, 2),
+         "must be 0 (silent), 1 (a progress bar per step) or 2 (a line per epoch), or be "
+         "left out (1 on a terminal, 2 in a log)"),
+        ("model.input_size", experiment.model.input_size >= 32, "must be >= 32 pixels"),
+        ("optimizer.learning_rate", optimizer.learning_rate > 0, "must be > 0"),
+        ("optimizer.decay_every_epochs", optimizer.decay_every_epochs >= 1, "must be >= 1"),
+        ("optimizer.warmup_epochs", 0 <= optimizer.warmup_epochs < train.epochs,
+         f"must lie in [0, train.epochs) (train.epochs is {train.epochs})"),
+        ("augment.grayscale_probability", 0.0 <= augment.grayscale_probability <= 1.0,
+         "must lie in [0, 1]"),
+        ("augment.rescale_min", 0.0 < augment.rescale_min <= augment.rescale_max,
+         f"must be > 0 and <= augment.rescale_max ({augment.rescale_max})"),
+        ("augment.rotation_degrees", 0.0 <= augment.rotation_degrees < 180.0,
+         "must lie in [0, 180)"),
+        ("augment.color_jitter", 0.0 <= augment.color_jitter < 1.0, "must lie in [0, 1)"),
+        ("augment.translate", 0.0 <= augment.translate <= 0.25, "must lie in [0, 0.25]"),
+        *[(f"augment.{name}", 0.0 <= getattr(augment, name) <= 1.0, "must lie in [0, 1]")
+          for name in ("blur_probability", "downscale_probability", "jpeg_probability")],
+        ("augment.downscale_min", 0.05 <= augment.downscale_min <= 1.0,
+         "must lie in [0.05, 1]"),
+        ("augment.jpeg_quality_min",
+         1 <= augment.jpeg_quality_min <= augment.jpeg_quality_max <= 100,
+         "must satisfy 1 <= jpeg_quality_min <= jpeg_quality_max <= 100 (jpeg_quality_max "
+         f"is {augment.jpeg_quality_max})"),
+        ("augment.noise_std", 0.0 <= augment.noise_std <= 64.0,
+         "must lie in [0, 64] (0..255 pixel units)"),
+        ("augment.color_cast", 0.0 <= augment.color_cast < 1.0, "must lie in [0, 1)"),
+        ("data.shuffle_buffer", experiment.data.shuffle_buffer >= 1, "must be >= 1"),
+        ("export.version", experiment.export.version >= 1, "must be >= 1"),
+        ("name", bool(experiment.name) and "/" not in experiment.name,
+         "must be a non-empty name without '/'"),
+    ]
+
+
+def _gender_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
+    """(key, ok, requirement) for the gender section's settings."""
+    names = experiment.gender.names
+    has_gender = bool(names) or any(spec.kind == "gender" for spec in experiment.heads)
+    return [
+        ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
+         "must be empty (no gender head) or at least two distinct names in record-code "
+         "order, e.g. [male, female]"),
+        ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
+         "must be finite and >= 0"),
+        ("model.gender_into_age", not experiment.model.gender_into_age or has_gender,
+         "needs the gender head: give gender.names (or a heads entry of kind gender)"),
+    ]
