@@ -1,5 +1,7 @@
-"""Problems a new user met with tfdldl.predict, each pinned by the fix's regression test."""
+"""Problems a new user met with tfdldl.predict, train and evaluate, each pinned by the fix's
+regression test."""
 
+import io
 import os
 import subprocess
 import sys
@@ -8,7 +10,9 @@ import types
 import numpy as np
 import pytest
 
-from tfdldl import predict
+from tfdldl import evaluate, predict
+from tfdldl.config import ConfigError
+from tfdldl.experiment import load_experiment
 from tfdldl.face_align import FaceAligner
 from tfdldl.predict_inputs import Frame, expand_inputs
 from tfdldl.predict_output import STATUS_FACE, STATUS_NO_FACE, FaceRow, Tally, draw
@@ -21,16 +25,22 @@ def _flags(**changes):
     return types.SimpleNamespace(**{**values, **changes})
 
 
-# Runs predict's command line in a fresh interpreter and prints its exit status and
-# whether TensorFlow was imported by then.
-_RUN_PREDICT = """
+# Runs a command line (module, then its arguments) in a fresh interpreter and prints its
+# exit status and whether TensorFlow or Keras was imported by then.
+_RUN_CLI = """
 import runpy, sys
-sys.argv = ["predict"] + sys.argv[1:]
+module = sys.argv[1]
+sys.argv = [module] + sys.argv[2:]
 try:
-    runpy.run_module("tfdldl.predict", run_name="__main__")
+    runpy.run_module(module, run_name="__main__")
 except SystemExit as exit_:
-    print(exit_.code, "tensorflow" in sys.modules)
+    print(exit_.code, any(name in sys.modules for name in ("tensorflow", "keras")))
 """
+
+
+def _run_cli(module, *args):
+    return subprocess.run([sys.executable, "-c", _RUN_CLI, module, *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -38,8 +48,7 @@ except SystemExit as exit_:
     (["--interval", "1.5"], "error: --interval must lie between 0 and 1 (e.g. 0.9), got 1.5"),
 ])
 def test_bad_flags_exit_with_status_2_before_tensorflow_is_imported(flags, message):
-    done = subprocess.run([sys.executable, "-c", _RUN_PREDICT, "photo.jpg", *flags],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    done = _run_cli("tfdldl.predict", "photo.jpg", *flags)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert message in done.stderr
 
@@ -119,3 +128,123 @@ def test_age_estimator_refuses_a_batch_size_below_one_before_loading():
 
     with pytest.raises(ValueError, match="batch_size must be at least 1.*got 0"):
         tfdldl.AgeEstimator("no/such/model", batch_size=0)
+
+
+# Every kind of config problem at once: unknown key, wrong type, out of range (in the file
+# and in an override), a bad heads entry, a missing data folder.
+_BAD_CONFIG = """name: x
+trian: {epochs: 1}
+data: {tfrecords: no_such_folder}
+train: {epochs: ten, batch_size: 0}
+augment: {color_jitter: 2.0}
+heads: [{name: age, kind: softmax}]
+"""
+_BAD_CONFIG_PROBLEMS = [
+    "unknown key 'trian'; did you mean 'train'?",
+    "'train.epochs' must be int, got 'ten' (str)",
+    "'train.batch_size' must be >= 1, got 0",
+    "'optimizer.learning_rate' must be > 0, got -1.0",
+    "'augment.color_jitter' must lie in [0, 1), got 2.0",
+    "'heads[0].kind' must be one of 'distribution', 'regression', 'ranking', 'gender', got "
+    "'softmax'",
+    "'data.tfrecords' 'no_such_folder' (",
+]
+
+
+def test_train_reports_every_config_problem_before_tensorflow_is_imported(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(_BAD_CONFIG)
+    done = _run_cli("tfdldl.train", "--config", str(config),
+                    "--set", "optimizer.learning_rate=-1")
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    head, *lines = done.stderr.strip().splitlines()
+    assert head == f"error: {len(_BAD_CONFIG_PROBLEMS)} problems in the config (fix them all):"
+    assert len(lines) == len(_BAD_CONFIG_PROBLEMS)
+    for problem in _BAD_CONFIG_PROBLEMS:
+        assert sum(problem in line for line in lines) == 1, (problem, lines)
+    assert all(line.startswith(f"  {config}: ") for line in lines), lines
+
+
+def test_config_problems_are_collected_in_nested_sections_and_list_entries(tmp_path):
+    config = tmp_path / "x.yaml"
+    config.write_text("heads: [{name: 1, kind: distribution}, {name: g, weight: heavy}]\n"
+                      "optimizer: 3\nexport: {version: 0}\n")
+    with pytest.raises(ConfigError) as error:
+        load_experiment(str(config), ["train.verbose=9", "export.versoin=2"])
+    assert [problem.split(": ", 1)[1] for problem in error.value.problems] == [
+        "'heads[0].name' must be str, got 1 (int)",
+        "'heads[1].weight' must be float, got 'heavy' (str)",
+        "'optimizer' must be a mapping, got int",
+        "unknown key 'export.versoin'; did you mean 'export.version'? (allowed here: enabled, "
+        "name, saved_models_dir, version)",
+        "'train.verbose' must be 0 (silent), 1 (a progress bar per step) or 2 (a line per "
+        "epoch), or be left out (1 on a terminal, 2 in a log), got 9",
+        "'export.version' must be >= 1, got 0",
+    ]
+    assert all(problem.startswith(f"{config}: ") for problem in error.value.problems)
+
+
+def test_missing_files_are_config_problems_when_asked_for(tmp_path):
+    config = tmp_path / "x.yaml"
+    (tmp_path / "records").mkdir()
+    config.write_text(f"data: {{tfrecords: {tmp_path / 'records'}}}\n"
+                      f"model: {{initial_weights: {tmp_path / 'w.keras'}}}\n")
+    load_experiment(str(config))  # a library caller may build the data later
+    with pytest.raises(ConfigError) as error:
+        load_experiment(str(config), check_files=True)
+    assert error.value.problems == [
+        f"{config}: 'data.tfrecords' '{tmp_path / 'records'}' has no manifest.json: it is not "
+        "a data_prep.build folder, or the build did not finish (rerun data_prep.build: it "
+        "resumes)",
+        f"{config}: 'model.initial_weights' '{tmp_path / 'w.keras'}' is not a file; give a "
+        ".keras or .weights.h5 file, or null to train from scratch"]
+
+
+def test_evaluate_reports_every_flag_problem_before_tensorflow_is_imported(tmp_path):
+    nowhere, no_model = tmp_path / "nowhere", tmp_path / "no_model"
+    done = _run_cli("tfdldl.evaluate", "--data", str(nowhere), "--model", str(no_model),
+                    "--batch_size", "0", "--age_groups", "5,3", "--out", __file__)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: --data {nowhere} --split test: TFRecord folder {nowhere} does not exist; "
+        "build it with data_prep.build",
+        f"error: --model {no_model} does not exist; pass a SavedModel folder "
+        "(saved_models/<name>/<version>) or a .keras file",
+        f"error: --out {__file__} is a file; give a folder for results.json and the report",
+        "error: --batch_size must be >= 1, got 0",
+        "error: --age_groups: age group edges must be finite and increasing, got [5.0, 3.0] "
+        "(e.g. 0,4,8,15,25,38,48,60)"]
+
+
+def test_evaluate_flags_name_a_missing_split_and_pass_real_data_and_model(
+        tmp_path, untrained_tiny_model):
+    from data_prep.synthetic import write_tfrecord_set
+    from tfdldl.label_space import AGE
+
+    data = write_tfrecord_set(str(tmp_path / "data"), AGE, {"test": 4}, image_size=32)
+    values = types.SimpleNamespace(data=data, split="test", model=untrained_tiny_model[0],
+                                   out=str(tmp_path / "eval"), batch_size=8,
+                                   age_groups="0,10,20")
+    assert evaluate.flag_problems(values) == []
+    values.split = "val"
+    assert evaluate.flag_problems(values) == [
+        f"--data {data} --split val: {data} has no split 'val' (it has: test)"]
+
+
+def test_progress_is_a_line_per_epoch_unless_stdout_is_a_terminal(tmp_path, monkeypatch):
+    config = tmp_path / "x.yaml"
+    config.write_text("name: x\n")
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # a log file, nohup, CI
+    assert load_experiment(str(config)).train.verbose == 2
+    assert load_experiment(str(config), ["train.verbose=1"]).train.verbose == 1
+    leader, follower = os.openpty()
+    try:
+        with open(follower, "w") as terminal:
+            monkeypatch.setattr(sys, "stdout", terminal)
+            assert load_experiment(str(config)).train.verbose == 1
+            assert load_experiment(str(config), ["train.verbose=0"]).train.verbose == 0
+    finally:
+        os.close(leader)
+    done = subprocess.run([sys.executable, "-m", "tfdldl.train", "--help"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "2 when it is not\n(a log file, nohup, CI)" in done.stdout

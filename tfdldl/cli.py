@@ -99,28 +99,24 @@ def _parse_flags(argv: list[str]) -> list[str]:
         raise
 
 
-def run_main(main: Callable[[Sequence[str]], int | None], define_flags: Callable[[], None],
-             needs_tensorflow: bool = False) -> None:
+def run_main(main: Callable[[Sequence[str]], int | None],
+             define_flags: Callable[[], None]) -> None:
     """Define the flags, then run ``main(argv)`` under absl; its return value is the exit code.
 
     A flag that does not parse (unknown, bad value, required and missing) exits with
-    status 2. ``--help`` answers before anything heavy is imported (when the CLI's module imports
-    nothing heavy at its top) and exits with status 0. When ``needs_tensorflow``, TensorFlow is imported quietly
-    after the flags parsed, before ``main`` runs; CLIs that may run without TensorFlow
-    (Keras on JAX) leave it False.
+    status 2. ``--help`` answers before anything heavy is imported (when the CLI's module
+    imports nothing heavy at its top) and exits with status 0. ``main`` imports TensorFlow
+    (:func:`import_tensorflow_quietly`) once it has checked its flags and files, so that
+    a typo is reported within a second, not after TensorFlow's seconds-long import; CLIs
+    that may run without TensorFlow (Keras on JAX) never import it.
     """
     from absl import app
 
     quiet_environment()
     define_flags()
 
-    def main_after_flags(argv: Sequence[str]) -> int | None:
-        if needs_tensorflow:
-            import_tensorflow_quietly()
-        return main(argv)
-
     try:
-        app.run(main_after_flags, flags_parser=_parse_flags)
+        app.run(main, flags_parser=_parse_flags)
     except SystemExit as exit_:
         if exit_.code == 1 and any(arg in HELP_FLAGS for arg in sys.argv[1:]):
             raise SystemExit(0) from None  # help was asked for and given: a success

@@ -190,27 +190,56 @@ def evaluate(model_path: str | None, data_dir: str, split: str = "test",
     return results
 
 
-def main(argv) -> int:
-    """absl entry point: evaluate, print a summary, exit 2 with a message on bad input."""
-    from absl import flags
+def flag_problems(values) -> list[str]:
+    """Everything wrong with evaluate's flags that shows without a model (unreadable data or
+    split, a missing model path, a file where the --out folder goes, a bad batch size or
+    age groups), each a line naming the flag and the fix; checked before TensorFlow loads.
+    """
+    from tfdldl.manifest import ManifestError, read_manifest
 
-    from tfdldl.inference import ModelLoadError
-    from tfdldl.manifest import ManifestError
-    from tfdldl.report import ReportError
-    from tfdldl.serving_model import ServingLoadError
+    problems = []
+    try:
+        read_manifest(values.data).shards(values.split)
+    except ManifestError as error:
+        problems.append(f"--data {values.data} --split {values.split}: {error}")
+    if values.model and not os.path.exists(values.model):
+        problems.append(f"--model {values.model} does not exist; pass a SavedModel folder "
+                        "(saved_models/<name>/<version>) or a .keras file")
+    if values.out and os.path.exists(values.out) and not os.path.isdir(values.out):
+        problems.append(f"--out {values.out} is a file; give a folder for results.json and "
+                        "the report")
+    if values.batch_size < 1:
+        problems.append(f"--batch_size must be >= 1, got {values.batch_size}")
+    try:
+        parse_age_groups(values.age_groups)
+    except ValueError as error:
+        problems.append(f"--age_groups: {error}")
+    return problems
+
+
+def main(argv) -> int:
+    """absl entry point: evaluate, print a summary; exit 2 with a message on bad input (all
+    the flags' problems at once, found before TensorFlow is imported)."""
+    from absl import flags
 
     if len(argv) > 1:
         print(f"unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
         return 2
     values = flags.FLAGS
+    problems = flag_problems(values)
+    if problems:
+        print("\n".join(f"error: {problem}" for problem in problems), file=sys.stderr)
+        return 2
     if values.calibrate and values.split != "val":
         print(f"note: fitting the temperature on the '{values.split}' split; fit it on "
               "'val' to keep the test split unseen", file=sys.stderr)
-    try:
-        age_groups = parse_age_groups(values.age_groups)
-    except ValueError as error:
-        print(f"error: --age_groups: {error}", file=sys.stderr)
-        return 2
+    cli.import_tensorflow_quietly()
+    from tfdldl.inference import ModelLoadError
+    from tfdldl.manifest import ManifestError
+    from tfdldl.report import ReportError
+    from tfdldl.serving_model import ServingLoadError
+
+    age_groups = parse_age_groups(values.age_groups)
     try:
         results = evaluate(values.model, values.data, values.split, values.out,
                            flip=not values.no_flip, batch_size=values.batch_size,
@@ -254,8 +283,9 @@ def define_flags() -> None:
 
 
 def run() -> None:
-    """Console-script entry point (``tfdldl-evaluate``)."""
-    cli.run_main(main, define_flags, needs_tensorflow=True)
+    """Console-script entry point (``tfdldl-evaluate``); main imports TensorFlow once the
+    flags are checked."""
+    cli.run_main(main, define_flags)
 
 
 if __name__ == "__main__":

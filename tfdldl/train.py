@@ -24,6 +24,14 @@ with; a rerun with other ones is refused (delete the run folder to start fresh).
 one process trains into a run folder at a time (``.lock``), every file in it is written
 atomically, and none is written through a symbolic link.
 
+The config is checked before TensorFlow is imported, within a second: every unknown key,
+wrong type, out-of-range value and missing file (data.tfrecords, model.initial_weights) is
+reported at once, each with its file, key and fix, and the command exits with status 2.
+
+Progress: ``train.verbose`` 1 redraws a Keras progress bar every step, 2 prints one line
+per epoch, 0 nothing; left out, it is 1 when stdout is a terminal and 2 when it is not
+(a log file, nohup, CI), so a log holds a line per epoch, not one per step.
+
 A run whose best validation MAE is no better than predicting the training labels' mean
 for every face says so in train.log, on stderr and in results.json
 (``"no_better_than_mean"``), and the command exits with status 3.
@@ -247,8 +255,9 @@ def _check_best_weights(path: str) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """absl entry point: exit 2 with a one-line message on bad input, 1 on a NaN stop, 3
-    when the finished model is no better than predicting the mean."""
+    """absl entry point: exit 2 with a message on bad input (every problem of the config,
+    found before TensorFlow is imported), 1 on a NaN stop, 3 when the finished model is no
+    better than predicting the mean."""
     from absl import flags
 
     from tfdldl.experiment import load_experiment
@@ -259,10 +268,11 @@ def main(argv: Sequence[str]) -> int:
         return 2
     values = flags.FLAGS
     try:
-        experiment = load_experiment(values.config, values.set or [])
+        experiment = load_experiment(values.config, values.set or [], check_files=True)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    cli.import_tensorflow_quietly()
     from tfdldl import distribute
 
     try:
@@ -287,9 +297,9 @@ def define_flags() -> None:
 
 
 def run() -> None:
-    """Console-script entry point (``tfdldl-train``): TensorFlow (which reading a config
-    brings in through Keras) is imported quietly once the flags are parsed (tfdldl.cli)."""
-    cli.run_main(main, define_flags, needs_tensorflow=True)
+    """Console-script entry point (``tfdldl-train``): main imports TensorFlow quietly
+    (tfdldl.cli) once the config is checked."""
+    cli.run_main(main, define_flags)
 
 
 if __name__ == "__main__":
