@@ -261,7 +261,6 @@ def main(argv: Sequence[str]) -> int:
     from absl import flags
 
     from tfdldl.experiment import load_experiment
-    from tfdldl.manifest import ManifestError
 
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
@@ -274,6 +273,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     cli.import_tensorflow_quietly()
     from tfdldl import distribute
+    from tfdldl.manifest import ManifestError
 
     try:
         strategy = distribute.make_strategy(experiment.distribution.strategy)
