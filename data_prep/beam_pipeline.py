@@ -270,7 +270,7 @@ def find_groups(records: Sequence[Record], near_threshold: int, options: Pipelin
 
 
 class AlignFn(beam.DoFn):
-    """Batches of (split, Item) -> (split, serialized Example), plus tagged outputs
+    """Batches of (split, planned Record) -> (split, serialized Example), plus tagged outputs
     "faces" ([split, source, label, confidence, method, coverage]) and "skips"."""
 
     def __init__(self, settings: shard_job.Settings):

@@ -29,6 +29,7 @@ dataset and a busy folder exit with status 2 and one line naming the problem.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import math
 import multiprocessing
@@ -136,7 +137,7 @@ def plan(config: DataConfig, records: list[Record], assignment: Sequence[str],
     for split_index, split in enumerate(example_schema.SPLITS):
         members = by_split.get(split, [])
         order = np.random.default_rng([config.seed, split_index]).permutation(len(members))
-        items = [_item(members[i], config, data_root, (digests or {}).get(members[i].path, ""))
+        items = [_planned(members[i], config, data_root, (digests or {}).get(members[i].path, ""))
                  for i in order]
         count = math.ceil(len(items) / config.output.records_per_shard)
         for index in range(count):
@@ -154,12 +155,15 @@ def _settings(config: DataConfig) -> shard_job.Settings:
         framing=alignment.framing().to_dict(), on_no_face=alignment.on_no_face, jpeg_quality=config.output.jpeg_quality)
 
 
-def _item(record: Record, config: DataConfig, data_root: str, sha256: str) -> shard_job.Item:
+def _planned(record: Record, config: DataConfig, data_root: str, sha256: str) -> Record:
+    """``record`` planned: its path absolute, its source relative to ``data_root``, its σ
+    resolved by the config, the SHA-256 of its file recorded."""
     path = os.path.abspath(record.path)
-    return shard_job.Item(path=path, source=os.path.relpath(path, data_root),
-                          label=float(record.label), sigma=sigma_of(config.sigma, record.sigma),
-                          subject=record.subject, gender=int(record.gender),
-                          group=int(record.group), sha256=sha256)
+    return dataclasses.replace(record, path=path, source=os.path.relpath(path, data_root),
+                               label=float(record.label),
+                               sigma=sigma_of(config.sigma, record.sigma),
+                               gender=int(record.gender), group=int(record.group),
+                               sha256=sha256)
 
 
 def coverage_summary(coverages: list[float]) -> dict[str, Any] | None:

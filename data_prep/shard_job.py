@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 import cv2
 import numpy as np
 
+from data_prep.adapters.base import Record
 from tfdldl import example_schema
 from tfdldl.face_align import FaceAligner, Framing
 from tfdldl.image_io import ImageReadError, read_rgb
@@ -35,33 +36,8 @@ ALIGNED, CENTER_CROP = "aligned", "center_crop"
 
 
 @dataclasses.dataclass(frozen=True)
-class Item:
-    """A record planned into a shard.
-
-    Attributes:
-      path: absolute image path.
-      source: path relative to the dataset root, stored in the TFRecord.
-      label: y in label units (inside the label space).
-      sigma: σ in label units.
-      subject: subject id or "".
-      gender: 0, 1 or -1.
-      group: the dataset's group code, -1 unknown.
-      sha256: SHA-256 (hex) of the source file's bytes ("" when unknown).
-    """
-
-    path: str
-    source: str
-    label: float
-    sigma: float
-    subject: str = ""
-    gender: int = -1
-    group: int = -1
-    sha256: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything besides the items that determines a shard's bytes.
+    """Everything besides the records that determines a shard's bytes.
 
     Attributes:
       label_space: LabelSpace.to_dict() of the distributions' grid.
@@ -89,12 +65,13 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
-    """Shard ``index`` of ``count`` of ``split``, with its items and settings."""
+    """Shard ``index`` of ``count`` of ``split``, with its planned records (``items``) and
+    settings."""
 
     split: str
     index: int
     count: int
-    items: tuple[Item, ...]
+    items: tuple[Record, ...]
     settings: Settings
 
     @property
@@ -104,11 +81,27 @@ class ShardTask:
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of everything that determines the shard's content: the settings,
-        the shard's place, and each item with the SHA-256 of its source bytes."""
+        the shard's place, and each planned record (with the SHA-256 of its source bytes)."""
         payload = json.dumps([dataclasses.asdict(self.settings), self.split, self.index,
-                              self.count, [dataclasses.astuple(i) for i in self.items],
+                              self.count, [_fingerprint_row(item) for item in self.items],
                               example_schema.SCHEMA_VERSION], sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+# A planned record's fields in its shard's fingerprint: these first, in the order of the
+# planned-item type that builds used before it merged into Record (so their shards stay
+# finished), then every later field; never folder or split, which choose the shard, not
+# its bytes.
+_FINGERPRINT_FIRST = ("path", "source", "label", "sigma", "subject", "gender", "group",
+                      "sha256")
+_NOT_FINGERPRINTED = ("folder", "split")
+
+
+def _fingerprint_row(record: Record) -> list:
+    """The values of a planned record that its shard's fingerprint covers."""
+    later = tuple(field.name for field in dataclasses.fields(record)
+                  if field.name not in _FINGERPRINT_FIRST + _NOT_FINGERPRINTED)
+    return [getattr(record, name) for name in _FINGERPRINT_FIRST + later]
 
 
 def sidecar_path(out_dir: str, shard: str) -> str:
@@ -169,20 +162,18 @@ def run(task: ShardTask, out_dir: str, aligner: FaceAligner,
     return sidecar
 
 
-def align_items(items: Sequence[Item], settings: Settings, aligner: FaceAligner
+def align_items(items: Sequence[Record], settings: Settings, aligner: FaceAligner
                 ) -> tuple[list, list[list], list[list]]:
-    """Read, detect (one detector batch), align and encode ``items``.
+    """Read, detect (one detector batch), align and encode ``items`` (planned records).
 
     Shared by the local build (per shard) and the Beam pipeline (per batch of items).
 
     Returns:
-      (examples, faces, skips): a FaceExample and a face row [source, label, confidence
+      (examples, faces, skips): a FaceRecord and a face row [source, label, confidence
       or None, method, coverage] per kept item, in order, and [path, reason, detail] per
       dropped one: unreadable_image, no_face, or alignment_error (the item raised while
       being detected, aligned or encoded; the others of the batch are not affected).
     """
-    from data_prep.tfrecord_writer import FaceExample
-
     space = LabelSpace.from_dict(settings.label_space)
     examples, faces, skips = [], [], []
     images, readable = [], []
@@ -216,12 +207,8 @@ def align_items(items: Sequence[Item], settings: Settings, aligner: FaceAligner
         except Exception as error:  # noqa: BLE001 - counted with its reason, as a skip
             skips.append([item.path, "alignment_error", f"{type(error).__name__}: {error}"])
             continue
-        examples.append(FaceExample(
-            jpeg=jpeg, image_size=settings.output_size,
-            label=item.label, sigma=item.sigma,
-            distribution=space.gaussian(np.float32(item.label), item.sigma),
-            subject=item.subject, gender=item.gender, source=item.source,
-            group=item.group, coverage=coverage))
+        examples.append(item.face(jpeg, settings.output_size,
+                                  space.gaussian(np.float32(item.label), item.sigma), coverage))
         faces.append([item.source, item.label, confidence, method, round(coverage, 4)])
     return examples, faces, skips
 

@@ -91,7 +91,7 @@ def write_tfrecord_set(root: str, label_space: LabelSpace, counts: Mapping[str, 
       ``root``. Its manifest's task is the label space's name when that names a task
       (tfdldl.manifest.legacy_task): AGE data are "age", SCUT_FBP5500 "attractiveness".
     """
-    from data_prep.tfrecord_writer import FaceExample, write_shard
+    from data_prep.tfrecord_writer import write_shard
 
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
@@ -105,7 +105,7 @@ def write_tfrecord_set(root: str, label_space: LabelSpace, counts: Mapping[str, 
             ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             if not ok:
                 raise RuntimeError("OpenCV failed to encode a synthetic JPEG")
-            examples.append(FaceExample(
+            examples.append(example_schema.FaceRecord(
                 jpeg=jpeg.tobytes(), image_size=image_size, label=float(label),
                 sigma=SYNTHETIC_SIGMA, distribution=distributions[i],
                 subject=f"s{split}{i}", gender=i % 2, source=f"{split}/{i:05d}.jpg",

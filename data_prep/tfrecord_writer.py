@@ -11,10 +11,6 @@ from tfdldl import example_schema as schema
 from tfdldl.safe_io import atomic_path
 
 
-# The writer's name for the one face record type (tfdldl.example_schema.FaceRecord).
-FaceExample = schema.FaceRecord
-
-
 def serialize(example: schema.FaceRecord) -> bytes:
     """The ``tf.train.Example`` wire bytes of ``example``: every feature of the schema table
     (tfdldl.example_schema.FEATURES), schema_version always the current one."""

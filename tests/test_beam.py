@@ -261,8 +261,7 @@ def test_an_item_that_raises_is_a_skip_not_a_failure(tmp_path, monkeypatch):
         return real_center_crop(image)
 
     monkeypatch.setattr(aligner, "center_crop", flaky)
-    items = [shard_job.Item(path=p, source=os.path.basename(p), label=30.0, sigma=2.0)
-             for p in paths]
+    items = [Record(path=p, source=os.path.basename(p), label=30.0, sigma=2.0) for p in paths]
     examples, faces, skips = shard_job.align_items(items, settings, aligner)
     assert [face[0] for face in faces] == ["0.png", "2.png"] and len(examples) == 2
     assert skips == [[paths[1], "alignment_error", "ValueError: injected failure"]]

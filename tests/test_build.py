@@ -5,6 +5,7 @@ read back with tf.data.
 """
 
 import collections
+import dataclasses
 import hashlib
 import json
 import os
@@ -254,6 +255,38 @@ def test_a_source_replaced_in_place_is_aligned_again(built, sample):
     assert [name for name in before if before[name] != after[name]] == [os.path.basename(shard)]
     new_face = next(r[schema.IMAGE] for r in _read([shard]) if r[schema.SOURCE] == GOOD[3].encode())
     assert new_face != old_face
+
+
+def test_shard_fingerprints_are_those_of_builds_before_the_record_types_merged():
+    """A planned record's fingerprint is what the planned-item type's was (hex from that
+    code), so builds made before still resume; a later change of a written field, or a
+    record field added later, changes it; the dataset's folder and split do not."""
+    from data_prep import shard_job
+    from data_prep.adapters.base import Record
+
+    settings = shard_job.Settings(label_space={"name": "age", "minimum": 0.0, "maximum": 100.0,
+                                               "step": 1.0}, output_size=64, min_face_size=20,
+                                  thresholds=(0.6, 0.7, 0.7), scale_factor=0.709,
+                                  max_side=1024, framing={"a": 1}, on_no_face="skip",
+                                  jpeg_quality=95)
+    items = (Record("/d/a.jpg", 31.0, sigma=2.0, subject="s1", gender=1, folder=4,
+                    split="train", group=3, source="a.jpg", sha256="ab"),
+             Record("/d/b.jpg", 7.5, sigma=1.5, source="b.jpg"))
+    task = shard_job.ShardTask("train", 0, 2, items, settings)
+    assert task.fingerprint() == (
+        "f1b1b8bf0851694c82710be755a049524713ff70d181e428321fc5c66ad5b7aa")
+    regrouped = dataclasses.replace(task, items=(dataclasses.replace(items[0], group=2),
+                                                 items[1]))
+    assert regrouped.fingerprint() != task.fingerprint()
+    refolded = dataclasses.replace(task, items=(dataclasses.replace(items[0], folder=1,
+                                                                    split=None), items[1]))
+    assert refolded.fingerprint() == task.fingerprint()
+    later = dataclasses.make_dataclass("Later", [("glasses", int, 0)], bases=(Record,),
+                                       frozen=True)
+    glasses = [dataclasses.replace(task, items=(later(**dataclasses.asdict(items[0]),
+                                                      glasses=value), items[1]))
+               for value in (0, 1)]
+    assert glasses[0].fingerprint() != glasses[1].fingerprint()
 
 
 def test_each_source_is_hashed_in_the_pass_that_reads_it(built):

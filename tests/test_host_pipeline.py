@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from data_prep import synthetic
 from tfdldl import augment, host_pipeline, tfrecord_reader
+from tfdldl import example_schema as schema
 from tfdldl.experiment import AugmentConfig
 from tfdldl.label_space import AGE
 from tfdldl.manifest import read_manifest
@@ -163,7 +164,8 @@ def test_refusals_are_clear(faces):
         host_pipeline.HostBatches(faces, 4, ["value"], AGE, 32, degraded)
     with pytest.raises(host_pipeline.HostPipelineError, match="record 3: not an image"):
         host_pipeline.decode_image(b"not an image", 32, where="record 3")
-    broken = dataclasses.replace(faces, jpegs=[b"broken"] * len(faces))
+    broken = dataclasses.replace(faces, columns={**faces.columns,
+                                                 schema.IMAGE: [b"broken"] * len(faces)})
     with host_pipeline.HostBatches(broken, 4, ["value"], AGE, 32, None, workers=1) as batches:
         with pytest.raises(host_pipeline.HostPipelineError, match="record 10: not an image"):
             next(batches.stream())

@@ -15,7 +15,7 @@ from data_prep.synthetic import render
 from tfdldl import report
 from tfdldl.evaluate import SplitPredictions, compute_results
 from tfdldl.inference import distribution_stddev
-from tfdldl.label_space import AGE
+from tfdldl.label_space import AGE, LabelSpace
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -185,4 +185,31 @@ def test_face_grid_shows_the_smallest_and_largest_errors_first():
 def test_report_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(report.ReportError, match=r"pip install 'tfdldl\[report\]'"):
-        report.plot_cs_curve([0, 1], [0.0, 0.5], AGE, str(tmp_path / "cs.png"))
+        report.plot_cs_curve([0, 1], [0.0, 0.5], AGE, str(tmp_path / "cs.png"), task="age")
+
+
+def test_the_plots_units_follow_the_results_task_not_the_label_space_name(tmp_path,
+                                                                          monkeypatch):
+    """An age model whose label space has another name still plots errors in years; the
+    unit comes from results["task"] (the manifest's task), as the metrics' bands do."""
+    titles = []
+
+    def record_titles(figure, path):  # instead of drawing the PNG (other tests do)
+        titles.extend(text for axes in figure.axes
+                      for text in (axes.get_xlabel(), axes.get_ylabel()))
+        report._pyplot().close(figure)
+        return path
+
+    monkeypatch.setattr(report, "_save", record_titles)
+    monkeypatch.setattr(report, "write_html", lambda *args: "report.html")
+    predictions = _predictions(count=40)
+    apparent = LabelSpace(0.0, 100.0, 1.0, name="apparent_age")
+    for task, unit in (("age", "(years)"), ("attractiveness", "(apparent_age units)")):
+        results = compute_results(predictions, apparent, per_sample_sigma=False,
+                                  temperature=1.0, task=task)
+        titles.clear()
+        report.write_report(str(tmp_path / task), {"model": "m", "data": "d", "split": "test",
+                                                   "label_space": apparent.to_dict(), **results},
+                            predictions.true, predictions.value, apparent, [])
+        errors = [title for title in titles if title.startswith("error")]
+        assert len(errors) >= 3 and all(title.endswith(unit) for title in errors), titles

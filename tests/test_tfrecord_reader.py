@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import synthetic
-from data_prep.tfrecord_writer import FaceExample, serialize, write_shard
+from data_prep.tfrecord_writer import serialize, write_shard
 from tfdldl import example_schema as schema
 from tfdldl import tfrecord_reader
 from tfdldl.label_space import AGE
@@ -36,10 +36,11 @@ def record_set(tmp_path_factory):
                                         shards_per_split=2, seed=3)
 
 
-def _face(label: float, gender: int = -1, subject: str = "") -> FaceExample:
-    return FaceExample(jpeg=b"\xff\xd8 not really a jpeg \x00\x01", image_size=24, label=label,
-                       sigma=2.0, distribution=AGE.gaussian(np.float32([label]), 2.0)[0],
-                       subject=subject, gender=gender, source="a/b.jpg")
+def _face(label: float, gender: int = -1, subject: str = "") -> schema.FaceRecord:
+    return schema.FaceRecord(jpeg=b"\xff\xd8 not really a jpeg \x00\x01", image_size=24,
+                             label=label, sigma=2.0,
+                             distribution=AGE.gaussian(np.float32([label]), 2.0)[0],
+                             subject=subject, gender=gender, source="a/b.jpg")
 
 
 def _assert_same_as_tensorflow(data: bytes) -> None:
@@ -87,11 +88,19 @@ def test_records_without_a_group_read_as_unknown():
     assert (record.gender, record.group) == (1, -1)
 
 
-def test_split_arrays_carry_gender_and_group(record_set):
+def test_split_arrays_hold_a_column_per_feature_of_the_table(record_set):
     faces = tfrecord_reader.read_split(read_manifest(record_set), "train")
     order = [0, 2, 4, 6, 8, 1, 3, 5, 7]  # record i is in shard i % 2
-    assert faces.genders.tolist() == [i % 2 for i in order]
-    assert faces.groups.tolist() == [i % len(synthetic.SYNTHETIC_GROUPS) for i in order]
+    assert list(faces.columns) == [entry.key for entry in schema.FEATURES]
+    assert faces.field(schema.GENDER).tolist() == [i % 2 for i in order]
+    assert faces.field(schema.GROUP).tolist() == [i % len(synthetic.SYNTHETIC_GROUPS)
+                                                  for i in order]
+    assert faces.field(schema.SOURCE).tolist() == [f"train/{i:05d}.jpg" for i in order]
+    assert faces.field(schema.GENDER).dtype == np.int32
+    assert faces.field(schema.SIGMA).dtype == np.float32
+    assert faces.jpegs is faces.field(schema.IMAGE) and len(faces) == 9
+    with pytest.raises(KeyError, match="'age' is not a feature of the tfdldl face schema"):
+        faces.field("age")
 
 
 def _key(number: int, wire_type: int) -> bytes:
@@ -219,9 +228,11 @@ def test_a_record_of_another_schema_is_refused_with_its_offset(tmp_path):
 def test_read_split_checks_count_and_width(record_set, tmp_path):
     manifest = read_manifest(record_set)
     faces = tfrecord_reader.read_split(manifest, "train")
-    assert len(faces) == 9 and faces.distributions.shape == (9, AGE.num_classes)
-    np.testing.assert_allclose(faces.distributions.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(faces.labels, AGE.grid[np.argmax(faces.distributions, 1)])
+    distributions = faces.field(schema.DISTRIBUTION)
+    assert len(faces) == 9 and distributions.shape == (9, AGE.num_classes)
+    np.testing.assert_allclose(distributions.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(faces.field(schema.LABEL),
+                                  AGE.grid[np.argmax(distributions, 1)])
 
     raw = dict(manifest.raw)
     raw["splits"] = {"train": {**raw["splits"]["train"], "count": 10}}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data_prep.synthetic import write_tfrecord_set
-from data_prep.tfrecord_writer import FaceExample, write_shard
+from data_prep.tfrecord_writer import write_shard
 from tfdldl import distribute, example_schema, inference, train
 from tfdldl.config import ConfigError
 from tfdldl.experiment import load_experiment
@@ -117,8 +117,9 @@ def test_nan_loss_stops_cleanly_with_a_message(tmp_path):
     jpeg = next(iter(__import__("tensorflow").data.TFRecordDataset(manifest.shards("val"))))
     example = __import__("tensorflow").train.Example.FromString(jpeg.numpy())
     encoded = example.features.feature[example_schema.IMAGE].bytes_list.value[0]
-    broken = [FaceExample(jpeg=encoded, image_size=32, label=10.0, sigma=2.0,
-                          distribution=np.full(SPACE.num_classes, np.nan, np.float32))] * 16
+    broken = [example_schema.FaceRecord(
+        jpeg=encoded, image_size=32, label=10.0, sigma=2.0,
+        distribution=np.full(SPACE.num_classes, np.nan, np.float32))] * 16
     write_shard(manifest.shards("train")[0], broken)  # a corrupt build: NaN targets
     experiment = load_experiment(_config(tmp_path, root, name="nanrun"),
                                  ["data.test_split=''"])

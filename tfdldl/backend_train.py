@@ -46,7 +46,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from tfdldl import cli, host_pipeline, run_folder, tfrecord_reader
+from tfdldl import cli, example_schema, host_pipeline, run_folder, tfrecord_reader
 from tfdldl.config import ConfigError, save_config, to_dict
 from tfdldl.experiment import Experiment, load_experiment
 from tfdldl.inference import TRAINING_FACES_KEY
@@ -194,7 +194,7 @@ def _write_results(model, run_dir: str, evaluation: dict, results: dict[str, Any
     """Add each evaluation split's MAEs to ``results``; write timing.json and results.json."""
     batch = timing["batch_size"]
     for split, (images, faces) in evaluation.items():
-        results[split] = split_mae(model, images, faces.labels, batch)
+        results[split] = split_mae(model, images, faces.field(example_schema.LABEL), batch)
         log.info("%s MAE %.3f (flip-averaged %.3f) on %d faces", split,
                  results[split]["mae"], results[split]["mae_flip_averaged"], len(faces))
     results["timing"] = timing

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from tfdldl import example_schema as schema
 from tfdldl import tfrecord_reader
 from tfdldl.inference import Predictor, predict_flip_averaged
 from tfdldl.manifest import Manifest
@@ -78,8 +79,8 @@ def read_split(manifest: Manifest, split: str, batch_size: int) -> Iterator[dict
         stop = start + batch_size
         encoded = faces.jpegs[start:stop]
         yield {"encoded": encoded, "image": decode_jpegs(encoded),
-               "label": faces.labels[start:stop], "sigma": faces.sigmas[start:stop],
-               "gender": faces.genders[start:stop], "group": faces.groups[start:stop]}
+               **{key: faces.field(key)[start:stop]
+                  for key in (schema.LABEL, schema.SIGMA, schema.GENDER, schema.GROUP)}}
 
 
 def collect_predictions(predictor: Predictor, manifest: Manifest, split: str,

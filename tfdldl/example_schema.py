@@ -5,7 +5,10 @@ features (key, dtype, shape, default); the writer (data_prep.tfrecord_writer.ser
 the TF-free reader (tfdldl.tfrecord_reader.decode_face), tf.data's parse spec
 (tfdldl.input_pipeline.feature_spec, also used by the contact sheet and the training's
 label read) and :class:`FaceRecord`, the one face record type on both sides of the
-TFRecord, all follow it. Nothing in this module imports TensorFlow.
+TFRecord, all follow it; so do the reader's in-memory columns
+(tfdldl.tfrecord_reader.FaceArrays) and data_prep's record before alignment
+(data_prep.adapters.base.Record, which hands FaceRecord every feature it carries). Nothing
+in this module imports TensorFlow.
 
 | key            | dtype  | shape | default | meaning                                       |
 |----------------|--------|-------|---------|-----------------------------------------------|

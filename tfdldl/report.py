@@ -76,9 +76,11 @@ def _pyplot():
     return plt
 
 
-def _units(label_space: LabelSpace) -> str:
-    """The unit of the label for axis titles: years for age."""
-    return "years" if label_space.name == "age" else f"{label_space.name} units"
+def units(task: str, label_space: LabelSpace) -> str:
+    """The unit of the label for axis titles: years for the age task, else the label
+    space's units. ``task``: the data's task (tfdldl.manifest.Manifest.task, the results'
+    "task"); the label space's name does not decide it."""
+    return "years" if task == "age" else f"{label_space.name} units"
 
 
 def _save(figure, path: str) -> str:
@@ -121,7 +123,7 @@ def plot_scatter(true: np.ndarray, predicted: np.ndarray, label_space: LabelSpac
 
 
 def plot_error_by_band(bands: Sequence[Mapping[str, Any]], label_space: LabelSpace,
-                       path: str) -> str:
+                       path: str, *, task: str) -> str:
     """Bars of mean absolute error per label band, bias as dots, counts above the bars.
 
     Args:
@@ -129,6 +131,7 @@ def plot_error_by_band(bands: Sequence[Mapping[str, Any]], label_space: LabelSpa
         empty bands have mae/bias None.
       label_space: names the quantity.
       path: PNG to write.
+      task: the data's task; gives the error's unit (:func:`units`).
     Returns:
       ``path``.
     """
@@ -149,7 +152,7 @@ def plot_error_by_band(bands: Sequence[Mapping[str, Any]], label_space: LabelSpa
                       textcoords="offset points")
     axes.set_xticks(positions, labels, rotation=45 if len(bands) > 8 else 0)
     axes.set_xlabel(f"true {label_space.name} band")
-    axes.set_ylabel(f"error ({_units(label_space)})")
+    axes.set_ylabel(f"error ({units(task, label_space)})")
     axes.set_title(f"Error by {label_space.name} band")
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="best")
@@ -157,7 +160,7 @@ def plot_error_by_band(bands: Sequence[Mapping[str, Any]], label_space: LabelSpa
 
 
 def plot_cs_curve(thetas: Sequence[float], scores: Sequence[float], label_space: LabelSpace,
-                  path: str) -> str:
+                  path: str, *, task: str) -> str:
     """The cumulative score CS(θ): share of faces with |error| ≤ θ, against θ.
 
     Args:
@@ -165,6 +168,7 @@ def plot_cs_curve(thetas: Sequence[float], scores: Sequence[float], label_space:
       scores: float [T], CS values in 0..1.
       label_space: names the quantity.
       path: PNG to write.
+      task: the data's task; gives θ's unit (:func:`units`).
     Returns:
       ``path``.
     """
@@ -172,7 +176,7 @@ def plot_cs_curve(thetas: Sequence[float], scores: Sequence[float], label_space:
     figure, axes = plt.subplots(figsize=(5.2, 4.0))
     axes.plot(thetas, 100.0 * np.asarray(scores, np.float64), marker="o", markersize=3,
               color="tab:green")
-    axes.set_xlabel(f"error threshold θ ({_units(label_space)})")
+    axes.set_xlabel(f"error threshold θ ({units(task, label_space)})")
     axes.set_ylabel("cumulative score CS(θ), %")
     axes.set_ylim(0, 100)
     axes.set_xlim(thetas[0], thetas[-1])
@@ -182,7 +186,7 @@ def plot_cs_curve(thetas: Sequence[float], scores: Sequence[float], label_space:
 
 
 def plot_slices(slices: Mapping[str, Mapping[str, Any]], label_space: LabelSpace,
-                path: str) -> str:
+                path: str, *, task: str) -> str:
     """MAE bars and bias dots per group, one panel per attribute (gender, race, ...).
 
     Args:
@@ -190,6 +194,7 @@ def plot_slices(slices: Mapping[str, Mapping[str, Any]], label_space: LabelSpace
         "count", "mae", "bias"; "largest_gap").
       label_space: names the quantity.
       path: PNG to write.
+      task: the data's task; gives the error's unit (:func:`units`).
     Returns:
       ``path``.
     """
@@ -213,7 +218,7 @@ def plot_slices(slices: Mapping[str, Mapping[str, Any]], label_space: LabelSpace
                         rotation=30 if len(groups) > 3 else 0)
         gap = table["largest_gap"]
         axes.set_title(f"by {attribute}: largest MAE gap {gap['mae']:.2f}", fontsize=10)
-        axes.set_ylabel(f"error ({_units(label_space)})")
+        axes.set_ylabel(f"error ({units(task, label_space)})")
         axes.grid(axis="y", alpha=0.3)
         axes.legend(loc="best", fontsize=8)
     return _save(figure, path)
@@ -321,7 +326,9 @@ def write_report(out_dir: str, results: Mapping[str, Any], true: np.ndarray,
 
     Args:
       out_dir: output folder (created).
-      results: the evaluation dict; needs "bands" and "cs" ({"thetas", "values"}).
+      results: the evaluation dict (tfdldl.evaluate_metrics.compute_results); needs
+        "task" (the data's task: the plots' units), "bands" and "cs" ({"thetas",
+        "values"}).
       true, predicted: float [N], label units.
       label_space: the model's label space.
       faces: (title, samples) groups for the face grid (may be empty). When their
@@ -332,17 +339,18 @@ def write_report(out_dir: str, results: Mapping[str, Any], true: np.ndarray,
       results have slices, "faces", "attention" with overlays, "html").
     """
     os.makedirs(out_dir, exist_ok=True)
+    task = results["task"]
     written = {
         "scatter": plot_scatter(true, predicted, label_space,
                                 os.path.join(out_dir, SCATTER_PNG)),
         "bands": plot_error_by_band(results["bands"], label_space,
-                                    os.path.join(out_dir, BANDS_PNG)),
+                                    os.path.join(out_dir, BANDS_PNG), task=task),
         "cs": plot_cs_curve(results["cs"]["thetas"], results["cs"]["values"], label_space,
-                            os.path.join(out_dir, CS_PNG)),
+                            os.path.join(out_dir, CS_PNG), task=task),
     }
     if results.get("slices"):
         written["slices"] = plot_slices(results["slices"], label_space,
-                                        os.path.join(out_dir, SLICES_PNG))
+                                        os.path.join(out_dir, SLICES_PNG), task=task)
     notes = ()
     if faces and any(samples for _, samples in faces):
         written["faces"] = plot_face_grid(faces, label_space, os.path.join(out_dir, FACES_PNG))

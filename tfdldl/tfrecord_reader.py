@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -140,44 +140,55 @@ def read_faces(paths: Sequence[str], verify_data: Optional[bool] = None) -> Iter
             yield record
 
 
+# The in-memory column of each table dtype (bytes stay a list of N bytes objects).
+_COLUMN_DTYPES = {"float": np.float32, "int": np.int32, "text": object}
+
+
 @dataclasses.dataclass(frozen=True)
 class FaceArrays:
-    """A whole split held in memory, column by column (N records, K classes).
+    """A whole split held in memory, one column per feature of the schema table
+    (tfdldl.example_schema.FEATURES); N records, K classes.
 
     Attributes:
-      jpegs: N encoded faces (bytes).
-      labels: float32 [N], label units.
-      sigmas: float32 [N], label units.
-      distributions: float32 [N, K].
-      image_size: side of the stored faces, pixels.
-      genders: int32 [N], 0 male, 1 female, -1 unknown (empty when not read).
-      groups: int32 [N], the dataset's group codes, -1 unknown (empty when not read).
+      columns: feature key -> its column: a list of N bytes for a bytes feature (the
+        JPEGs), else an array [N] (float32 for float, int32 for int, str objects for text)
+        or [N, K] for a per-class feature (the distributions).
+      image_size: side of the stored faces, pixels (the manifest's).
     """
 
-    jpegs: list[bytes]
-    labels: np.ndarray
-    sigmas: np.ndarray
-    distributions: np.ndarray
+    columns: dict[str, Any]
     image_size: int
-    genders: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
-    groups: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+
+    @classmethod
+    def from_records(cls, records: Sequence[FaceRecord], image_size: int,
+                     num_classes: int) -> "FaceArrays":
+        """The columns of ``records``, each per-class feature [N, ``num_classes``]."""
+        columns: dict[str, Any] = {}
+        for entry in schema.FEATURES:
+            values = [getattr(record, entry.field) for record in records]
+            if entry.dtype == "bytes":
+                columns[entry.key] = values
+            elif entry.shape:
+                columns[entry.key] = np.asarray(values, np.float32).reshape(-1, num_classes)
+            else:
+                columns[entry.key] = np.asarray(values, _COLUMN_DTYPES[entry.dtype])
+        return cls(columns, image_size)
 
     def __len__(self) -> int:
         return len(self.jpegs)
 
-    def field(self, key: str) -> np.ndarray:
-        """The column of the schema feature ``key`` (tfdldl.example_schema), [N, ...].
+    @property
+    def jpegs(self) -> list[bytes]:
+        """The N encoded faces (the image/encoded column)."""
+        return self.columns[schema.IMAGE]
+
+    def field(self, key: str) -> Any:
+        """The column of the schema feature ``key`` (see ``columns``).
 
         Raises:
-          KeyError: a feature not held in memory (the message lists those that are).
+          KeyError: a key that is not a feature of the schema (the message lists them).
         """
-        columns = {schema.LABEL: self.labels, schema.SIGMA: self.sigmas,
-                   schema.DISTRIBUTION: self.distributions, schema.GENDER: self.genders,
-                   schema.GROUP: self.groups}
-        if key not in columns:
-            raise KeyError(f"feature '{key}' is not held in memory; FaceArrays holds "
-                           f"{', '.join(columns)}")
-        return columns[key]
+        return self.columns[schema.feature(key).key]
 
 
 def read_split(manifest: Manifest, split: str, verify_data: Optional[bool] = None) -> FaceArrays:
@@ -192,26 +203,17 @@ def read_split(manifest: Manifest, split: str, verify_data: Optional[bool] = Non
     paths = manifest.shards(split)
     verify_shards(manifest, [split])
     k = manifest.label_space.num_classes
-    jpegs, labels, sigmas, distributions, genders, groups = [], [], [], [], [], []
+    records = []
     for record in read_faces(paths, verify_data):
         if record.distribution.shape != (k,):
             raise TFRecordError(
                 f"split '{split}' of {manifest.root}: a record ({record.source or 'no source'})"
                 f" stores {record.distribution.size} distribution values but the manifest's "
                 f"label space {manifest.label_space.describe()} has K = {k}; rebuild the data")
-        jpegs.append(record.jpeg)
-        labels.append(record.label)
-        sigmas.append(record.sigma)
-        distributions.append(record.distribution)
-        genders.append(record.gender)
-        groups.append(record.group)
+        records.append(record)
     expected = manifest.counts.get(split)
-    if expected is not None and expected != len(jpegs):
-        raise TFRecordError(f"split '{split}' of {manifest.root}: the shards hold {len(jpegs)} "
-                            f"records but the manifest says {expected}; rebuild the data")
-    return FaceArrays(jpegs=jpegs, labels=np.asarray(labels, np.float32),
-                      sigmas=np.asarray(sigmas, np.float32),
-                      distributions=np.stack(distributions).astype(np.float32),
-                      image_size=manifest.image_size,
-                      genders=np.asarray(genders, np.int32),
-                      groups=np.asarray(groups, np.int32))
+    if expected is not None and expected != len(records):
+        raise TFRecordError(f"split '{split}' of {manifest.root}: the shards hold "
+                            f"{len(records)} records but the manifest says {expected}; "
+                            "rebuild the data")
+    return FaceArrays.from_records(records, manifest.image_size, k)
