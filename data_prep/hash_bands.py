@@ -20,9 +20,15 @@ bits), so every pair within r bits meets in some band: none can be missed. Index
 and probes grow as Σ C(w, <= s) and Σ C(w, <= u) instead of Σ C(w, <= t) for probes alone,
 which is what lets bands widen with n (for n images a band should be about log2(n) bits
 of information wide, or every band's buckets hold a fixed share of all images and the
-work stays n²). A probe's range is cut to the images that the matching rule pairs with
-the query (higher for plain queries, lower for mirrored ones); a pair met several times
-is kept once. Candidates are verified exactly (XOR and popcount of the four 64-bit words).
+work stays n²). A band's entries are sorted by value (then image) with a table of where
+each value's bucket starts, and each entry carries its image's full hash, so that a
+bucket is verified reading memory in order; a chunk of probes is sorted by value before
+it looks up its buckets. In bands of even t_b (s_b = u_b) a plain query's probes are its
+own entries, so plain pairs meet as two entries of one bucket; mirrored queries (and
+plain ones in bands of odd t_b) probe. Every meeting is verified exactly (XOR and
+popcount of the four 64-bit words), met pairs that the matching rule does not pair (the
+mirrored query must be the higher image, a plain probe's query the lower) are dropped,
+and a pair met several times is kept once.
 
 Which bits form a band is chosen from the hashes' statistics (:class:`HashStats`): real
 dHashes of aligned faces are far from uniform (some bits are set on ~95 % of faces and
@@ -47,7 +53,7 @@ import numpy as np
 
 HASH_BITS = 256
 _MAX_WIDTH = 32  # keys are value·n + image < 2**63 (n < 2**31)
-_MAX_PREFIX = 24  # a band's bucket table spans at most 2**24 values of its leading bits
+_MAX_PREFIX = 26  # a band's bucket table spans at most 2**26 values of its leading bits
 # Relative costs for plan_bands(): one probe (table look-up), one index entry (flip, sort,
 # count) and one meeting (filter and verify), fitted to CPU times of 10 to 16 band plans
 # on the 20,148 UTKFace hashes on this machine (a probe ~2x a meeting: ~200 vs ~100 ns).
@@ -55,7 +61,6 @@ _PROBE_COST, _INDEX_COST, _PAIR_COST = 2.0, 1.5, 1.0
 _CORRELATION_WEIGHT = 3.0  # how strongly correlated bits are kept apart
 _ROWS = 1 << 20  # probes (query x flip) handled at once
 _PAIRS = 1 << 22  # candidate pairs verified at once
-_CUT = 16  # longer probe ranges are cut by a binary search, shorter ones filtered
 
 
 @dataclasses.dataclass
@@ -269,9 +274,12 @@ def plan_bands(radius: int, n: int, stats: Optional[HashStats] = None) -> BandPl
 
     Every m from 8 (bands of 32 bits) to 16 bands is costed with the fewest flips that
     keep Σ_b (t_b + 1) > radius (module docstring), the bits assigned by their statistics
-    (``stats``; None: uniform independent bits): index entries n·Σ C(w, <= s_b), probes
-    2n·Σ C(w, <= u_b) (plain and mirrored queries), and meetings n²·Σ_b E[meetings in b]
-    (bits taken as independent; on real faces this is within a few % of sampled pairs).
+    (``stats``; None: uniform independent bits): index entries n·Σ C(w, <= s_b); probes
+    n·Σ C(w, <= u_b) for the mirrored queries, twice that in bands of odd t_b, where plain
+    queries probe too (in even ones plain pairs meet as entries of one bucket); and
+    meetings n²·Σ_b E[meetings in b] (bits taken as independent; on real faces this is
+    within a few % of sampled pairs), 1.5 times that (plain pairs once, mirrored ones
+    both ways) in even bands, twice in odd ones.
     """
     probability, correlation = (stats or HashStats.empty()).differences()
     best = None
@@ -279,50 +287,108 @@ def plan_bands(radius: int, n: int, stats: Optional[HashStats] = None) -> BandPl
         flips, fewer = _flips_for(radius, count)
         bands = _assign(count, probability, correlation)
         plan = BandPlan(radius, bands, flips, fewer)
-        meet = sum(_meetings(probability[list(positions)], plan.band_flips(band) // 2,
-                             plan.band_flips(band) - plan.band_flips(band) // 2)
-                   for band, positions in enumerate(bands))
-        cost = (_PROBE_COST * 2.0 * n * plan.probes_per_hash
-                + _INDEX_COST * n * plan.entries_per_hash + _PAIR_COST * float(n) ** 2 * meet)
+        meet = [_meetings(probability[list(positions)], plan.band_flips(band) // 2,
+                          plan.band_flips(band) - plan.band_flips(band) // 2)
+                for band, positions in enumerate(bands)]
+        odd = [plan.band_flips(band) % 2 for band in range(count)]  # plain queries probe
+        probes = sum((1 + o) * len(plan.probe_masks(band)) for band, o in enumerate(odd))
+        cost = (_PROBE_COST * n * probes + _INDEX_COST * n * plan.entries_per_hash
+                + _PAIR_COST * float(n) ** 2 * sum((1.5 + 0.5 * o) * m
+                                                   for o, m in zip(odd, meet)))
         if best is None or cost < best[0]:
-            best = (cost, dataclasses.replace(plan, expected=meet))
+            best = (cost, dataclasses.replace(plan, expected=sum(meet)))
     return best[1]
 
 
-def _index(values: np.ndarray, masks: np.ndarray, width: int, n: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """A band's index: sorted keys value·n + image of every image's value with every mask
-    flipped, int64 [n·masks], split into their values and images; the start of each
-    leading-bits bucket in them, [2**p + 1]; and the shift from a value to its p leading
-    bits."""
-    keys = ((values[:, None] ^ masks[None, :]) * n
-            + np.arange(n, dtype=np.int64)[:, None]).ravel()
-    keys.sort()
-    entry_values, images = np.divmod(keys, n)
-    prefix = min(width, _MAX_PREFIX, max(8, int(len(keys)).bit_length()))
-    shift = width - prefix
-    starts = np.zeros((1 << prefix) + 1, np.int32 if len(keys) < 1 << 31 else np.int64)
-    np.cumsum(np.bincount(entry_values >> shift, minlength=1 << prefix), out=starts[1:])
-    return keys, entry_values, images, starts, shift
+@dataclasses.dataclass
+class _Index:
+    """One band's index entries, sorted by value then image.
 
+    Attributes:
+      values: int64 [E], each entry's band value (an image's value with a mask flipped).
+      images: int64 [E], the entry's image.
+      words: uint64 [E, 4], the image's full hash, stored in entry order so that
+        verifying the entries of a bucket reads memory in order.
+      starts: [2**p + 1], where each bucket of the values' p leading bits starts.
+      shift: width - p; 0 when every bucket holds one value.
+      count: n, the number of images.
+    """
 
-def _probe_ranges(keys: np.ndarray, starts: np.ndarray, shift: int, probes: np.ndarray,
-                  queries: np.ndarray, n: int, higher: bool
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """[lo, hi) positions in ``keys`` that may hold each probe's value, for the probes
-    whose leading bits some entry holds; ranges longer than _CUT are cut by binary search
-    to the probe's value and to the images higher (``higher``) or lower than its query
-    image, the rest is left for the caller to filter. Returns (lo, hi, probes, queries)."""
-    leading = probes >> shift
-    lo, hi = starts[leading], starts[leading + 1]
-    held = np.flatnonzero(hi > lo)
-    lo, hi = lo[held].astype(np.int64), hi[held].astype(np.int64)
-    probes, queries = probes[held], queries[held]
-    long = np.flatnonzero(hi - lo > _CUT)
-    base = probes[long] * n
-    lo[long] = np.searchsorted(keys, base + (queries[long] + 1 if higher else 0))
-    hi[long] = np.searchsorted(keys, base + (n if higher else queries[long]))
-    return lo, hi, probes, queries
+    values: np.ndarray
+    images: np.ndarray
+    words: np.ndarray
+    starts: np.ndarray
+    shift: int
+    count: int
+
+    @classmethod
+    def build(cls, values: np.ndarray, masks: np.ndarray, width: int, words: np.ndarray
+              ) -> "_Index":
+        """The entries of images' band values int64 [n] with every mask flipped."""
+        n = len(values)
+        keys = ((values[:, None] ^ masks[None, :]) * n
+                + np.arange(n, dtype=np.int64)[:, None]).ravel()
+        keys.sort()
+        entry_values, images = np.divmod(keys, n)
+        del keys
+        prefix = min(width, _MAX_PREFIX, max(8, len(images).bit_length() + 2))
+        shift = width - prefix
+        starts = np.zeros((1 << prefix) + 1, np.int32 if len(images) < 1 << 31 else np.int64)
+        np.cumsum(np.bincount(entry_values >> shift, minlength=1 << prefix), out=starts[1:])
+        return cls(entry_values, images, words[images], starts, shift, n)
+
+    def meet(self, lo: np.ndarray, hi: np.ndarray, owner: np.ndarray, table: np.ndarray,
+             want: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(owner rows, entry positions) of the meetings within ``radius`` bits: for each
+        range [lo, hi) of entries, the entries whose value is ``want`` (int64, per range),
+        compared with the hash ``table[owner]`` (uint64 [., 4]; owner int64, per range)."""
+        for positions, which in _expand(lo, hi):
+            if self.shift:  # the bucket holds several values
+                keep = np.flatnonzero(self.values[positions] == want[which])
+                positions, which = positions[keep], which[keep]
+            rows = owner[which]
+            close = np.flatnonzero(within(self.words[positions], table[rows], radius))
+            yield rows[close], positions[close]
+
+    def self_pairs(self, radius: int) -> Iterator[np.ndarray]:
+        """Codes low·n + high of the image pairs within ``radius`` bits that meet in a
+        bucket, when the probes' masks are the entries' own (each pair once per meeting)."""
+        n = self.count
+        ends = self.starts[(self.values >> self.shift) + 1]
+        for start in range(0, len(self.values), _ROWS):
+            owner = np.arange(start, min(start + _ROWS, len(self.values)), dtype=np.int64)
+            lo, hi = owner + 1, ends[owner].astype(np.int64)
+            held = np.flatnonzero(hi > lo)
+            for rows, positions in self.meet(lo[held], hi[held], owner[held], self.words,
+                                             self.values[owner[held]], radius):
+                first, second = self.images[rows], self.images[positions]
+                yield np.minimum(first, second) * n + np.maximum(first, second)
+
+    def probe_pairs(self, values: np.ndarray, masks: np.ndarray, table: np.ndarray,
+                    higher: bool, radius: int) -> Iterator[np.ndarray]:
+        """Codes low·n + high of the pairs within ``radius`` bits met by probing the
+        query images' band values int64 [n] with every mask flipped, their hashes
+        ``table`` (uint64 [n, 4]) against the entries: the entry's image higher than
+        the query's (``higher``, low = query) or lower (high = query)."""
+        n, count = len(values), len(masks)
+        rows = max(1, _ROWS // count)
+        for start in range(0, n, rows):
+            chunk = values[start:start + rows]
+            order = ((chunk[:, None] ^ masks[None, :]).astype(np.uint64) << np.uint64(32)
+                     | np.arange(len(chunk) * count, dtype=np.uint64).reshape(-1, count))
+            order = order.ravel()
+            order.sort()  # probes in value order: the bucket table is read in order
+            probes = (order >> np.uint64(32)).astype(np.int64)
+            owner = start + (order & np.uint64(0xFFFFFFFF)).astype(np.int64) // count
+            bucket = probes >> self.shift
+            lo, hi = self.starts[bucket].astype(np.int64), self.starts[bucket + 1]
+            held = np.flatnonzero(hi > lo)
+            for queries, positions in self.meet(lo[held], hi[held].astype(np.int64),
+                                                owner[held], table, probes[held], radius):
+                others = self.images[positions]
+                keep = others > queries if higher else others < queries
+                low, high = (queries, others) if higher else (others, queries)
+                yield low[keep] * n + high[keep]
 
 
 def _expand(lo: np.ndarray, hi: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -364,25 +430,15 @@ def close_pairs(bits: np.ndarray, mirror_bits: np.ndarray, plan: BandPlan) -> np
     found = [np.zeros(0, np.int64)]
     plain_values, mirror_values = plan.values(bits), plan.values(mirror_bits)
     for band in range(len(plan.bands)):
-        keys, entry_values, images, starts, shift = _index(
-            plain_values[:, band], plan.index_masks(band), len(plan.bands[band]), n)
+        index = _Index.build(plain_values[:, band], plan.index_masks(band),
+                             len(plan.bands[band]), plain_words)
         masks = plan.probe_masks(band)
-        rows = max(1, _ROWS // len(masks))
-        for higher, query_words, values in ((True, plain_words, plain_values),
-                                            (False, mirror_words, mirror_values)):
-            for start in range(0, n, rows):
-                probes = (values[start:start + rows, band, None] ^ masks[None, :]).ravel()
-                queries = np.repeat(np.arange(start, min(n, start + rows)), len(masks))
-                lo, hi, probes, queries = _probe_ranges(keys, starts, shift, probes,
-                                                        queries, n, higher)
-                for positions, which in _expand(lo, hi):
-                    other, query = images[positions], queries[which]
-                    keep = np.flatnonzero((entry_values[positions] == probes[which])
-                                          & (other > query if higher else other < query))
-                    other, query = other[keep], query[keep]
-                    close = np.flatnonzero(within(plain_words[other], query_words[query],
-                                                  plan.radius))
-                    low, high = ((query[close], other[close]) if higher
-                                 else (other[close], query[close]))
-                    found.append(low * n + high)
+        if plan.band_flips(band) % 2 == 0:  # plain probes would be the entries themselves
+            found.extend(index.self_pairs(plan.radius))
+        else:
+            found.extend(index.probe_pairs(plain_values[:, band], masks, plain_words, True,
+                                           plan.radius))
+        found.extend(index.probe_pairs(mirror_values[:, band], masks, mirror_words, False,
+                                       plan.radius))
+        del index
     return np.unique(np.concatenate(found))
