@@ -138,10 +138,6 @@ def flip_masks(width: int, flips: int) -> np.ndarray:
     return masks
 
 
-def _ball(width: int, flips: int) -> int:
-    return sum(math.comb(width, count) for count in range(flips + 1))
-
-
 @dataclasses.dataclass(frozen=True)
 class BandPlan:
     """How hashes are indexed so that no pair within ``radius`` bits is missed.
