@@ -102,3 +102,19 @@ def test_fast_defaults_find_as_many_faces_as_the_exhaustive_search(chips):
         fast_rate, reference = rate(fast), rate(exhaustive)
         assert fast_rate >= reference, f"{name}: {fast_rate} vs {reference} faces"
         assert fast_rate >= len(images) - 1, f"{name}: found {fast_rate}/{len(images)}"
+
+
+def test_photos_detected_together_find_the_faces_each_finds_alone(chips):
+    """Chips of one shape go through each MTCNN stage as one batch (predict's default):
+    the faces, boxes, confidences and landmarks are those of one detection per photo."""
+    aligner = FaceAligner(128)
+    together = aligner.detect_batch(chips)
+    assert sum(bool(faces) for faces in together) >= len(chips) - 1
+    for photo, batched in zip(chips, together):
+        alone = aligner.detect(photo)
+        assert len(alone) == len(batched)
+        for one, other in zip(alone, batched):  # float32 sums over other batch sizes
+            np.testing.assert_allclose(one.box, other.box, atol=1e-3)
+            np.testing.assert_allclose(one.landmarks, other.landmarks, atol=1e-3)
+            assert one.confidence == pytest.approx(other.confidence, abs=1e-5)
+
