@@ -201,16 +201,20 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
       aligners: {name: FaceAligner} to compare side by side; default {"tfdldl": the
         aligner tfdldl.predict builds for ``model`` with min_face_size and max_side}.
     Returns:
-      JSON-ready: photos; per side (each aligner's name, and "peer") photos_per_s,
-      seconds, cpu_seconds, photos_per_cpu_s, photos_with_face, placed_face_found,
+      JSON-ready: photos; onednn (whether TensorFlow runs its oneDNN kernels, as
+      tfdldl.predict asks: :func:`tfdldl.inference.use_onednn`); per side (each
+      aligner's name, and "peer") photos_per_s, seconds, cpu_seconds, photos_per_cpu_s,
+      photos_with_face, placed_face_found,
       stage seconds (ours: read, detection, alignment, model, which overlap when a chunk
       holds several batches; peer: read, detection_and_model); ratios_to_peer and
       cpu_ratios_to_peer; cold_start seconds.
     Raises:
       ValueError: ``folder`` holds no image.
     """
+    from tfdldl.inference import aligner_for, load_predictor, use_onednn
+
+    onednn = use_onednn()  # as tfdldl.predict does, when TensorFlow is not imported yet
     from tfdldl import predict
-    from tfdldl.inference import aligner_for, load_predictor
 
     paths = [item for item in predict.expand_inputs([folder], videos=False)
              if isinstance(item, str)]
@@ -240,7 +244,7 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
     report: dict[str, Any] = {
         "folder": folder, "photos": len(paths), "placed_faces": len(placements),
         "model": model, "batch_size": batch_size, "chunk_photos": chunk_batches * batch_size,
-        "min_face_size": min_face_size, "max_side": max_side, "sides": sides,
+        "min_face_size": min_face_size, "max_side": max_side, "onednn": onednn, "sides": sides,
         "peer_missing": peer_missing,
     }
     if peer_missing is None:
@@ -257,7 +261,9 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
 
 def format_predict_report(report: dict[str, Any]) -> str:
     """Human lines for :func:`bench_predict`'s report."""
-    lines = [f"{report['photos']} photos in {report['folder']}"]
+    lines = [f"{report['photos']} photos in {report['folder']}"
+             + ("" if report.get("onednn", True) else
+                " (TensorFlow without oneDNN kernels, unlike tfdldl.predict)")]
     for name, side in report["sides"].items():
         stages = ", ".join(f"{stage} {seconds:.1f} s"
                            for stage, seconds in side["stages_s"].items())
