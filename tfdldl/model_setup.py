@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from typing import Optional
 
 from tfdldl.config import ConfigError
 from tfdldl.experiment import (Experiment, OptimizerConfig, gender_names, label_head,
@@ -16,6 +18,9 @@ from tfdldl.experiment import (Experiment, OptimizerConfig, gender_names, label_
 from tfdldl.manifest import Manifest
 
 log = logging.getLogger("tfdldl.train")
+
+# The variable TensorFlow reads, once when it loads, to use oneDNN's CPU kernels or not.
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 
 def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_epoch: int):
@@ -44,7 +49,46 @@ def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_e
                                                 gender=bool(gender_names(experiment))),
                   jit_compile=experiment.train.jit_compile)
     model.optimizer.build(model.trainable_variables)
+    if keras_backend() == "tensorflow":
+        use_onednn(experiment.train.onednn)
     return model
+
+
+def keras_backend() -> str:
+    """The Keras backend's name ("tensorflow", "jax", "torch", ...)."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def use_onednn(enabled: bool, restart_argv: Optional[list[str]] = None) -> None:
+    """Have TensorFlow train with oneDNN's CPU kernels (``train.onednn``) or with Eigen's.
+
+    TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it loads, and turns oneDNN on by
+    itself only on CPUs with AVX512-VNNI/BF16 or AMX; on this project's AVX2 CPU oneDNN's
+    convolutions make the (non-XLA) TinyAgeNet step ~1.7x faster than Eigen's
+    (benchmarks/bench_train_cpu.py). Before TensorFlow loads, this sets the variable. When
+    TensorFlow already runs with the other setting: with ``restart_argv`` (the command that
+    started this process, which must not have done anything yet) the process restarts as
+    that command with the variable set (os.execve, once: never when the variable already
+    asks for ``enabled``); without it, a warning says how to get the setting.
+    """
+    wanted = "1" if enabled else "0"
+    if "tensorflow" not in sys.modules:
+        os.environ[ONEDNN_ENV] = wanted
+        return
+    from tensorflow.python.util import _pywrap_util_port
+
+    if bool(_pywrap_util_port.IsMklEnabled()) == enabled:
+        return
+    if restart_argv and os.environ.get(ONEDNN_ENV) != wanted:
+        log.info("restarting with %s=%s (train.onednn: %s)", ONEDNN_ENV, wanted, enabled)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, restart_argv, {**os.environ, ONEDNN_ENV: wanted})
+    log.warning("train.onednn is %s but TensorFlow was loaded with oneDNN %s: set %s=%s "
+                "before TensorFlow loads (python -m tfdldl.train does)", enabled,
+                "on" if not enabled else "off", ONEDNN_ENV, wanted)
 
 
 def build_network(experiment: Experiment, label_space):

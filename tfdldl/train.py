@@ -61,7 +61,7 @@ log = logging.getLogger("tfdldl.train")
 
 # Settings that do not change what is trained: a resumed run may change these.
 RESUMABLE_KEYS = ("name", "output_dir", "data.tfrecords", "train.verbose",
-                  "train.backup_every_steps", "export")
+                  "train.backup_every_steps", "train.onednn", "export")
 # Manifest keys that identify the data a run trains on.
 DATA_KEYS = ("schema_version", "label_space", "image_size", "sigma", "splits", "build",
              "shards")
@@ -264,6 +264,9 @@ def main(argv: Sequence[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from tfdldl import distribute
+    from tfdldl.model_setup import use_onednn
+
+    use_onednn(experiment.train.onednn, restart_argv=sys.orig_argv)
 
     try:
         strategy = distribute.make_strategy(experiment.distribution.strategy)
@@ -288,7 +291,12 @@ def define_flags() -> None:
 
 def run() -> None:
     """Console-script entry point (``tfdldl-train``): TensorFlow (which reading a config
-    brings in through Keras) is imported quietly once the flags are parsed (tfdldl.cli)."""
+    brings in through Keras) is imported quietly once the flags are parsed (tfdldl.cli), with
+    oneDNN's kernels on (``train.onednn``'s default); when the config asks for the other
+    setting the process restarts once with it (tfdldl.model_setup.use_onednn)."""
+    from tfdldl.model_setup import ONEDNN_ENV
+
+    os.environ.setdefault(ONEDNN_ENV, "1")
     cli.run_main(main, define_flags, needs_tensorflow=True)
 
 
