@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet TensorFlow, two logical CPU devices, the ../shared data, and
+"""Shared test set-up: quiet TensorFlow with the commands' CPU kernels, two logical CPU devices, the ../shared data, and
 the tiny models that several test files use (built once per session: exports and
 training are the suite's slowest steps)."""
 
@@ -8,6 +8,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
+
+from tfdldl.cli import use_onednn  # noqa: E402
+
+# TensorFlow in the test process runs the kernels the commands it starts run (oneDNN's,
+# unless TF_ENABLE_ONEDNN_OPTS says otherwise), so in-process and command answers compare.
+use_onednn()
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATASETS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets")

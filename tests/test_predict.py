@@ -284,20 +284,3 @@ def test_help_lists_each_clis_own_and_shared_flags_without_loading_tensorflow():
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert "--model: SavedModel folder" in done.stdout and "--[no]progress" in done.stdout
     assert "tensorflow loaded: False" in done.stdout
-
-
-def test_predict_asks_for_onednn_before_tensorflow_loads(monkeypatch):
-    """use_onednn sets the switch unless the user set it, and says whether it can still act."""
-    from tfdldl.inference import ONEDNN_ENV, use_onednn
-
-    monkeypatch.setenv(ONEDNN_ENV, "0")
-    assert not use_onednn() and os.environ[ONEDNN_ENV] == "0"
-    monkeypatch.delenv(ONEDNN_ENV)
-    # This process imported TensorFlow without the switch: too late, only children get it.
-    assert not use_onednn() and os.environ[ONEDNN_ENV] == "1"
-    monkeypatch.delenv(ONEDNN_ENV)
-    done = subprocess.run([sys.executable, "-c", (
-        "import os, sys; from tfdldl.inference import ONEDNN_ENV, use_onednn; "
-        "print(use_onednn(), os.environ[ONEDNN_ENV], 'tensorflow' in sys.modules)")],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
-    assert done.stdout.split() == ["True", "1", "False"], done.stderr[-2000:]

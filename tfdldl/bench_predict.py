@@ -202,7 +202,7 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
         aligner tfdldl.predict builds for ``model`` with min_face_size and max_side}.
     Returns:
       JSON-ready: photos; onednn (whether TensorFlow runs its oneDNN kernels, as
-      tfdldl.predict asks: :func:`tfdldl.inference.use_onednn`); per side (each
+      tfdldl.predict asks: :func:`tfdldl.cli.use_onednn`); per side (each
       aligner's name, and "peer") photos_per_s, seconds, cpu_seconds, photos_per_cpu_s,
       photos_with_face, placed_face_found,
       stage seconds (ours: read, detection, alignment, model, which overlap when a chunk
@@ -211,7 +211,8 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
     Raises:
       ValueError: ``folder`` holds no image.
     """
-    from tfdldl.inference import aligner_for, load_predictor, use_onednn
+    from tfdldl.cli import use_onednn
+    from tfdldl.inference import aligner_for, load_predictor
 
     onednn = use_onednn()  # as tfdldl.predict does, when TensorFlow is not imported yet
     from tfdldl import predict

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -26,11 +25,6 @@ from tfdldl.label_space import LabelSpace
 TRAINING_FACES_KEY = "training_faces"
 # A .keras file's record of its training faces lies beside it under this suffix.
 TRAINING_FACES_SUFFIX = ".training_faces.json"
-# TensorFlow's switch for its oneDNN CPU kernels. TensorFlow turns them on by itself only
-# on CPUs with AVX512-VNNI, AVX512-BF16 or AMX; on an AVX2-only CPU (this project's 2-core
-# AMD EPYC) they cut, per 200 px UTKFace chip, MTCNN's CPU time from 22 to 15 ms and the
-# flip-averaged model's from 11.5 to 8.5 ms (float round-off apart, the same numbers).
-ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 
 class ModelLoadError(ValueError):
@@ -133,20 +127,6 @@ def predict_flip_averaged(predictor: Predictor, images: np.ndarray) -> dict[str,
     plain = predictor.predict_images(images)
     mirrored = predictor.predict_images(images[:, :, ::-1, :])
     return numpy_outputs(flip_average(plain, mirrored, predictor.label_space.grid))
-
-
-def use_onednn() -> bool:
-    """Ask TensorFlow for its oneDNN CPU kernels (:data:`ONEDNN_ENV`), unless the
-    environment already says either way; TensorFlow reads the switch when it is imported.
-
-    Returns:
-      Whether TensorFlow in this process uses them: False when the environment turns them
-      off, or when TensorFlow was imported before the switch was set (then only child
-      processes get them).
-    """
-    imported_without = "tensorflow" in sys.modules and ONEDNN_ENV not in os.environ
-    os.environ.setdefault(ONEDNN_ENV, "1")
-    return not imported_without and os.environ[ONEDNN_ENV].strip().lower() in ("1", "true")
 
 
 def load_predictor(path: str | os.PathLike) -> Predictor:

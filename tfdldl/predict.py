@@ -41,8 +41,7 @@ import numpy as np
 
 from tfdldl import cli
 from tfdldl.calibration import calibrate_outputs
-from tfdldl.inference import (Predictor, central_interval, predict_flip_averaged,
-                              use_onednn)
+from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
 from tfdldl.output_names import GENDER_PROBABILITY
 from tfdldl.predict_inputs import Frame, InputError, expand_inputs, read_frames
 from tfdldl.predict_output import (FORMATS, STATUS_ERROR, STATUS_FACE, STATUS_NO_FACE,
@@ -310,7 +309,6 @@ def main(argv) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    use_onednn()  # before TensorFlow is imported: faster MTCNN and model on most CPUs
     cli.import_tensorflow_quietly()
     from tfdldl.api import resolve_model
     from tfdldl.inference import ModelLoadError, aligner_for, load_predictor
