@@ -1,6 +1,6 @@
-"""Shared test set-up: quiet TensorFlow with the commands' CPU kernels, two logical CPU devices, the ../shared data, and
-the tiny models that several test files use (built once per session: exports and
-training are the suite's slowest steps)."""
+"""Shared test set-up: quiet TensorFlow with the commands' CPU kernels, two logical CPU
+devices, the ../shared data, and the tiny models that several test files use (built once
+per session: exports and training are the suite's slowest steps)."""
 
 import os
 
