@@ -43,7 +43,6 @@ import os
 import sys
 from typing import Any, Sequence
 
-import numpy as np
 
 from tfdldl import calibration, cli
 from tfdldl.age_groups import ADIENCE_AGE_GROUPS, check_edges, parse_age_groups
