@@ -43,7 +43,6 @@ import os
 import sys
 from typing import Any, Sequence
 
-
 from tfdldl import calibration, cli
 from tfdldl.age_groups import ADIENCE_AGE_GROUPS, check_edges, parse_age_groups
 from tfdldl.evaluate_data import (UNKNOWN_CODE, SplitPredictions, collect_predictions,
