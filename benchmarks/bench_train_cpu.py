@@ -7,7 +7,8 @@
 Times whole training steps (forward, DLDL-v2 loss, backward, Adam update) of
 tfdldl.models.build_model on batches already in memory (what ``data.in_memory`` feeds),
 at each input size, along the training paths of ``--paths`` (PATHS): TensorFlow with
-its Eigen kernels or with oneDNN's (``TF_ENABLE_ONEDNN_OPTS``, ``train.onednn``), and
+its Eigen kernels or with oneDNN's (``TF_ENABLE_ONEDNN_OPTS``, which every tfdldl command
+sets: tfdldl.cli.use_onednn), and
 XLA (``train.jit_compile``) with its own kernels or oneDNN's (``XLA_FLAGS``). With
 ``--torch`` (and PyTorch installed) the same layer layout written in PyTorch,
 channels_last, is timed as the peer the training path must at least match.
@@ -37,6 +38,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tfdldl.cli import ONEDNN_ENV  # noqa: E402  (the repository is on sys.path now)
 
 
 def cpu_clock_ghz() -> float:
@@ -73,7 +76,6 @@ def training_flops_per_image(model) -> float:
 
 # Training paths: (XLA on, environment TensorFlow loads with). TensorFlow turns oneDNN on
 # by itself only on CPUs with AVX512-VNNI/BF16 or AMX, so "tf" is the default elsewhere.
-ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 XLA_ONEDNN_FLAGS = "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true"
 PATHS = {
     "tf": (False, {ONEDNN_ENV: "0"}),
