@@ -101,9 +101,10 @@ def _compare_with_mean(manifest: Manifest, experiment: Experiment,
     baseline = float(abs(_labels(manifest, split) - center).mean())
     if mae is not None and math.isfinite(mae) and mae < baseline:
         return None
+    shown = f"{mae:.4g}" if isinstance(mae, (int, float)) else str(mae)
     return {"split": split, "mae": mae, "mean_predictor_mae": baseline,
             "message": (f"the model is no better than predicting the training mean "
-                        f"{center:.4g} for every face: {split} MAE {mae} vs {baseline:.4g}. "
+                        f"{center:.4g} for every face: {split} MAE {shown} vs {baseline:.4g}. "
                         "It learned nothing usable; lower optimizer.learning_rate, train "
                         "longer, or check the data and labels")}
 
