@@ -46,11 +46,20 @@ def _run_cli(module, *args):
 @pytest.mark.parametrize("flags, message", [
     (["--format", "xml"], "flag --format=xml: value should be one of <table|jsonl|csv>"),
     (["--interval", "1.5"], "error: --interval must lie between 0 and 1 (e.g. 0.9), got 1.5"),
+    (["--output", "ages.json"], "predict writes JSON Lines (one JSON object per line)"),
 ])
 def test_bad_flags_exit_with_status_2_before_tensorflow_is_imported(flags, message):
     done = _run_cli("tfdldl.predict", "photo.jpg", *flags)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert message in done.stderr
+
+
+def test_an_output_file_without_format_gets_the_format_its_extension_names():
+    assert predict.output_format("ages.csv", "table", format_given=False) == "csv"
+    assert predict.output_format("out/ages.JSONL", "table", format_given=False) == "jsonl"
+    assert predict.output_format("ages.txt", "table", format_given=False) == "table"
+    assert predict.output_format("ages.csv", "table", format_given=True) == "table"
+    assert predict.output_format(None, "jsonl", format_given=True) == "jsonl"
 
 
 def test_unwritable_output_and_draw_are_refused_before_the_model_loads(tmp_path):

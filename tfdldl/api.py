@@ -98,15 +98,18 @@ class AgeEstimator:
 
     def __init__(self, model: str | os.PathLike | None = None, interval: float = 0.9,
                  min_face_size: int | None = None, batch_size: int = 32):
-        from tfdldl.cli import use_onednn
-        from tfdldl.inference import aligner_for, load_predictor
+        from tfdldl.cli import import_tensorflow_quietly
 
         if not 0.0 < interval < 1.0:
             raise ValueError(f"interval must lie in (0, 1), got {interval}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1 (photos per detection batch), "
                              f"got {batch_size}")
-        use_onednn()  # as the commands do, when TensorFlow is not loaded yet
+        # As the commands do (a user's settings win): TensorFlow's loading chatter kept
+        # off the terminal, its oneDNN kernels asked for.
+        import_tensorflow_quietly()
+        from tfdldl.inference import aligner_for, load_predictor
+
         self.predictor = load_predictor(resolve_model(model))
         self.aligner = aligner_for(self.predictor, min_face_size=min_face_size)
         self.interval = float(interval)

@@ -281,7 +281,24 @@ def _flag_problem(values, paths: Sequence[str]) -> str:
     if values.min_face_size is not None and not 12 <= values.min_face_size <= values.max_side:
         return (f"--min_face_size must lie in 12..--max_side ({values.max_side}) pixels, got "
                 f"{values.min_face_size} (MTCNN's smallest window is 12 px)")
+    if (values.output and os.path.splitext(values.output)[1].lower() == ".json"
+            and not values["format"].present):
+        return (f"--output {values.output}: predict writes JSON Lines (one JSON object per "
+                "line), not one JSON document: name the file .jsonl, or keep the name and "
+                "pass --format jsonl")
     return _output_problem(values.output, values.draw)
+
+
+# The format an --output file's extension asks for when --format is not given.
+EXTENSION_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def output_format(output: str | None, format_flag: str, format_given: bool) -> str:
+    """The rows' format: ``--format`` when given, else the one ``--output``'s extension
+    names (:data:`EXTENSION_FORMATS`), else ``format_flag``'s default (the table)."""
+    if format_given or not output:
+        return format_flag
+    return EXTENSION_FORMATS.get(os.path.splitext(output)[1].lower(), format_flag)
 
 
 def _output_problem(output: str | None, draw_folder: str | None) -> str:
@@ -328,7 +345,9 @@ def main(argv) -> int:
     tally, start = Tally(skipped=skipped), time.monotonic()
     progress = Progress(len(inputs), values.progress, stream)
     try:
-        writer = RowWriter(stream, values.format, predictor.label_space.name,
+        writer = RowWriter(stream, output_format(values.output, values.format,
+                                                 values["format"].present),
+                           predictor.label_space.name,
                            gender=GENDER_PROBABILITY in predictor.class_names)
         for frame, rows in predict_paths(paths, predictor, aligner, values.batch_size,
                                          values.video_stride, values.aligned,
@@ -356,7 +375,9 @@ def define_flags() -> None:
                         "saved_models/<name> for its highest version) or .keras file. "
                         "Default: the model shipped with tfdldl, "
                         "saved_models/utkface_tinyagenet.")
-    flags.DEFINE_enum("format", "table", list(FORMATS), "Output format.")
+    flags.DEFINE_enum("format", "table", list(FORMATS),
+                      "Output format; left out, an --output file named .csv or .jsonl gets "
+                      "that format, anything else the table.")
     flags.DEFINE_string("output", None, "Write rows to this file instead of stdout.")
     flags.DEFINE_string("draw", None, "Folder for copies of the photos with boxes and values.")
     flags.DEFINE_integer("batch_size", 32, "Pictures detected together, and faces per "
