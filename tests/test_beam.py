@@ -173,6 +173,19 @@ def _as_dict(config):
     return to_dict(config)
 
 
+def _same_face_pixels(jpeg, other_jpeg, source):
+    """Same detector, alignment and encoder: the same face. Not always the same bytes: with
+    TensorFlow's oneDNN kernels (tfdldl.cli.use_onednn) MTCNN's landmarks carry float
+    round-off that depends on which photos were detected together, enough to move a pixel
+    of the warped crop by a grey level and so a JPEG coefficient."""
+    if jpeg == other_jpeg:
+        return
+    pixels, other = (cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                     .astype(np.int16) for data in (jpeg, other_jpeg))
+    assert pixels.shape == other.shape, source
+    assert np.abs(pixels - other).mean() < 0.25, source
+
+
 def _same_build(local, beamed, local_dir, beam_dir):
     """Record by record and count by count, the two builds agree."""
     local_manifest, local_records = _records(local_dir)
@@ -185,7 +198,7 @@ def _same_build(local, beamed, local_dir, beam_dir):
             (face.label, face.sigma, face.subject, face.gender, face.group), source
         np.testing.assert_array_equal(other.distribution, face.distribution)
         assert other.coverage == pytest.approx(face.coverage, abs=1e-6)
-        assert other.jpeg == face.jpeg, source  # same detector, alignment and encoder
+        _same_face_pixels(other.jpeg, face.jpeg, source)
     for key in ("splits", "records", "label_histogram", "build"):
         if key == "splits":
             assert {s: v["count"] for s, v in beamed["splits"].items()} == \
