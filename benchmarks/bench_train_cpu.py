@@ -7,8 +7,8 @@
 Times whole training steps (forward, DLDL-v2 loss, backward, Adam update) of
 tfdldl.models.build_model on batches already in memory (what ``data.in_memory`` feeds),
 at each input size, along the training paths of ``--paths`` (PATHS): TensorFlow with
-its Eigen kernels or with oneDNN's (``TF_ENABLE_ONEDNN_OPTS``, which every tfdldl command
-sets: tfdldl.cli.use_onednn), and
+its Eigen kernels or with oneDNN's (``TF_ENABLE_ONEDNN_OPTS``, which tfdldl.train sets:
+tfdldl.cli.use_onednn), and
 XLA (``train.jit_compile``) with its own kernels or oneDNN's (``XLA_FLAGS``). With
 ``--torch`` (and PyTorch installed) the same layer layout written in PyTorch,
 channels_last, is timed as the peer the training path must at least match.

@@ -1,4 +1,4 @@
-"""TensorFlow's oneDNN CPU kernels: every tfdldl command asks for them before TensorFlow
+"""TensorFlow's oneDNN CPU kernels: train, evaluate and predict ask for them before TensorFlow
 loads (tfdldl.cli.use_onednn), and a user's TF_ENABLE_ONEDNN_OPTS wins."""
 
 import os

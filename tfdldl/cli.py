@@ -54,8 +54,11 @@ def use_onednn() -> bool:
     """Ask TensorFlow for its oneDNN CPU kernels (:data:`ONEDNN_ENV`), unless the
     environment already says either way (``TF_ENABLE_ONEDNN_OPTS=0`` turns them off).
 
-    Every tfdldl command does this before it imports TensorFlow
-    (:func:`import_tensorflow_quietly`), and so does ``tfdldl.AgeEstimator``.
+    train, evaluate and predict do this before they import TensorFlow
+    (:func:`import_tensorflow_quietly`), and so do ``tfdldl.AgeEstimator`` and predict's
+    benchmark. data_prep.build does not: with oneDNN, MTCNN's landmarks carry round-off
+    that depends on which photos are detected together, so aligned faces would no longer
+    be byte-identical to those of earlier builds.
 
     Returns:
       Whether TensorFlow in this process uses them: False when the environment turns them

@@ -142,7 +142,7 @@ class TrainConfig:
     backup_every_steps: the resumable backup is written every this many steps and at the
     end of every epoch, so a kill loses at most that many steps.
     jit_compile: compile the step with XLA. XLA's CPU code does not use TensorFlow's
-    oneDNN kernels (which every tfdldl command asks for, tfdldl.cli.use_onednn): on this
+    oneDNN kernels (which tfdldl.train asks for, tfdldl.cli.use_onednn): on this
     project's AVX2 CPU the TinyAgeNet step is faster without it (benchmarks/
     bench_train_cpu.py: 70.8 images per CPU-second with oneDNN, 47.8 with XLA).
     verbose: Keras' progress display: 0 none, 1 a progress bar redrawn every step, 2 one
