@@ -351,7 +351,7 @@ def label_head(experiment: Experiment) -> HeadConfig:
 def gender_names(experiment: Experiment) -> list[str]:
     """The gender head's class names; [] without a gender head."""
     return next((list(spec.names) for spec in resolve_heads(experiment)
-                 if spec.kind == "gender"), [])
+                 if spec.kind == head_kinds.GENDER.name), [])
 
 
 def attribute_of(experiment: Experiment, kind: str) -> str:

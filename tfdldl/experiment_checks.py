@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tfdldl import head_kinds
 from tfdldl.config import excerpt
 from tfdldl.example_schema import MANIFEST_NAME
 from tfdldl.experiment import Experiment
@@ -108,7 +109,8 @@ def _range_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
 def _gender_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
     """(key, ok, requirement) for the gender section's settings."""
     names = experiment.gender.names
-    has_gender = bool(names) or any(spec.kind == "gender" for spec in experiment.heads)
+    has_gender = bool(names) or any(spec.kind == head_kinds.GENDER.name
+                                    for spec in experiment.heads)
     return [
         ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
          "must be empty (no gender head) or at least two distinct names in record-code "
