@@ -1,5 +1,6 @@
 """tfdldl.config and the data config's checks against careless and hostile files."""
 
+import os
 import time
 
 import pytest
@@ -84,3 +85,23 @@ def test_data_config_values_are_checked_with_ranges(tmp_path, override, message)
     load_data_config(str(path))  # the defaults pass
     with pytest.raises(ConfigError, match=message):
         load_data_config(str(path), [override])
+
+
+def test_a_bad_value_is_blamed_on_the_override_that_gave_it(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\ntrain: {batch_size: 0}\n")
+    with pytest.raises(ConfigError) as error:
+        load_experiment(str(path), ["train.epochs=1", "train={epochs: ten}",
+                                    "data.tfrecords=nowhere", "model.width"],
+                        check_files=True)
+    assert sorted(error.value.problems) == sorted([
+        "--set 'model.width' must look like section.key=value",
+        "--set 'train={epochs: ten}': 'train.epochs' must be int, got 'ten' (str)",
+        f"--set 'data.tfrecords=nowhere': 'data.tfrecords' 'nowhere' "
+        f"({os.path.abspath('nowhere')}) is not a folder; give the folder data_prep.build "
+        "wrote (it holds manifest.json), or build it: python -m data_prep.build --config "
+        "configs/<data config>.yaml"])  # the later override replaced the file's train section whole
+    with pytest.raises(ConfigError) as error:
+        load_experiment(str(path), ["train.epochs=3"])
+    assert error.value.problems == [f"{path}: 'train.batch_size' must be >= 1, got 0"]
+

@@ -171,7 +171,10 @@ def test_train_reports_every_config_problem_before_tensorflow_is_imported(tmp_pa
     assert len(lines) == len(_BAD_CONFIG_PROBLEMS)
     for problem in _BAD_CONFIG_PROBLEMS:
         assert sum(problem in line for line in lines) == 1, (problem, lines)
-    assert all(line.startswith(f"  {config}: ") for line in lines), lines
+    # Each problem names where its value came from: the override, or the file.
+    given = "  --set 'optimizer.learning_rate=-1': 'optimizer.learning_rate' must be > 0"
+    assert sum(line.startswith(given) for line in lines) == 1, lines
+    assert all(line.startswith((given, f"  {config}: ")) for line in lines), lines
 
 
 def test_config_problems_are_collected_in_nested_sections_and_list_entries(tmp_path):
@@ -180,17 +183,16 @@ def test_config_problems_are_collected_in_nested_sections_and_list_entries(tmp_p
                       "optimizer: 3\nexport: {version: 0}\n")
     with pytest.raises(ConfigError) as error:
         load_experiment(str(config), ["train.verbose=9", "export.versoin=2"])
-    assert [problem.split(": ", 1)[1] for problem in error.value.problems] == [
-        "'heads[0].name' must be str, got 1 (int)",
-        "'heads[1].weight' must be float, got 'heavy' (str)",
-        "'optimizer' must be a mapping, got int",
-        "unknown key 'export.versoin'; did you mean 'export.version'? (allowed here: enabled, "
-        "name, saved_models_dir, version)",
-        "'train.verbose' must be 0 (silent), 1 (a progress bar per step) or 2 (a line per "
-        "epoch), or be left out (1 on a terminal, 2 in a log), got 9",
-        "'export.version' must be >= 1, got 0",
+    assert error.value.problems == [
+        f"{config}: 'heads[0].name' must be str, got 1 (int)",
+        f"{config}: 'heads[1].weight' must be float, got 'heavy' (str)",
+        f"{config}: 'optimizer' must be a mapping, got int",
+        "--set 'export.versoin=2': unknown key 'export.versoin'; did you mean "
+        "'export.version'? (allowed here: enabled, name, saved_models_dir, version)",
+        "--set 'train.verbose=9': 'train.verbose' must be 0 (silent), 1 (a progress bar per "
+        "step) or 2 (a line per epoch), or be left out (1 on a terminal, 2 in a log), got 9",
+        f"{config}: 'export.version' must be >= 1, got 0",
     ]
-    assert all(problem.startswith(f"{config}: ") for problem in error.value.problems)
 
 
 def test_missing_files_are_config_problems_when_asked_for(tmp_path):

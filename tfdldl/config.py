@@ -2,7 +2,8 @@
 
 Every config file is loaded with ``yaml.safe_load`` into a tree of dataclasses. Unknown
 keys, wrong types and bad ``--set`` overrides are :class:`ConfigError`s naming the key
-and the file, so a typo never silently falls back to a default.
+and where its value came from (the file, or the ``--set`` that gave it; :class:`Sources`),
+so a typo never silently falls back to a default.
 
 Usage::
 
@@ -87,6 +88,49 @@ def excerpt(value: Any) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
 
 
+def override_name(override: str) -> str:
+    """How a problem names a ``dotted.key=value`` override: ``--set 'train.epochs=ten'``
+    (the commands' flag; a bounded excerpt of the text)."""
+    return f"--set {excerpt(override)}"
+
+
+class Sources:
+    """Where a config's values came from: its file, or the ``--set`` overrides applied on top.
+
+    Problems are labelled with :meth:`of` their dotted key, so a bad value given on the
+    command line is not blamed on the file. ``str()`` is the file (for problems that name
+    no key).
+    """
+
+    def __init__(self, path: str, overrides: Sequence[str] = ()):
+        self.path = path
+        self._overrides = [(text.split("=", 1)[0].strip(), text)
+                           for text in overrides if "=" in text]
+
+    def of(self, key: str) -> str:
+        """The last override that set ``key`` (or a section or list holding it, e.g.
+        ``train={epochs: 3}`` for ``train.epochs``), as :func:`override_name` names it;
+        else the file."""
+        for dotted, text in reversed(self._overrides):
+            if key == dotted or key.startswith((dotted + ".", dotted + "[")):
+                return override_name(text)
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+
+@dataclasses.dataclass(frozen=True)
+class _Where:
+    """What problems are labelled with while a config is read: the sources of its values."""
+
+    sources: Sources
+
+    @classmethod
+    def for_schema(cls, sources: Sources, schema: type, prefix: str) -> "_Where":
+        return cls(sources)
+
+
 def parse_yaml(text: Any, source: str) -> Any:
     """``text`` (a string or an open file) read as YAML with the rules above.
 
@@ -169,19 +213,22 @@ def load_config(path: str | os.PathLike, schema: type[T], overrides: Sequence[st
             _apply_override(data, override)
         except ConfigError as error:
             found.extend(error.problems)
-    return _result(_build(schema, data, path, "", found), found, problems)
+    where = _Where.for_schema(Sources(path, overrides), schema, "")
+    return _result(_build(schema, data, where, "", found), found, problems)
 
 
 def from_dict(schema: type[T], data: Any, source: str = "<dict>", prefix: str = "",
               problems: list[str] | None = None) -> T:
-    """Convert nested dicts into ``schema``; errors name ``source`` and the dotted key.
+    """Convert nested dicts into ``schema`` (its keys below ``prefix``); errors name
+    ``source`` and the dotted key.
 
     Every unknown key and bad value is found; with ``problems`` (a list) they are appended
     to it and each bad value is left at its default, else they are raised together as one
     ConfigError.
     """
     found: list[str] = []
-    return _result(_build(schema, data, source, prefix, found), found, problems)
+    where = _Where.for_schema(Sources(source), schema, prefix)
+    return _result(_build(schema, data, where, prefix, found), found, problems)
 
 
 def _result(config: T, found: list[str], problems: list[str] | None) -> T:
@@ -193,7 +240,7 @@ def _result(config: T, found: list[str], problems: list[str] | None) -> T:
     return config
 
 
-def _build(schema: type[T], data: Any, source: str, prefix: str, found: list[str]) -> T:
+def _build(schema: type[T], data: Any, where: _Where, prefix: str, found: list[str]) -> T:
     """``schema`` from the dict ``data``; the problems of its keys (and of nested sections)
     are appended to ``found``, their values left at the defaults.
 
@@ -202,20 +249,18 @@ def _build(schema: type[T], data: Any, source: str, prefix: str, found: list[str
     """
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{source}: '{prefix or '<top>'}' must be a mapping, got {type(data).__name__}"
+            f"{where.sources.of(prefix)}: '{prefix or '<top>'}' must be a mapping, got "
+            f"{type(data).__name__}"
         )
     fields = {field.name: field for field in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
     values = {}
     for key, value in data.items():
         if key not in fields:
-            close = difflib.get_close_matches(str(key)[:100], fields, n=1)
-            hint = f"; did you mean '{_join(prefix, close[0])}'?" if close else ""
-            found.append(f"{source}: unknown key {excerpt(_join(prefix, key))}{hint} "
-                         f"(allowed here: {', '.join(sorted(fields))})")
+            found.append(_unknown_key(key, prefix, list(fields), where))
             continue
         try:
-            values[key] = _convert(hints[key], value, source, _join(prefix, key), found)
+            values[key] = _convert(hints[key], value, where, _join(prefix, key), found)
         except ConfigError as error:
             found.extend(error.problems)
     try:
@@ -224,7 +269,18 @@ def _build(schema: type[T], data: Any, source: str, prefix: str, found: list[str
         message = str(error)
         if len(message) > MAX_MESSAGE:
             message = message[:MAX_MESSAGE] + " ..."
-        raise ConfigError(f"{source}: section '{prefix or '<top>'}': {message}") from None
+        raise ConfigError(f"{where.sources.of(prefix)}: section '{prefix or '<top>'}': "
+                          f"{message}") from None
+
+
+def _unknown_key(key: Any, prefix: str, fields: list[str], where: _Where) -> str:
+    """The problem of an unknown ``key`` in the section at ``prefix`` (whose keys are
+    ``fields``), with a close name in this section it may have meant."""
+    dotted = _join(prefix, key)
+    close = difflib.get_close_matches(str(key)[:100], fields, n=1)
+    hint = f"; did you mean '{_join(prefix, close[0])}'?" if close else ""
+    return (f"{where.sources.of(dotted)}: unknown key {excerpt(dotted)}{hint} "
+            f"(allowed here: {', '.join(sorted(fields))})")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -249,7 +305,7 @@ def _join(prefix: str, key: Any) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def _convert(hint: Any, value: Any, source: str, key: str, found: list[str]) -> Any:
+def _convert(hint: Any, value: Any, where: _Where, key: str, found: list[str]) -> Any:
     """``value`` as type ``hint``. A nested section's problems go to ``found`` (the section
     is kept, those values at their defaults).
 
@@ -263,25 +319,26 @@ def _convert(hint: Any, value: Any, source: str, key: str, found: list[str]) -> 
             return None
         errors = []
         for option in (a for a in args if a is not type(None)):
-            attempt = _strictly(option, value, source, key)
+            attempt = _strictly(option, value, where, key)
             if not isinstance(attempt, ConfigError):
                 return attempt
             errors.append(attempt.problems)
         raise ConfigError(errors[0])
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, source, key, found)
+        return _build(hint, value, where, key, found)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(
-                f"{source}: '{key}' must be one of {', '.join(map(repr, args))}, got "
-                f"{excerpt(value)}"
+                f"{where.sources.of(key)}: '{key}' must be one of "
+                f"{', '.join(map(repr, args))}, got {excerpt(value)}"
             )
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: '{key}' must be a list, got {excerpt(value)}")
+            raise ConfigError(f"{where.sources.of(key)}: '{key}' must be a list, got "
+                              f"{excerpt(value)}")
         item = args[0] if args else Any
-        items = [_strictly(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        items = [_strictly(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
         problems = [problem for entry in items if isinstance(entry, ConfigError)
                     for problem in entry.problems]
         if problems:  # every bad entry is named; the list is left at its default
@@ -289,7 +346,8 @@ def _convert(hint: Any, value: Any, source: str, key: str, found: list[str]) -> 
         return items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: '{key}' must be a mapping, got {excerpt(value)}")
+            raise ConfigError(f"{where.sources.of(key)}: '{key}' must be a mapping, got "
+                              f"{excerpt(value)}")
         return dict(value)
     if hint is Any:
         return value
@@ -298,21 +356,22 @@ def _convert(hint: Any, value: Any, source: str, key: str, found: list[str]) -> 
     if hint in (int, float, str, bool):
         if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
             if hint is float and not math.isfinite(value):
-                raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
+                raise ConfigError(f"{where.sources.of(key)}: '{key}' must be a finite number, "
+                                  f"got {value!r}")
             return value
         raise ConfigError(
-            f"{source}: '{key}' must be {hint.__name__}, got {excerpt(value)} "
-            f"({type(value).__name__})"
+            f"{where.sources.of(key)}: '{key}' must be {hint.__name__}, got "
+            f"{excerpt(value)} ({type(value).__name__})"
         )
     return value
 
 
-def _strictly(hint: Any, value: Any, source: str, key: str) -> Any:
+def _strictly(hint: Any, value: Any, where: _Where, key: str) -> Any:
     """``value`` as type ``hint``, or the ConfigError holding all its problems (a nested
     section's too): a list entry or union option is taken whole or not at all."""
     found: list[str] = []
     try:
-        converted = _convert(hint, value, source, key, found)
+        converted = _convert(hint, value, where, key, found)
     except ConfigError as error:
         return ConfigError(found + error.problems)
     return ConfigError(found) if found else converted
@@ -320,15 +379,15 @@ def _strictly(hint: Any, value: Any, source: str, key: str) -> Any:
 
 def _apply_override(data: dict, override: str) -> None:
     if "=" not in override:
-        raise ConfigError(f"override {excerpt(override)} must look like section.key=value")
+        raise ConfigError(f"{override_name(override)} must look like section.key=value")
     dotted, raw = override.split("=", 1)
     parts = dotted.strip().split(".")
     if not all(parts):
-        raise ConfigError(f"override '{override}' has an empty key part")
+        raise ConfigError(f"{override_name(override)} has an empty key part")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override '{override}': '{part}' is not a section")
+            raise ConfigError(f"{override_name(override)}: '{part}' is not a section")
         node = child
-    node[parts[-1]] = parse_yaml(raw, f"override {excerpt(override)}: the value")
+    node[parts[-1]] = parse_yaml(raw, f"{override_name(override)}: the value")

@@ -15,7 +15,7 @@ import sys
 from typing import Literal, Optional, Sequence
 
 from tfdldl import head_kinds
-from tfdldl.config import ConfigError, load_config
+from tfdldl.config import ConfigError, Sources, load_config
 
 @dataclasses.dataclass
 class DataConfig:
@@ -294,9 +294,10 @@ def load_experiment(path: str, overrides: Sequence[str] = (),
 
     problems: list[str] = []
     experiment = load_config(path, Experiment, overrides, problems)
-    problems += experiment_checks.value_problems(experiment, path)
+    sources = Sources(path, overrides)  # a value an override gave is blamed on it
+    problems += experiment_checks.value_problems(experiment, sources)
     if check_files:
-        problems += experiment_checks.file_problems(experiment, path)
+        problems += experiment_checks.file_problems(experiment, sources)
     if problems:
         raise ConfigError(problems)
     return experiment

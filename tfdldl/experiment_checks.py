@@ -1,6 +1,7 @@
 """The checks of an experiment config that its types cannot express (tfdldl.experiment).
 
-Each returns every problem it finds as a line naming the config file, the dotted key, what
+Each returns every problem it finds as a line naming where the value came from (the config
+file, or the ``--set`` override that gave it: tfdldl.config.Sources), the dotted key, what
 is wrong (the value) and what would do, so that one run of a command reports them all.
 Nothing here imports Keras or TensorFlow: ``python -m tfdldl.train`` checks its config
 within a second, before it imports them.
@@ -12,40 +13,48 @@ import os
 from typing import Any
 
 from tfdldl import head_kinds
-from tfdldl.config import excerpt
+from tfdldl.config import Sources, excerpt
 from tfdldl.example_schema import MANIFEST_NAME
 from tfdldl.experiment import Experiment
 
 
-def value_problems(experiment: Experiment, source: str) -> list[str]:
-    """The out-of-range and conflicting values of ``experiment`` (read from ``source``):
-    the sections' ranges, the gender settings and the heads (tfdldl.heads_config)."""
+def value_problems(experiment: Experiment, source: str | Sources) -> list[str]:
+    """The out-of-range and conflicting values of ``experiment`` (read from ``source``, a
+    file or the file with its overrides): the sections' ranges, the gender settings and the
+    heads (tfdldl.heads_config)."""
     from tfdldl.heads_config import heads_problems
 
-    problems = [f"{source}: '{key}' {requirement}" + _got(experiment, key)
+    sources = _sources(source)
+    problems = [f"{sources.of(key)}: '{key}' {requirement}" + _got(experiment, key)
                 for key, ok, requirement in _range_checks(experiment) + _gender_checks(experiment)
                 if not ok]
-    return problems + heads_problems(experiment, source)
+    return problems + heads_problems(experiment, str(sources))
 
 
-def file_problems(experiment: Experiment, source: str) -> list[str]:
+def file_problems(experiment: Experiment, source: str | Sources) -> list[str]:
     """The files ``experiment`` names that are not there (paths relative to the current
     folder): the TFRecord folder with its manifest, the initial weights."""
-    problems = []
+    problems, sources = [], _sources(source)
     data = experiment.data.tfrecords
     if not os.path.isdir(data):
-        problems.append(f"{source}: 'data.tfrecords' {_shown(data)} is not a folder; give "
-                        "the folder data_prep.build wrote (it holds manifest.json), or build "
-                        "it: python -m data_prep.build --config configs/<data config>.yaml")
+        problems.append(f"{sources.of('data.tfrecords')}: 'data.tfrecords' {_shown(data)} "
+                        "is not a folder; give the folder data_prep.build wrote (it holds "
+                        "manifest.json), or build it: python -m data_prep.build --config "
+                        "configs/<data config>.yaml")
     elif not os.path.isfile(os.path.join(data, MANIFEST_NAME)):
-        problems.append(f"{source}: 'data.tfrecords' {_shown(data)} has no {MANIFEST_NAME}: "
-                        "it is not a data_prep.build folder, or the build did not finish "
-                        "(rerun data_prep.build: it resumes)")
+        problems.append(f"{sources.of('data.tfrecords')}: 'data.tfrecords' {_shown(data)} "
+                        f"has no {MANIFEST_NAME}: it is not a data_prep.build folder, or the "
+                        "build did not finish (rerun data_prep.build: it resumes)")
     weights = experiment.model.initial_weights
     if weights and not os.path.isfile(weights):
-        problems.append(f"{source}: 'model.initial_weights' {_shown(weights)} is not a file; "
-                        "give a .keras or .weights.h5 file, or null to train from scratch")
+        problems.append(f"{sources.of('model.initial_weights')}: 'model.initial_weights' "
+                        f"{_shown(weights)} is not a file; give a .keras or .weights.h5 "
+                        "file, or null to train from scratch")
     return problems
+
+
+def _sources(source: str | Sources) -> Sources:
+    return source if isinstance(source, Sources) else Sources(source)
 
 
 def _shown(path: str) -> str:
