@@ -105,3 +105,19 @@ def test_a_bad_value_is_blamed_on_the_override_that_gave_it(tmp_path):
         load_experiment(str(path), ["train.epochs=3"])
     assert error.value.problems == [f"{path}: 'train.batch_size' must be >= 1, got 0"]
 
+
+@pytest.mark.parametrize("text, meant", [
+    ("train: {verbos: 1}", "; did you mean 'train.verbose'?"),  # a typo in its section
+    ("train: {learning_rate: 0.1}", "; did you mean 'optimizer.learning_rate'?"),
+    ("learning_rat: 0.1", "; did you mean 'optimizer.learning_rate'?"),  # a typo, elsewhere
+    ("model: {name: a}", "; did you mean 'name', 'loss.name' or 'optimizer.name'?"),
+    ("model: {zzz: 1}", " (allowed here: arch,"),  # nothing close: no guess
+])
+def test_an_unknown_key_names_the_keys_it_may_have_meant(tmp_path, text, meant):
+    path = tmp_path / "x.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_experiment(str(path))
+    [problem] = error.value.problems
+    key = problem.split("unknown key '", 1)[1].split("'", 1)[0]
+    assert problem.startswith(f"{path}: unknown key '{key}'{meant}"), problem

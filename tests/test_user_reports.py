@@ -139,17 +139,19 @@ def test_age_estimator_refuses_a_batch_size_below_one_before_loading():
         tfdldl.AgeEstimator("no/such/model", batch_size=0)
 
 
-# Every kind of config problem at once: unknown key, wrong type, out of range (in the file
-# and in an override), a bad heads entry, a missing data folder.
+# Every kind of config problem at once: unknown key (a typo, and a key of another
+# section), wrong type, out of range (in the file and in an override), a bad heads entry,
+# a missing data folder.
 _BAD_CONFIG = """name: x
 trian: {epochs: 1}
 data: {tfrecords: no_such_folder}
-train: {epochs: ten, batch_size: 0}
+train: {epochs: ten, batch_size: 0, learning_rate: 0.1}
 augment: {color_jitter: 2.0}
 heads: [{name: age, kind: softmax}]
 """
 _BAD_CONFIG_PROBLEMS = [
     "unknown key 'trian'; did you mean 'train'?",
+    "unknown key 'train.learning_rate'; did you mean 'optimizer.learning_rate'?",
     "'train.epochs' must be int, got 'ten' (str)",
     "'train.batch_size' must be >= 1, got 0",
     "'optimizer.learning_rate' must be > 0, got -1.0",

@@ -3,7 +3,9 @@
 Every config file is loaded with ``yaml.safe_load`` into a tree of dataclasses. Unknown
 keys, wrong types and bad ``--set`` overrides are :class:`ConfigError`s naming the key
 and where its value came from (the file, or the ``--set`` that gave it; :class:`Sources`),
-so a typo never silently falls back to a default.
+so a typo never silently falls back to a default. An unknown key is answered with the
+keys it may have meant: a close name in its own section, or the same name in another
+(``train.learning_rate`` -> ``optimizer.learning_rate``).
 
 Usage::
 
@@ -122,13 +124,24 @@ class Sources:
 
 @dataclasses.dataclass(frozen=True)
 class _Where:
-    """What problems are labelled with while a config is read: the sources of its values."""
+    """What problems are labelled with while a config is read: the sources of its values
+    and every field name of the whole schema with its dotted keys (for "did you mean")."""
 
     sources: Sources
+    keys: dict[str, list[str]]
 
     @classmethod
     def for_schema(cls, sources: Sources, schema: type, prefix: str) -> "_Where":
-        return cls(sources)
+        keys: dict[str, list[str]] = {}
+
+        def walk(section: type, at: str) -> None:
+            for name, hint in typing.get_type_hints(section).items():
+                keys.setdefault(name, []).append(_join(at, name))
+                if dataclasses.is_dataclass(hint):
+                    walk(hint, _join(at, name))
+
+        walk(schema, prefix)
+        return cls(sources, keys)
 
 
 def parse_yaml(text: Any, source: str) -> Any:
@@ -275,10 +288,17 @@ def _build(schema: type[T], data: Any, where: _Where, prefix: str, found: list[s
 
 def _unknown_key(key: Any, prefix: str, fields: list[str], where: _Where) -> str:
     """The problem of an unknown ``key`` in the section at ``prefix`` (whose keys are
-    ``fields``), with a close name in this section it may have meant."""
-    dotted = _join(prefix, key)
-    close = difflib.get_close_matches(str(key)[:100], fields, n=1)
-    hint = f"; did you mean '{_join(prefix, close[0])}'?" if close else ""
+    ``fields``), with up to 3 keys it may have meant: a close name in this section, the
+    same name in other sections, else a close name in other sections."""
+    name, dotted = str(key)[:100], _join(prefix, key)
+    meant = [_join(prefix, close) for close in difflib.get_close_matches(name, fields, n=1)]
+    meant += where.keys.get(name, [])
+    if not meant:
+        meant = [other for close in difflib.get_close_matches(name, where.keys, n=1)
+                 for other in where.keys[close]]
+    shown = [f"'{option}'" for option in meant[:3]]
+    hint = (f"; did you mean {', '.join(shown[:-1])} or {shown[-1]}?" if len(shown) > 1
+            else f"; did you mean {shown[0]}?" if shown else "")
     return (f"{where.sources.of(dotted)}: unknown key {excerpt(dotted)}{hint} "
             f"(allowed here: {', '.join(sorted(fields))})")
 
