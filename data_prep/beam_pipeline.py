@@ -51,7 +51,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from data_prep import build as build_module
-from data_prep import duplicates, hash_bands, shard_job, splits
+from data_prep import band_join, duplicates, hash_bands, shard_job, splits
 from data_prep.adapters.base import Record
 from data_prep.config import DataConfig
 from tfdldl import example_schema
@@ -129,7 +129,7 @@ def _band_entries(fingerprint: dict[str, Any], plan: hash_bands.BandPlan) -> Ite
 
 def _verify_bucket(element, radius: int) -> Iterable[tuple[int, int, int]]:
     """(low, high, D) for the pairs of one (band, value) bucket within ``radius`` bits,
-    as data_prep.hash_bands.close_pairs pairs them (plain probes with higher indexed
+    as data_prep.band_join.close_pairs pairs them (plain probes with higher indexed
     images, mirrored probes with lower ones); D exact."""
     _, entries = element
     indexed = [entry[1:] for entry in entries if entry[0] == "index"]
@@ -141,7 +141,7 @@ def _verify_bucket(element, radius: int) -> Iterable[tuple[int, int, int]]:
     for role, query, query_plain, query_mirror in probes:
         other = images > query if role == "plain" else images < query
         words = np.frombuffer(query_plain if role == "plain" else query_mirror, np.uint64)
-        for k in np.flatnonzero(other & hash_bands.within(
+        for k in np.flatnonzero(other & band_join.within(
                 plain, np.broadcast_to(words, plain.shape), radius)):
             mine = (query, query_plain, query_mirror)
             low, high = (mine, indexed[k]) if role == "plain" else (indexed[k], mine)

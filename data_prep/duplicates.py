@@ -23,10 +23,10 @@ widens the hash threshold and never replaces it.
 Finding the pairs (:func:`near_pairs`) without comparing all n²/2 of them: candidate
 pairs come from hash bands chosen from the images' hash statistics
 (data_prep.hash_bands: by the pigeonhole principle no pair within ``wide`` bits can be
-missed) and are verified exactly. The Beam pipeline (data_prep.beam_pipeline) meets the
-same bands' values and probes through ``GroupByKey``; :func:`near_pairs_dense` is the
-former all-pairs matcher (a blocked matrix product), kept as the reference the benchmark
-and tests compare with.
+missed) and are verified exactly (data_prep.band_join). The Beam pipeline
+(data_prep.beam_pipeline) meets the same bands' values and probes through
+``GroupByKey``; :func:`near_pairs_dense` is the former all-pairs matcher (a blocked
+matrix product), kept as the reference the benchmark and tests compare with.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any, Iterable, Optional, Sequence
 import cv2
 import numpy as np
 
-from data_prep import hash_bands
+from data_prep import band_join, hash_bands
 from data_prep.adapters.base import Record
 from tfdldl.image_io import ImageReadError, check_size
 
@@ -195,7 +195,7 @@ def near_pairs(prints: Fingerprints, near_threshold: int,
     plan = plan or plan_for(bits, mirror, near_threshold)
     if plan.radius < radius:
         raise ValueError(f"the band plan covers {plan.radius} bits, the rule needs {radius}")
-    codes = hash_bands.close_pairs(bits, mirror, plan)
+    codes = band_join.close_pairs(bits, mirror, plan)
     rows, cols = codes // max(len(index), 1), codes % max(len(index), 1)
     distance = np.minimum(hamming(bits[rows], bits[cols]), hamming(bits[rows], mirror[cols]))
     low, high = index[rows], index[cols]

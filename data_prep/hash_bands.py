@@ -20,15 +20,8 @@ bits), so every pair within r bits meets in some band: none can be missed. Index
 and probes grow as Σ C(w, <= s) and Σ C(w, <= u) instead of Σ C(w, <= t) for probes alone,
 which is what lets bands widen with n (for n images a band should be about log2(n) bits
 of information wide, or every band's buckets hold a fixed share of all images and the
-work stays n²). A band's entries are sorted by value (then image) with a table of where
-each value's bucket starts, and each entry carries its image's full hash, so that a
-bucket is verified reading memory in order; a chunk of probes is sorted by value before
-it looks up its buckets. In bands of even t_b (s_b = u_b) a plain query's probes are its
-own entries, so plain pairs meet as two entries of one bucket; mirrored queries (and
-plain ones in bands of odd t_b) probe. Every meeting is verified exactly (XOR and
-popcount of the four 64-bit words), met pairs that the matching rule does not pair (the
-mirrored query must be the higher image, a plain probe's query the lower) are dropped,
-and a pair met several times is kept once.
+work stays n²). data_prep.band_join carries a plan out on one machine (sorted index
+entries, sorted probes, one canonical meeting per pair and band, exact verification).
 
 Which bits form a band is chosen from the hashes' statistics (:class:`HashStats`): real
 dHashes of aligned faces are far from uniform (some bits are set on ~95 % of faces and
@@ -47,20 +40,17 @@ import dataclasses
 import functools
 import itertools
 import math
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
 HASH_BITS = 256
-_MAX_WIDTH = 32  # keys are value·n + image < 2**63 (n < 2**31)
-_MAX_PREFIX = 26  # a band's bucket table spans at most 2**26 values of its leading bits
+_MAX_WIDTH = 32  # band_join keys a value and an image as value·2**31 + image < 2**63
 # Relative costs for plan_bands(): one probe (table look-up), one index entry (flip, sort,
 # count) and one meeting (filter and verify), fitted to CPU times of 10 to 16 band plans
 # on the 20,148 UTKFace hashes on this machine (a probe ~2x a meeting: ~200 vs ~100 ns).
 _PROBE_COST, _INDEX_COST, _PAIR_COST = 2.0, 1.5, 1.0
 _CORRELATION_WEIGHT = 3.0  # how strongly correlated bits are kept apart
-_ROWS = 1 << 20  # probes (query x flip) handled at once
-_PAIRS = 1 << 22  # candidate pairs verified at once
 
 
 @dataclasses.dataclass
@@ -294,147 +284,3 @@ def plan_bands(radius: int, n: int, stats: Optional[HashStats] = None) -> BandPl
         if best is None or cost < best[0]:
             best = (cost, dataclasses.replace(plan, expected=sum(meet)))
     return best[1]
-
-
-@dataclasses.dataclass
-class _Index:
-    """One band's index entries, sorted by value then image.
-
-    Attributes:
-      values: int64 [E], each entry's band value (an image's value with a mask flipped).
-      images: int64 [E], the entry's image.
-      words: uint64 [E, 4], the image's full hash, stored in entry order so that
-        verifying the entries of a bucket reads memory in order.
-      starts: [2**p + 1], where each bucket of the values' p leading bits starts.
-      shift: width - p; 0 when every bucket holds one value.
-      count: n, the number of images.
-    """
-
-    values: np.ndarray
-    images: np.ndarray
-    words: np.ndarray
-    starts: np.ndarray
-    shift: int
-    count: int
-
-    @classmethod
-    def build(cls, values: np.ndarray, masks: np.ndarray, width: int, words: np.ndarray
-              ) -> "_Index":
-        """The entries of images' band values int64 [n] with every mask flipped."""
-        n = len(values)
-        keys = ((values[:, None] ^ masks[None, :]) * n
-                + np.arange(n, dtype=np.int64)[:, None]).ravel()
-        keys.sort()
-        entry_values, images = np.divmod(keys, n)
-        del keys
-        prefix = min(width, _MAX_PREFIX, max(8, len(images).bit_length() + 2))
-        shift = width - prefix
-        starts = np.zeros((1 << prefix) + 1, np.int32 if len(images) < 1 << 31 else np.int64)
-        np.cumsum(np.bincount(entry_values >> shift, minlength=1 << prefix), out=starts[1:])
-        return cls(entry_values, images, words[images], starts, shift, n)
-
-    def meet(self, lo: np.ndarray, hi: np.ndarray, owner: np.ndarray, table: np.ndarray,
-             want: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(owner rows, entry positions) of the meetings within ``radius`` bits: for each
-        range [lo, hi) of entries, the entries whose value is ``want`` (int64, per range),
-        compared with the hash ``table[owner]`` (uint64 [., 4]; owner int64, per range)."""
-        for positions, which in _expand(lo, hi):
-            if self.shift:  # the bucket holds several values
-                keep = np.flatnonzero(self.values[positions] == want[which])
-                positions, which = positions[keep], which[keep]
-            rows = owner[which]
-            close = np.flatnonzero(within(self.words[positions], table[rows], radius))
-            yield rows[close], positions[close]
-
-    def self_pairs(self, radius: int) -> Iterator[np.ndarray]:
-        """Codes low·n + high of the image pairs within ``radius`` bits that meet in a
-        bucket, when the probes' masks are the entries' own (each pair once per meeting)."""
-        n = self.count
-        ends = self.starts[(self.values >> self.shift) + 1]
-        for start in range(0, len(self.values), _ROWS):
-            owner = np.arange(start, min(start + _ROWS, len(self.values)), dtype=np.int64)
-            lo, hi = owner + 1, ends[owner].astype(np.int64)
-            held = np.flatnonzero(hi > lo)
-            for rows, positions in self.meet(lo[held], hi[held], owner[held], self.words,
-                                             self.values[owner[held]], radius):
-                first, second = self.images[rows], self.images[positions]
-                yield np.minimum(first, second) * n + np.maximum(first, second)
-
-    def probe_pairs(self, values: np.ndarray, masks: np.ndarray, table: np.ndarray,
-                    higher: bool, radius: int) -> Iterator[np.ndarray]:
-        """Codes low·n + high of the pairs within ``radius`` bits met by probing the
-        query images' band values int64 [n] with every mask flipped, their hashes
-        ``table`` (uint64 [n, 4]) against the entries: the entry's image higher than
-        the query's (``higher``, low = query) or lower (high = query)."""
-        n, count = len(values), len(masks)
-        rows = max(1, _ROWS // count)
-        for start in range(0, n, rows):
-            chunk = values[start:start + rows]
-            order = ((chunk[:, None] ^ masks[None, :]).astype(np.uint64) << np.uint64(32)
-                     | np.arange(len(chunk) * count, dtype=np.uint64).reshape(-1, count))
-            order = order.ravel()
-            order.sort()  # probes in value order: the bucket table is read in order
-            probes = (order >> np.uint64(32)).astype(np.int64)
-            owner = start + (order & np.uint64(0xFFFFFFFF)).astype(np.int64) // count
-            bucket = probes >> self.shift
-            lo, hi = self.starts[bucket].astype(np.int64), self.starts[bucket + 1]
-            held = np.flatnonzero(hi > lo)
-            for queries, positions in self.meet(lo[held], hi[held].astype(np.int64),
-                                                owner[held], table, probes[held], radius):
-                others = self.images[positions]
-                keep = others > queries if higher else others < queries
-                low, high = (queries, others) if higher else (others, queries)
-                yield low[keep] * n + high[keep]
-
-
-def _expand(lo: np.ndarray, hi: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(positions, their range) for every position in the ranges, _PAIRS at a time."""
-    length = np.maximum(hi - lo, 0)
-    ends = np.cumsum(length)
-    start = 0
-    while start < len(lo):
-        stop = max(start + 1, int(np.searchsorted(ends, ends[start] - length[start] + _PAIRS,
-                                                  side="right")))
-        part = length[start:stop]
-        total = int(part.sum())
-        if total:
-            offsets = np.cumsum(part) - part
-            which = np.repeat(np.arange(start, stop), part)
-            yield np.repeat(lo[start:stop] - offsets, part) + np.arange(total), which
-        start = stop
-
-
-def within(words_a: np.ndarray, words_b: np.ndarray, radius: int) -> np.ndarray:
-    """bool [k]: Hamming distance of hashes as uint64 words [k, 4] at most ``radius``."""
-    counts = np.bitwise_count(words_a ^ words_b)
-    return (counts[:, 0].astype(np.int16) + counts[:, 1] + counts[:, 2] + counts[:, 3]
-            <= radius)
-
-
-def close_pairs(bits: np.ndarray, mirror_bits: np.ndarray, plan: BandPlan) -> np.ndarray:
-    """Image pairs i < j with min(H(plain i, plain j), H(plain i, mirrored j)) within
-    ``plan.radius`` bits, from packed hashes uint8 [n, 32] (plain and mirrored; n < 2**31).
-
-    Returns:
-      int64 [pairs] codes i·n + j, sorted, each pair once.
-    """
-    n = len(bits)
-    if n >= 1 << 31:
-        raise ValueError(f"close_pairs takes fewer than 2**31 images, got {n}; split them")
-    plain_words = np.ascontiguousarray(bits).view(np.uint64)
-    mirror_words = np.ascontiguousarray(mirror_bits).view(np.uint64)
-    found = [np.zeros(0, np.int64)]
-    plain_values, mirror_values = plan.values(bits), plan.values(mirror_bits)
-    for band in range(len(plan.bands)):
-        index = _Index.build(plain_values[:, band], plan.index_masks(band),
-                             len(plan.bands[band]), plain_words)
-        masks = plan.probe_masks(band)
-        if plan.band_flips(band) % 2 == 0:  # plain probes would be the entries themselves
-            found.extend(index.self_pairs(plan.radius))
-        else:
-            found.extend(index.probe_pairs(plain_values[:, band], masks, plain_words, True,
-                                           plan.radius))
-        found.extend(index.probe_pairs(mirror_values[:, band], masks, mirror_words, False,
-                                       plan.radius))
-        del index
-    return np.unique(np.concatenate(found))

@@ -16,7 +16,7 @@ import pytest
 
 beam = pytest.importorskip("apache_beam", reason="pip install 'tfdldl[beam]' for these tests")
 
-from data_prep import beam_pipeline, duplicates, hash_bands, synthetic  # noqa: E402
+from data_prep import band_join, beam_pipeline, duplicates, hash_bands, synthetic  # noqa: E402
 from data_prep import build as build_module  # noqa: E402
 from data_prep.adapters.base import Record  # noqa: E402
 from data_prep.config import DataConfig  # noqa: E402
@@ -110,7 +110,7 @@ def test_duplicate_pairs_match_the_local_matcher(tmp_path, offline, workers):
 def test_band_buckets_with_index_flips_find_the_local_pairs():
     """Beam's bucket keys and verification (the functions the pipeline maps), grouped
     here by key as GroupByKey does, with a plan that flips bits on both sides (index and
-    probes, wide bands): exactly data_prep.hash_bands.close_pairs's pairs and distances."""
+    probes, wide bands): exactly data_prep.band_join.close_pairs's pairs and distances."""
     rng = np.random.default_rng(5)
     bits = rng.integers(0, 256, (200, duplicates.HASH_BYTES), dtype=np.uint8)
     mirror = rng.integers(0, 256, (200, duplicates.HASH_BYTES), dtype=np.uint8)
@@ -127,7 +127,7 @@ def test_band_buckets_with_index_flips_find_the_local_pairs():
             buckets.setdefault(key, []).append(entry)
     found = {pair for bucket in buckets.items()
              for pair in beam_pipeline._verify_bucket(bucket, plan.radius)}
-    codes = hash_bands.close_pairs(bits, mirror, plan)
+    codes = band_join.close_pairs(bits, mirror, plan)
     low, high = codes // len(bits), codes % len(bits)
     distance = np.minimum(duplicates.hamming(bits[low], bits[high]),
                           duplicates.hamming(bits[low], mirror[high]))

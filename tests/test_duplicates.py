@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data_prep.adapters.base import Record
-from data_prep import duplicates, hash_bands
+from data_prep import band_join, duplicates, hash_bands
 from data_prep.duplicates import connected_groups, find_groups
 
 
@@ -191,7 +191,7 @@ def test_band_plans_never_miss_a_pair_within_the_radius(radius, n, skewed):
                            base[100:200]])
     mirror = np.concatenate([base_mirror[:100], _skewed(100, rng)[0], near,
                              base_mirror[100:200]])
-    codes = hash_bands.close_pairs(bits, mirror, plan)
+    codes = band_join.close_pairs(bits, mirror, plan)
     pairs = set(zip((codes // len(bits)).tolist(), (codes % len(bits)).tolist()))
     assert {(k, 100 + k) for k in range(100)} <= pairs
     assert {(k, 200 + k) for k in range(100)} <= pairs

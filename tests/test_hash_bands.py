@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from data_prep import duplicates, hash_bands
+from data_prep import band_join, duplicates, hash_bands
 
 RADIUS = 30
 
@@ -55,7 +55,7 @@ def test_every_plan_shape_finds_exactly_the_pairs_within_the_radius(face_hashes,
     plan = hash_bands.plan_bands(RADIUS, n, hash_bands.HashStats.of(bits, mirror))
     flips = [plan.band_flips(band) for band in range(len(plan.bands))]
     assert sum(t + 1 for t in flips) > RADIUS  # the pigeonhole inequality
-    codes = hash_bands.close_pairs(bits, mirror, plan)
+    codes = band_join.close_pairs(bits, mirror, plan)
     found = set(zip((codes // len(bits)).tolist(), (codes % len(bits)).tolist()))
     expected = _all_pairs(bits, mirror, RADIUS)
     assert found == expected
@@ -102,3 +102,22 @@ def test_bad_plans_are_refused_with_the_reason():
     wide = tuple(tuple(part) for part in np.array_split(np.arange(256), 7))
     with pytest.raises(ValueError, match="at most 32 bits"):
         hash_bands.BandPlan(RADIUS, wide, 4)
+
+
+@pytest.mark.parametrize("index_flips,probe_flips", [(0, 0), (0, 1), (1, 1), (1, 2), (2, 2)])
+def test_every_band_difference_has_exactly_one_canonical_meeting(index_flips, probe_flips):
+    """Of all (index mask S, probe mask T) with S ^ T = D, band_join keeps exactly one
+    for every difference D of up to s + u bits: pairs are verified once per band and
+    none is lost."""
+    width = 7
+    index_masks = hash_bands.flip_masks(width, index_flips)
+    probe_masks = hash_bands.flip_masks(width, probe_flips)
+    masks_s = np.repeat(index_masks, len(probe_masks))
+    masks_t = np.tile(probe_masks, len(index_masks))
+    kept = masks_s < band_join.limits(masks_t, probe_flips)
+    differences = masks_s ^ masks_t
+    reachable = np.flatnonzero(np.bitwise_count(np.arange(1 << width))
+                               <= index_flips + probe_flips)
+    assert set(differences.tolist()) == set(reachable.tolist())
+    np.testing.assert_array_equal(np.bincount(differences[kept], minlength=1 << width)[
+        reachable], np.ones(len(reachable)))
