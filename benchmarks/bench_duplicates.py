@@ -127,7 +127,10 @@ def _measure(args) -> dict:
 
 
 def _run(*args) -> dict:
-    context = multiprocessing.get_context("spawn")
+    """_measure in a child forked from this process before any matcher ran here (so
+    its memory is its own; a forked child keeps this command line, by which process
+    monitors tell the benchmark apart; spawned children would show Python's)."""
+    context = multiprocessing.get_context("fork")
     with context.Pool(1) as pool:
         return pool.apply(_measure, (args,))
 
