@@ -144,7 +144,8 @@ def test_command_line_reports_bad_inputs_and_processes_the_others(saved_model, p
     out = tmp_path / "rows.jsonl"
     done = subprocess.run(
         [sys.executable, "-m", "tfdldl.predict", photos[0], str(text), str(empty), str(noise),
-         str(tmp_path / "missing_*.jpg"), str(video), "--model", saved_model,
+         str(tmp_path / "missing_*.jpg"), str(video), str(tmp_path / "n*.png"),
+         "--model", saved_model,
          "--format", "jsonl", "--output", str(out), "--draw", str(tmp_path / "drawn"),
          "--video_stride", "2"],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
@@ -163,8 +164,10 @@ def test_command_line_reports_bad_inputs_and_processes_the_others(saved_model, p
     # TensorFlow's start-up chatter (CUDA probing, absl's pre-init notice) stays hidden
     assert "InitializeLog" not in done.stderr and "cuda" not in done.stderr.lower()
     assert f"model: {saved_model} (version 1 of tiny)" in done.stderr
-    assert ("4 photo(s), 3 face(s), 1 without a face, 3 error(s) in"
-            in done.stderr.splitlines()[-1]), done.stderr[-500:]
+    summary = done.stderr.splitlines()[-1]
+    assert "4 photo(s), 3 face(s), 1 without a face, 3 error(s) in" in summary, summary
+    # noise.png again through the pattern: predicted once, and said so
+    assert f"; 1 input(s) given twice, predicted once ({noise}); rows in" in summary, summary
     drawn = os.listdir(tmp_path / "drawn")
     assert len(drawn) == 4  # the photo, the noise picture, two video frames
     assert all(cv2.imread(str(tmp_path / "drawn" / name)) is not None for name in drawn)

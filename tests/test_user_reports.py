@@ -14,7 +14,7 @@ from tfdldl import evaluate, predict
 from tfdldl.config import ConfigError
 from tfdldl.experiment import load_experiment
 from tfdldl.face_align import FaceAligner
-from tfdldl.predict_inputs import Frame, expand_inputs
+from tfdldl.predict_inputs import Frame, duplicates_note, expand_inputs, nothing_to_predict
 from tfdldl.predict_output import STATUS_FACE, STATUS_NO_FACE, FaceRow, Tally, draw
 from tiny_models import REPO_ROOT
 
@@ -52,6 +52,17 @@ def test_bad_flags_exit_with_status_2_before_tensorflow_is_imported(flags, messa
     done = _run_cli("tfdldl.predict", "photo.jpg", *flags)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert message in done.stderr
+
+
+def test_inputs_that_do_not_exist_are_reported_before_tensorflow_is_imported(tmp_path):
+    missing, empty = tmp_path / "photo.jpg", tmp_path / "empty"
+    empty.mkdir()
+    done = _run_cli("tfdldl.predict", str(missing), str(empty))
+    assert done.stdout.split() == ["1", "False"], done.stdout + done.stderr
+    first, second = done.stderr.splitlines()
+    assert first == f"error: {missing}: no such file or folder; nothing to predict"
+    assert second.startswith(f"error: {empty}: folder contains no images (looked recursively")
+    assert nothing_to_predict([str(missing), *expand_inputs([str(empty)], videos=False)]) == []
 
 
 def test_an_output_file_without_format_gets_the_format_its_extension_names():
@@ -97,6 +108,25 @@ def test_files_a_folder_holds_besides_images_are_counted_and_named(tmp_path):
     with_videos = []
     expand_inputs([str(tmp_path)], videos=True, skipped=with_videos)
     assert with_videos == [str(tmp_path / "notes.txt")]
+
+
+def test_a_file_reached_twice_is_predicted_once_and_counted(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("a.jpg", "sub/b.png"):
+        (tmp_path / name).write_bytes(b"x")
+    os.symlink(tmp_path / "a.jpg", tmp_path / "link.jpg")
+    photo, other, link = (str(tmp_path / name) for name in ("a.jpg", "sub/b.png", "link.jpg"))
+    duplicates = []
+    found = expand_inputs([photo, str(tmp_path / "nowhere.jpg"), str(tmp_path),
+                           str(tmp_path / "*" / "*.png")], videos=False, duplicates=duplicates)
+    assert [getattr(item, "name", item) for item in found] == [
+        photo, str(tmp_path / "nowhere.jpg"), other]  # the first place each file is named
+    assert duplicates == [photo, link, other]  # through the folder, a link, the pattern
+    assert expand_inputs(found, videos=False) == found  # an expanded list: nothing changes
+    assert duplicates_note(duplicates) == (
+        f"; 3 input(s) given twice, predicted once ({photo}, {link}, {other})")
+    assert duplicates_note(duplicates * 2).endswith(f"({photo}, {link}, {other} and 3 more)")
+    assert duplicates_note([]) == ""
 
 
 def test_the_summary_says_how_many_photos_are_video_frames():

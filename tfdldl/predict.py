@@ -16,7 +16,9 @@ confidence; a model with the gender head adds the most probable gender's name an
 probability (``gender``, ``gender_confidence``; ``--draw`` writes them after the value),
 and a model without it prints no such columns. A photo without a face gets one "no_face"
 row; an unreadable file or an empty folder gets one "error" row with the reason, and the
-other inputs go on. A progress bar (stderr) follows a run over many files, and a summary
+other inputs go on; when no input exists at all, predict says so without loading the
+model. A file reached twice (given, and inside a given folder) is predicted once, and the
+summary says so. A progress bar (stderr) follows a run over many files, and a summary
 line ends it.
 
 Exit status: 0 every input was read; 1 some input could not be read (see its "error" row);
@@ -43,7 +45,8 @@ from tfdldl import cli
 from tfdldl.calibration import calibrate_outputs
 from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
 from tfdldl.output_names import GENDER_PROBABILITY
-from tfdldl.predict_inputs import Frame, InputError, expand_inputs, read_frames
+from tfdldl.predict_inputs import (Frame, InputError, duplicates_note, expand_inputs,
+                                   nothing_to_predict, read_frames)
 from tfdldl.predict_output import (FORMATS, STATUS_ERROR, STATUS_FACE, STATUS_NO_FACE,
                                    FaceRow, Progress, RowWriter, Tally, common_root,
                                    describe_model, draw)
@@ -211,12 +214,13 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def predict_paths(arguments: Sequence[str], predictor: Predictor, aligner,
+def predict_paths(arguments: Sequence[str | InputError], predictor: Predictor, aligner,
                   batch_size: int = 32, video_stride: int = 0, aligned: bool = False,
                   interval_mass: float = 0.9, timings: dict[str, float] | None = None,
                   flip: bool = True
                   ) -> Iterator[tuple[Frame | None, list[FaceRow]]]:
-    """Predict every face in ``arguments`` (files, folders, globs, videos).
+    """Predict every face in ``arguments`` (files, folders, globs, videos; or the list
+    :func:`tfdldl.predict_inputs.expand_inputs` made of them).
 
     ``batch_size`` pictures are detected together and ``batch_size`` faces go through
     the model together. The pictures are read, detected and aligned on a second thread,
@@ -316,8 +320,9 @@ def _output_problem(output: str | None, draw_folder: str | None) -> str:
 
 def main(argv) -> int:
     """absl entry point: exit 0 when every input was read, 1 when some was not, 2 on bad
-    flags or model. The flags are checked before TensorFlow is imported (seconds, not
-    the minute TensorFlow may take on a loaded machine)."""
+    flags or model. The flags, and whether any input exists, are checked before
+    TensorFlow is imported (seconds, not the minute TensorFlow may take on a loaded
+    machine)."""
     from absl import flags
 
     values = flags.FLAGS
@@ -326,6 +331,12 @@ def main(argv) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    skipped, duplicates = [], []
+    inputs = expand_inputs(paths, videos=values.video_stride > 0, skipped=skipped,
+                           duplicates=duplicates)
+    if missing := nothing_to_predict(inputs):  # said before the model loads
+        print("\n".join(missing), file=sys.stderr)
+        return 1
     cli.import_tensorflow_quietly()
     from tfdldl.api import resolve_model
     from tfdldl.inference import ModelLoadError, aligner_for, load_predictor
@@ -338,8 +349,6 @@ def main(argv) -> int:
     print(describe_model(predictor), file=sys.stderr)
     aligner = aligner_for(predictor, min_face_size=values.min_face_size,
                           max_side=values.max_side)
-    skipped: list[str] = []
-    inputs = expand_inputs(paths, videos=values.video_stride > 0, skipped=skipped)
     root = common_root([item for item in inputs if isinstance(item, str)])
     stream = open(values.output, "w", encoding="utf-8", newline="") if values.output else sys.stdout
     tally, start = Tally(skipped=skipped), time.monotonic()
@@ -349,7 +358,7 @@ def main(argv) -> int:
                                                  values["format"].present),
                            predictor.label_space.name,
                            gender=GENDER_PROBABILITY in predictor.class_names)
-        for frame, rows in predict_paths(paths, predictor, aligner, values.batch_size,
+        for frame, rows in predict_paths(inputs, predictor, aligner, values.batch_size,
                                          values.video_stride, values.aligned,
                                          values.interval, flip=not values.no_flip):
             progress.write_rows(writer, rows)
@@ -361,7 +370,7 @@ def main(argv) -> int:
         progress.close()
         if values.output:
             stream.close()
-    print(tally.line(time.monotonic() - start)
+    print(tally.line(time.monotonic() - start) + duplicates_note(duplicates)
           + (f"; rows in {values.output}" if values.output else "")
           + (f"; drawings in {values.draw}" if values.draw else ""), file=sys.stderr)
     return 1 if tally.errors else 0
