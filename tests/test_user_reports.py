@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 
-from tfdldl import evaluate, predict
+from tfdldl import cli, evaluate, predict
 from tfdldl.config import ConfigError
 from tfdldl.experiment import load_experiment
 from tfdldl.face_align import FaceAligner
@@ -45,7 +45,8 @@ def _run_cli(module, *args):
 
 @pytest.mark.parametrize("flags, message", [
     (["--format", "xml"], "flag --format=xml: value should be one of <table|jsonl|csv>"),
-    (["--interval", "1.5"], "error: --interval must lie between 0 and 1 (e.g. 0.9), got 1.5"),
+    (["--no_progress", "--interval", "1.5"],  # --no_progress is read as absl's --noprogress
+     "error: --interval must lie between 0 and 1 (e.g. 0.9), got 1.5"),
     (["--output", "ages.json"], "predict writes JSON Lines (one JSON object per line)"),
 ])
 def test_bad_flags_exit_with_status_2_before_tensorflow_is_imported(flags, message):
@@ -63,6 +64,22 @@ def test_inputs_that_do_not_exist_are_reported_before_tensorflow_is_imported(tmp
     assert first == f"error: {missing}: no such file or folder; nothing to predict"
     assert second.startswith(f"error: {empty}: folder contains no images (looked recursively")
     assert nothing_to_predict([str(missing), *expand_inputs([str(empty)], videos=False)]) == []
+
+
+def test_every_switch_is_turned_off_with_no_underscore_as_documented():
+    from absl import flags
+
+    values = flags.FlagValues()
+    flags.DEFINE_bool("progress", True, "on by default", flag_values=values)
+    flags.DEFINE_bool("no_flip", False, "a flag of its own", flag_values=values)
+    flags.DEFINE_string("name", None, "not a switch", flag_values=values)
+    argv = ["predict", "--no_progress", "-no_progress", "--noprogress", "--no_flip",
+            "--no_name", "a.jpg", "--", "--no_progress"]
+    assert cli.spelled_for_absl(argv, values) == [
+        "predict", "--noprogress", "-noprogress", "--noprogress", "--no_flip", "--no_name",
+        "a.jpg", "--", "--no_progress"]
+    assert values(cli.spelled_for_absl(["predict", "--no_progress", "--no_flip"], values))
+    assert (values.progress, values.no_flip) == (False, True)
 
 
 def test_an_output_file_without_format_gets_the_format_its_extension_names():
@@ -246,7 +263,8 @@ def test_missing_files_are_config_problems_when_asked_for(tmp_path):
 def test_evaluate_reports_every_flag_problem_before_tensorflow_is_imported(tmp_path):
     nowhere, no_model = tmp_path / "nowhere", tmp_path / "no_model"
     done = _run_cli("tfdldl.evaluate", "--data", str(nowhere), "--model", str(no_model),
-                    "--batch_size", "0", "--age_groups", "5,3", "--out", __file__)
+                    "--batch_size", "0", "--age_groups", "5,3", "--out", __file__,
+                    "--no_progress", "--no_flip")
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert done.stderr.splitlines() == [
         f"error: --data {nowhere} --split test: TFRecord folder {nowhere} does not exist; "

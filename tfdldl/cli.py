@@ -115,13 +115,42 @@ def import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401,F811  (raises the error again, with its traceback)
 
 
+def spelled_for_absl(argv: Sequence[str], flag_values=None) -> list[str]:
+    """``argv`` with each ``--no_NAME`` of a boolean flag NAME (``--no_progress``) spelled
+    as absl's ``--noNAME``, so that every switch is turned off as the README writes it
+    (``--no_flip``, ``--no_report`` are flags of their own; absl's ``--noNAME`` keeps
+    working, where absl alone answers ``--no_progress`` with "Did you mean: progress?", the
+    opposite). A defined flag named ``no_NAME`` and anything after ``--`` are left as
+    they are.
+
+    Args:
+      argv: the command line, program name first.
+      flag_values: the absl FlagValues holding the flags (default: absl's FLAGS).
+    """
+    from absl import flags
+
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    spelled = list(argv[:1])
+    for index, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            return spelled + list(argv[index:])
+        name = arg.lstrip("-")
+        switch = name[len("no_"):]
+        if (arg.startswith("-") and name.startswith("no_") and name not in flag_values
+                and switch in flag_values and flag_values[switch].boolean):
+            arg = arg[:len(arg) - len(name)] + "no" + switch
+        spelled.append(arg)
+    return spelled
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, exiting with status 2 (bad flags, as the CLIs document) where
-    absl exits with 1 on a flag it cannot parse; help keeps absl's exit (see run_main)."""
+    """absl's flag parsing (``--no_NAME`` read as ``--noNAME``: :func:`spelled_for_absl`),
+    exiting with status 2 (bad flags, as the CLIs document) where absl exits with 1 on a
+    flag it cannot parse; help keeps absl's exit (see run_main)."""
     from absl import app
 
     try:
-        return app.parse_flags_with_usage(argv)
+        return app.parse_flags_with_usage(spelled_for_absl(argv))
     except SystemExit as exit_:
         if exit_.code == 1 and not any(arg in HELP_FLAGS for arg in argv[1:]):
             raise SystemExit(2) from None
