@@ -45,8 +45,13 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, data):
+    """One finished run, with the gender head fed into the age head, that the tests below
+    read (one run, not two: runs are this file's slowest steps). Runs without the gender
+    head: tests/test_train_faults.py (with its export) and tests/test_resume.py."""
     tmp_path = tmp_path_factory.mktemp("train_run")
-    experiment = load_experiment(_config(tmp_path, data), ["seed=1"])
+    experiment = load_experiment(_config(tmp_path, data), [
+        "seed=1", "gender.names=[male, female]", "gender.weight=0.5",
+        "model.gender_into_age=true"])
     results = train.train(experiment)
     return tmp_path, experiment, results
 
@@ -153,15 +158,11 @@ def test_cli_help_is_quick_lists_the_flags_and_exits_0():
     assert "heavy loaded: []" in done.stdout
 
 
-def test_a_run_with_the_gender_head_trains_logs_and_exports_it(tmp_path, data):
+def test_a_run_with_the_gender_head_trains_logs_and_exports_it(finished):
     """gender.names adds the gender head: its targets come from the records, its accuracy
     is logged, and the SavedModel answers gender_probability under its names."""
-    experiment = load_experiment(_config(tmp_path, data, name="gender"),
-                                 ["gender.names=[male, female]", "gender.weight=0.5",
-                                  "model.gender_into_age=true", "train.epochs=1",
-                                  "optimizer.warmup_epochs=0"])
-    results = train.train(experiment)
-    with open(tmp_path / "gender" / "training_log.csv") as handle:
+    tmp_path, _, results = finished
+    with open(tmp_path / "run" / "training_log.csv") as handle:
         row = next(csv.DictReader(handle))
     assert 0.0 <= float(row["val_gender_probability_accuracy"]) <= 1.0
     assert float(row["gender_probability_loss"]) > 0.0
