@@ -15,12 +15,27 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is depreca
 
 @pytest.fixture(scope="module")
 def exported(trained_tiny_model, tmp_path_factory):
-    """The session's trained tiny model (32 px; train 256, val 64 faces) in every mode."""
+    """The session's trained tiny model (32 px; train 256, val 64 faces) in every mode:
+    float16 and int8 converted from its SavedModel, int8_logits from its .keras file
+    (which it needs). A .keras file converted in every mode, through a SavedModel exported
+    on the way: tests/test_gender_export.py."""
     root = tmp_path_factory.mktemp("tflite")
-    data, keras_path = trained_tiny_model["data"], trained_tiny_model["keras"]
-    report = tflite_export.export_tflite(keras_path, data, str(root / "tflite"),
-                                         representative_count=128)
-    return root, data, trained_tiny_model["saved_model"], keras_path, report
+    data, saved_model = trained_tiny_model["data"], trained_tiny_model["saved_model"]
+    keras_path = trained_tiny_model["keras"]
+    report = tflite_export.export_tflite(saved_model, data, str(root / "tflite"),
+                                         ["float16", "int8"], representative_count=128)
+    report.update(tflite_export.export_tflite(keras_path, data, str(root / "phone"),
+                                              [tflite_export.PHONE_MODE],
+                                              representative_count=128))
+    return root, data, saved_model, keras_path, report
+
+
+@pytest.fixture(scope="module")
+def keras_model(exported):
+    """The .keras model, loaded once for the tests that look inside it."""
+    import keras
+
+    return keras.saving.load_model(exported[3], compile=False)
 
 
 def _interpreter(path):
@@ -73,11 +88,11 @@ def test_phone_mode_is_an_int8_body_with_float_logits_and_stays_within_the_toler
     assert row["max_abs_value_difference"] < 1.0, row
 
 
-def test_phone_mode_output_is_the_float_model_on_the_int8_logits(exported):
+def test_phone_mode_output_is_the_float_model_on_the_int8_logits(exported, keras_model):
     import keras
 
-    _, data, _, keras_path, report = exported
-    model = keras.saving.load_model(keras_path, compile=False)
+    _, data, _, _, report = exported
+    model = keras_model
     faces = tflite_export.representative_faces(data, "val", 8, SIZE)
     logits = keras.Model(model.input, model.get_layer("logits").output).predict_on_batch(faces)
     value, distribution = tflite_export.head_from_logits(logits, AGE.grid)
@@ -93,11 +108,10 @@ def test_phone_mode_output_is_the_float_model_on_the_int8_logits(exported):
                                atol=1e-3)
 
 
-def test_weight_rounding_correction_restores_the_channel_means(exported):
+def test_weight_rounding_correction_restores_the_channel_means(exported, keras_model):
     import keras
 
-    _, data, _, keras_path, _ = exported
-    model = keras.saving.load_model(keras_path, compile=False)
+    data, model = exported[1], keras_model
     faces = tflite_export.representative_faces(data, "train", 32, SIZE)
     corrected = tflite_export.correct_weight_rounding_bias(model, faces)
     plain = keras.models.clone_model(model)
