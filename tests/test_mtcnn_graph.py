@@ -118,3 +118,25 @@ def test_photos_detected_together_find_the_faces_each_finds_alone(chips):
             np.testing.assert_allclose(one.landmarks, other.landmarks, atol=1e-3)
             assert one.confidence == pytest.approx(other.confidence, abs=1e-5)
 
+
+
+@pytest.mark.parametrize("method", ["union", "min"])
+def test_nms_keeps_the_rows_the_package_keeps(method, monkeypatch):
+    """The flat all-images NMS against the package's per-image one (after the same stable
+    sort), on boxes with tied confidences, in blocks small enough to split images."""
+    from mtcnn.utils.bboxes import smart_nms_from_bboxes
+
+    from tfdldl import mtcnn_graph
+
+    rng = np.random.default_rng(1)
+    corner = rng.uniform(0, 80, (300, 2))
+    boxes = np.concatenate([rng.integers(0, 7, (300, 1)), corner,
+                            corner + rng.uniform(5, 40, (300, 2)),
+                            rng.choice([0.7, 0.9, 1.0], (300, 1))], axis=1)
+    order = np.lexsort((-boxes[:, 5], boxes[:, 0]))
+    expected = smart_nms_from_bboxes(boxes[order], threshold=0.5, method=method,
+                                     initial_sort=False)
+    monkeypatch.setattr(mtcnn_graph, "_NMS_PAIRS", 500)
+    got = mtcnn_graph._nms(boxes, 0.5, method)
+    assert 0 < len(got) < len(boxes)
+    np.testing.assert_array_equal(got, expected)
