@@ -1,6 +1,6 @@
 """Does a face's age move with its surroundings? The context benchmark.
 
-    python benchmarks/bench_context.py --model saved_models/utkface_tinyagenet/5 \
+    python benchmarks/bench_context.py --model saved_models/utkface_tinyagenet/6 \
         --data data/utkface_128 --images ../shared/datasets/utkface/images \
         [--split test] [--count 300] [--scenes 3] [--seed 0]
 

@@ -1,6 +1,6 @@
 """Decoder parity: the same face in every file format, through every path, in years.
 
-    python benchmarks/bench_decoders.py --model saved_models/utkface_tinyagenet/5 \
+    python benchmarks/bench_decoders.py --model saved_models/utkface_tinyagenet/6 \
         --images ../shared/datasets/utkface/images --faces 30
 
 Each face (a UTKFace chip resized to the model's face size, as an aligned face) is written
@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-flags.DEFINE_string("model", "saved_models/utkface_tinyagenet/5", "SavedModel version folder.")
+flags.DEFINE_string("model", "saved_models/utkface_tinyagenet/6", "SavedModel version folder.")
 flags.DEFINE_string("images", "../shared/datasets/utkface/images", "Folder of face chips.")
 flags.DEFINE_integer("faces", 30, "Faces to measure (evenly spread over the sorted files).")
 FLAGS = flags.FLAGS

@@ -1,7 +1,7 @@
 """Predict photos/s before and after the compiled detector, and the peer's, in one interleaved run.
 
     python benchmarks/bench_predict_before_after.py --photos runs/predict_photos/scenes \
-        --model saved_models/utkface_tinyagenet/5 [--before 0656a3d] [--out runs/before_after.json]
+        --model saved_models/utkface_tinyagenet/6 [--before 0656a3d] [--out runs/before_after.json]
 
 "before" is FaceAligner as it was at git revision ``--before`` (the mtcnn package's eager
 stages, 20 px minimum face, 1024 px detection cap: tfdldl.predict's old defaults), loaded

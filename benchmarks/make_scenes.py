@@ -8,7 +8,7 @@ folder) and ``OUT/scenes/`` (each of those faces placed into a 450-1200 px scene
 :func:`tfdldl.bench_predict.make_scene`, JPEG quality 92) plus ``OUT/scenes/placements.json``
 (file -> [x, y, side] of the pasted chip). Then, for example:
 
-    python -m tfdldl.bench --predict_photos OUT/scenes --model saved_models/utkface_tinyagenet/5
+    python -m tfdldl.bench --predict_photos OUT/scenes --model saved_models/utkface_tinyagenet/6
 """
 
 from __future__ import annotations

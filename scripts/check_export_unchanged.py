@@ -1,6 +1,6 @@
 """Check that this tree's export graph answers exactly as a shipped SavedModel does.
 
-    python scripts/check_export_unchanged.py [--model saved_models/utkface_tinyagenet/5] \
+    python scripts/check_export_unchanged.py [--model saved_models/utkface_tinyagenet/6] \
         [--photos ../shared/datasets/utkface/images] [--count 20]
 
 The shipped SavedModel is re-exported with this tree's code (its weights, label space and

