@@ -86,13 +86,7 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
                          f"five times, so it needs at least {MIN_INPUT_SIZE} px")
     if width is not None and not width > 0:
         raise ValueError(f"width must be a positive channel multiplier, got {width}")
-    names = [head.name for head in categorical]
-    if len(set(names)) != len(names):
-        raise ValueError(f"categorical heads need distinct names, got {names}")
-    if into_label and into_label not in names:
-        raise ValueError(f"into_label {into_label!r} feeds a categorical head's prediction "
-                         f"into the label head: it must name one of the categorical heads "
-                         f"{names}")
+    _check_categorical(categorical, into_label)
 
     images = keras.Input((input_size, input_size, 3), name="images", dtype="float32")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
@@ -130,6 +124,18 @@ def _heads(features, head_kind, label_space: LabelSpace,
                 [features, embedded])
     outputs.update(head_kind.build(label_features, label_space))
     return outputs
+
+
+def _check_categorical(categorical: Sequence[heads.CategoricalHead], into_label: str) -> None:
+    """Raise ValueError for two categorical heads of one name, or an ``into_label`` that
+    names none of them."""
+    names = [head.name for head in categorical]
+    if len(set(names)) != len(names):
+        raise ValueError(f"categorical heads need distinct names, got {names}")
+    if into_label and into_label not in names:
+        raise ValueError(f"into_label {into_label!r} feeds a categorical head's prediction "
+                         f"into the label head: it must name one of the categorical heads "
+                         f"{names}")
 
 
 def label_space_of(model: keras.Model) -> LabelSpace:
