@@ -13,7 +13,7 @@ import tensorflow as tf
 from data_prep.synthetic import write_tfrecord_set
 from tfdldl import evaluate, heads, model_setup, predict, tfrecord_reader, train
 from tfdldl.experiment import load_experiment
-from tfdldl.inference import load_predictor, predict_flip_averaged
+from tfdldl.inference import aligner_for, load_predictor, predict_flip_averaged
 from tfdldl.label_space import AGE
 from tfdldl.manifest import read_manifest
 from tfdldl.predict_inputs import Frame
@@ -94,7 +94,8 @@ def test_prediction_rows_carry_race_and_its_confidence(trained):
     faces = tfrecord_reader.read_split(read_manifest(data), "test")
     pixels = evaluate.decode_jpegs(faces.jpegs[:2])
     frames = [Frame(f"face{i}", image.astype(np.uint8)) for i, image in enumerate(pixels)]
-    rows = [row for per_frame in predict.predict_frames(frames, predictor, None, aligned=True)
+    rows = [row for per_frame in predict.predict_frames(frames, predictor,
+                                                        aligner_for(predictor), aligned=True)
             for row in per_frame]
     expected = predict_flip_averaged(predictor, pixels)["race_probability"]
     for row, probabilities in zip(rows, expected):

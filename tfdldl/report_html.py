@@ -73,14 +73,14 @@ def _confusion_table(head: str, accuracy: float | None, confusion: Mapping[str, 
     """A categorical head's confusion matrix (rows true, columns predicted), accuracy in
     the caption."""
     names = confusion["class_names"]
-    head = "".join(f"<th>predicted {html.escape(name)}</th>" for name in names)
+    columns = "".join(f"<th>predicted {html.escape(name)}</th>" for name in names)
     rows = "".join(f"<tr><th>true {html.escape(name)}</th>"
                    + "".join(f"<td>{count}</td>" for count in row) + "</tr>"
                    for name, row in zip(names, confusion["counts"]))
     return (f"<table><caption>{html.escape(head[:1].upper() + head[1:])}: accuracy "
             f"{_format(accuracy)} "
             f"({confusion['unknown']} faces of unknown {html.escape(head)} left out)</caption>"
-            f"<tr><th></th>{head}</tr>{rows}</table>")
+            f"<tr><th></th>{columns}</tr>{rows}</table>")
 
 
 def _age_group_table(groups: Mapping[str, Any] | None) -> str:
