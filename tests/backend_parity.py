@@ -94,8 +94,9 @@ def _gender_model(weights_dir: str, write_weights: bool, images: np.ndarray) -> 
     attention map and the masked gender cross-entropy (one unknown gender, -1)."""
     if write_weights:
         keras.utils.set_random_seed(len(HEADS))
-    model = models.build_model("tiny", SPACE, input_size=SIZE, gender_names=("m", "f"),
-                               gender_into_age=True, attention=True)
+    gender = heads.CategoricalHead("gender", ("m", "f"))
+    model = models.build_model("tiny", SPACE, input_size=SIZE, categorical=[gender],
+                               into_label=gender.name, attention=True)
     path = os.path.join(weights_dir, "gender.weights.h5")
     if write_weights:
         model.save_weights(path)
@@ -105,10 +106,10 @@ def _gender_model(weights_dir: str, write_weights: bool, images: np.ndarray) -> 
            for name, tensor in model(images, training=False).items()}
     out["gender/attention_map"] = attention_maps.attention_maps(
         attention_maps.map_model(model), images)
-    loss = heads.GENDER.build_loss(2, 1.0)[0][heads.GENDER_PROBABILITY]
+    loss = gender.build_loss()[0][gender.probability]
     codes = (np.arange(len(images)) % 3 - 1).astype(np.float32)  # -1, 0, 1, ...
     out["gender/loss"] = keras.ops.convert_to_numpy(
-        loss(codes, out[f"gender/{heads.GENDER_PROBABILITY}"]))
+        loss(codes, out[f"gender/{gender.probability}"]))
     return out
 
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from data_prep.synthetic import write_tfrecord_set
-from tfdldl import attention_maps, evaluate, export, models, report
+from tfdldl import attention_maps, evaluate, export, heads, models, report
 from tfdldl.inference import load_predictor
 from tfdldl.label_space import AGE
 from tfdldl.manifest import read_manifest
 
 SIZE = 32
+GENDER = heads.CategoricalHead("gender", ("male", "female"))
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def attention_model(tmp_path_factory):
     """An untrained TinyAgeNet with attention and the gender head: .keras file and SavedModel."""
     root = tmp_path_factory.mktemp("attention")
     keras.utils.set_random_seed(4)
-    model = models.build_model("tiny", AGE, input_size=SIZE, gender_names=("male", "female"),
+    model = models.build_model("tiny", AGE, input_size=SIZE, categorical=[GENDER],
                                attention=True)
     keras_path = str(root / "attention.keras")
     model.save(keras_path)

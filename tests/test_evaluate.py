@@ -13,6 +13,7 @@ import tensorflow as tf
 from data_prep.synthetic import write_tfrecord_set
 from tfdldl import evaluate, example_schema
 from tfdldl.face_align import DEFAULT_FRAMING
+from tfdldl.heads import CategoricalHead
 from tfdldl.label_space import AGE, LabelSpace
 from tfdldl.manifest import ManifestError, read_manifest, write_manifest
 from tiny_models import REPO_ROOT, tiny_saved_model
@@ -66,8 +67,8 @@ def test_results_json_matches_a_direct_computation(setup, tmp_path):
     assert written["pearson"] == pytest.approx(np.corrcoef(value, true)[0, 1], abs=1e-3)
     assert written["cs_at"]["5"] == pytest.approx(np.mean(np.abs(error) <= 5))
     assert written["epsilon_error"] is None  # synthetic data has a constant σ
-    # an age-only model: no gender results, none printed
-    assert written["gender_accuracy"] is None and written["gender_confusion"] is None
+    # an age-only model: no categorical head's results, none printed
+    assert written["categorical_heads"] == [] and "gender_accuracy" not in written
     assert "gender accuracy" not in evaluate.summary(written)
     assert sum(band["count"] for band in written["bands"]) == 40
     decade = [band for band in written["bands"] if band["low"] == 20][0]
@@ -81,7 +82,8 @@ def test_a_gender_model_reports_accuracy_confusion_and_age_per_gender(setup, tmp
     """Accuracy and the 2x2 confusion matrix (rows true, columns predicted, the model's
     class names) equal a direct count from the SavedModel; the age slices by gender show."""
     model = tiny_saved_model(str(tmp_path), AGE, SIZE, setup["data"],
-                             epochs=1, gender_names=("man", "woman"))[0]
+                             epochs=1,
+                             categorical=(CategoricalHead("gender", ("man", "woman")),))[0]
     results = evaluate.evaluate(model, setup["data"], "test")
     _, _, genders, probability = _direct(model, setup["data"], key="gender_probability")
     predicted = np.argmax(probability, axis=-1)
@@ -90,6 +92,7 @@ def test_a_gender_model_reports_accuracy_confusion_and_age_per_gender(setup, tmp
     assert results["gender_confusion"] == {"class_names": ["man", "woman"], "counts": counts,
                                            "unknown": 0}
     assert results["gender_accuracy"] == pytest.approx(np.mean(predicted == genders))
+    assert results["categorical_heads"] == ["gender"]
     assert [group["count"] for group in results["slices"]["gender"]["groups"]] == [20, 20]
     text = evaluate.summary(results)
     assert f"gender accuracy {100 * results['gender_accuracy']:.1f}% (n=40 known, 0 unknown)" \

@@ -40,10 +40,10 @@ def test_the_heads_config_builds_the_same_model_and_losses_as_the_older_form():
     ("loss: {name: dldl_v2, lam: 0.5, kl_normalization: mean}\n"
      "gender: {names: [m, f], weight: 0.3}",
      "heads: [{name: age, kind: distribution, lam: 0.5, kl_normalization: mean},\n"
-     "        {name: gender, kind: gender, names: [m, f], weight: 0.3}]"),
+     "        {name: gender, kind: categorical, names: [m, f], weight: 0.3}]"),
 ])
 def test_single_head_forms_map_onto_the_same_heads(tmp_path, older, listed):
-    """Defaults fill in: attribute (the task / gender) and loss (the kind's first)."""
+    """Defaults fill in: attribute (the task / the head's name) and loss (the kind's first)."""
     def load(name, text):
         path = tmp_path / f"{name}.yaml"
         path.write_text(f"name: {name}\n{text}\n")
@@ -64,9 +64,12 @@ AGE_HEAD = "{name: age, kind: distribution}"
 
 @pytest.mark.parametrize("text, message", [
     ("heads: [{name: age, kind: softmax}]",
-     r"'heads\[0\].kind' must be one of 'distribution', 'regression', 'ranking', 'gender', "
-     r"got 'softmax'"),
-    (f"heads: [{AGE_HEAD}, {{name: age, kind: gender, names: [m, f]}}]",
+     r"'heads\[0\].kind' must be one of 'distribution', 'regression', 'ranking', "
+     r"'categorical', got 'softmax'"),
+    (f"heads: [{AGE_HEAD}, {{name: g, kind: gender, names: [m, f]}}]",
+     r"'heads\[1\].kind' must be one of .*, got 'gender'; a head on the records' gender codes "
+     r"is kind categorical with attribute gender"),
+    (f"heads: [{AGE_HEAD}, {{name: age, kind: categorical, names: [m, f]}}]",
      r"'heads\[1\].name' 'age' is also the name of heads\[0\]; give every head its own name"),
     ("heads: [{kind: distribution}]", r"'heads\[0\].name' must be a non-empty name, e.g. name: age"),
     ("heads: [{name: age, kind: distribution, weight: -1}]",
@@ -78,19 +81,28 @@ AGE_HEAD = "{name: age, kind: distribution}"
      r"dldl, er, dex \(or kind regression for mr_l1\)"),
     ("heads: [{name: age, kind: distribution, attribute: gender}]",
      r"'heads\[0\].attribute' must be 'age': a distribution head predicts the records' label"),
-    (f"heads: [{AGE_HEAD}, {{name: g, kind: gender, names: [m]}}]",
+    (f"heads: [{AGE_HEAD}, {{name: g, kind: categorical, attribute: gender, names: [m]}}]",
      r"'heads\[1\].names' must be at least two distinct class names"),
+    (f"heads: [{AGE_HEAD}, {{name: race, kind: categorical, names: [a, b]}}]",
+     r"'heads\[1\].attribute' must name the record codes a categorical head predicts, one "
+     r"of gender, group .tfdldl.example_schema., got 'race' .the head's name"),
+    (f"heads: [{AGE_HEAD}, {{name: race, kind: categorical, attribute: label, names: [a, b]}}]",
+     r"'heads\[1\].attribute' must name the record codes .* got 'label'$"),
     ("heads: [{name: age, kind: distribution, names: [a, b]}]",
-     r"'heads\[0\].names' are only for a gender head"),
+     r"'heads\[0\].names' are only for a categorical head"),
     (f"heads: [{AGE_HEAD}, {{name: r, kind: ranking}}]",
      r"'heads' must hold exactly one label head .* got kinds \['distribution', 'ranking'\]"),
-    ("heads: [{name: g, kind: gender, names: [m, f]}]",
-     r"'heads' must hold exactly one label head .* got kinds \['gender'\]"),
+    ("heads: [{name: gender, kind: categorical, names: [m, f]}]",
+     r"'heads' must hold exactly one label head .* got kinds \['categorical'\]"),
     (f"loss: {{name: dex}}\nheads: [{AGE_HEAD}]",
      "give the heads either as a 'heads' list or in the older 'loss'/'gender' sections"),
     (f"heads: [{{name: age, kind: distribution, lamda: 1}}]", r"unknown key 'heads\[0\].lamda'"),
     (f"model: {{gender_into_age: true}}\nheads: [{AGE_HEAD}]",
      "'model.gender_into_age' needs the gender head"),
+    (f"model: {{into_label: race}}\nheads: [{AGE_HEAD}, "
+     f"{{name: gender, kind: categorical, names: [m, f]}}]",
+     r"'model.into_label' needs the race head: give a heads entry of kind categorical named "
+     r"'race'; the categorical heads are \['gender'\]"),
 ])
 def test_bad_heads_are_refused_naming_the_entry_and_the_fix(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

@@ -44,21 +44,22 @@ def assert_same(first: dict, second: dict) -> None:
                                    equal_nan=True, err_msg=key)
 
 
-GENDERS = ("male", "female")
+GENDER = heads.CategoricalHead("gender", ("male", "female"))
+RACE = heads.CategoricalHead("race", ("white", "black", "asian", "indian", "others"), "group")
 
 
-@pytest.mark.parametrize("kind, gender_names, gender_into_age, attention",
-                         [(kind, (), False, False) for kind in heads.KINDS]
-                         + [("distribution", GENDERS, False, True),
-                            ("regression", GENDERS, True, False)])
-def test_keras_file_and_saved_model_answer_alike(kind, gender_names, gender_into_age, attention,
+@pytest.mark.parametrize("kind, categorical, into_label, attention",
+                         [(kind, (), "", False) for kind in heads.KINDS]
+                         + [("distribution", (GENDER,), "", True),
+                            ("regression", (GENDER, RACE), "gender", False)])
+def test_keras_file_and_saved_model_answer_alike(kind, categorical, into_label, attention,
                                                  tmp_path):
     """The .keras predictor and the SavedModel signatures: same keys, same values, for
-    plain images, encoded images and flip averaging (with and without the gender head and
-    attention)."""
+    plain images, encoded images and flip averaging (with and without categorical heads,
+    one fed into the label head, and attention)."""
     keras.utils.set_random_seed(3)
     model = models.build_model("tiny", SPACE, input_size=SIZE, head=kind,
-                               gender_names=gender_names, gender_into_age=gender_into_age,
+                               categorical=categorical, into_label=into_label,
                                attention=attention)
     if kind == "ranking":  # spread the sigmoids so that the implied distribution is not flat
         dense = model.get_layer(heads.RANKING)
@@ -72,11 +73,13 @@ def test_keras_file_and_saved_model_answer_alike(kind, gender_names, gender_into
     pixels = images.astype(np.float32)
 
     plain = keras_model.predict_images(pixels)
-    expected = heads.get(kind).serving_outputs + (
-        (heads.GENDER_PROBABILITY,) if gender_names else ())
+    expected = heads.get(kind).serving_outputs + tuple(head.probability
+                                                       for head in categorical)
     assert sorted(plain) == sorted(expected)
-    names = {heads.GENDER_PROBABILITY: list(gender_names)} if gender_names else {}
+    names = {head.probability: list(head.names) for head in categorical}
     assert keras_model.class_names == saved_model.class_names == names
+    attributes = {head.probability: head.attribute for head in categorical}
+    assert keras_model.class_attributes == saved_model.class_attributes == attributes
     assert_same(plain, saved_model.predict_images(pixels))
     assert_same(keras_model.predict_encoded(encoded), saved_model.predict_encoded(encoded))
     served = export.load_serving(saved).predict_flip_averaged(encoded)
@@ -85,13 +88,13 @@ def test_keras_file_and_saved_model_answer_alike(kind, gender_names, gender_into
     assert_same(predict_flip_averaged(saved_model, pixels), served)
     if kind != "regression":
         assert np.isfinite(plain[heads.STDDEV]).all()
-    if gender_names:
-        probabilities = plain[heads.GENDER_PROBABILITY]
-        assert probabilities.shape == (len(images), len(gender_names))
+    for head in categorical:
+        probabilities = plain[head.probability]
+        assert probabilities.shape == (len(images), len(head.names))
         np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
-        mirrored = keras_model.predict_images(pixels[:, :, ::-1])[heads.GENDER_PROBABILITY]
+        mirrored = keras_model.predict_images(pixels[:, :, ::-1])[head.probability]
         assert not np.allclose(probabilities, mirrored, atol=1e-6)  # the average means something
-        np.testing.assert_allclose(served[heads.GENDER_PROBABILITY],
+        np.testing.assert_allclose(served[head.probability],
                                    (probabilities + mirrored) / 2, atol=2e-5)
 
 
@@ -117,41 +120,53 @@ def test_targets_are_the_same_in_numpy_and_tensorflow():
         heads.make_targets(["logits"], record, SPACE)
 
 
-def test_gender_targets_and_masked_loss():
-    """Gender codes become float targets (NumPy and TF alike); unknown (-1) faces do not
-    count in the loss, which is the mean cross-entropy over the known ones."""
+def test_categorical_targets_and_masked_loss():
+    """A categorical head's record codes become float targets (NumPy and TF alike), read
+    from its attribute (the race head from "group"); unknown (-1) faces do not count in the
+    loss, which is the mean cross-entropy over the known ones."""
     record = {example_schema.LABEL: np.array([30.0, 40.0, 50.0], np.float32),
-              example_schema.GENDER: np.array([0, 1, -1], np.int64)}
-    names = [heads.VALUE, heads.GENDER_PROBABILITY]
+              example_schema.GENDER: np.array([0, 1, -1], np.int64),
+              example_schema.GROUP: np.array([4, -1, 2], np.int64)}
+    names = [heads.VALUE, GENDER.probability]
     assert heads.record_fields(names) == (example_schema.LABEL, example_schema.GENDER)
-    from_numpy = heads.make_targets(names, record, SPACE)
-    from_tf = heads.make_targets(names, {key: tf.constant(value) for key, value in
-                                         record.items()}, SPACE)
-    np.testing.assert_array_equal(from_numpy[heads.GENDER_PROBABILITY], [0.0, 1.0, -1.0])
-    np.testing.assert_array_equal(from_tf[heads.GENDER_PROBABILITY].numpy(), [0.0, 1.0, -1.0])
-    assert from_numpy[heads.GENDER_PROBABILITY].dtype == np.float32
+    with_race = heads.HeadSet(heads.get("regression"), (GENDER, RACE))
+    assert heads.record_fields(with_race) == (example_schema.LABEL, example_schema.GENDER,
+                                              example_schema.GROUP)
+    for outputs in (names, with_race):
+        from_numpy = heads.make_targets(outputs, record, SPACE)
+        from_tf = heads.make_targets(outputs, {key: tf.constant(value) for key, value in
+                                               record.items()}, SPACE)
+        np.testing.assert_array_equal(from_numpy[GENDER.probability], [0.0, 1.0, -1.0])
+        np.testing.assert_array_equal(from_tf[GENDER.probability].numpy(), [0.0, 1.0, -1.0])
+        assert from_numpy[GENDER.probability].dtype == np.float32
+    np.testing.assert_array_equal(from_numpy["race_probability"], [4.0, -1.0, 2.0])
+    np.testing.assert_array_equal(from_tf["race_probability"].numpy(), [4.0, -1.0, 2.0])
 
-    losses, weights = heads.GENDER.build_loss(2, 0.5)
-    assert weights == {heads.GENDER_PROBABILITY: 0.5}
-    loss = losses[heads.GENDER_PROBABILITY]
+    losses, weights = GENDER.build_loss(0.5)
+    assert weights == {"gender_probability": 0.5}
+    loss = losses["gender_probability"]
     predicted = np.array([[0.8, 0.2], [0.4, 0.6], [0.01, 0.99]], np.float32)
-    value = float(loss(from_numpy[heads.GENDER_PROBABILITY], predicted))
+    value = float(loss(from_numpy[GENDER.probability], predicted))
     assert value == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2, rel=1e-5)
     assert float(loss(np.array([-1.0, -1.0]), predicted[:2])) == 0.0
-    with pytest.raises(ValueError, match="gender loss weight must be finite and >= 0"):
-        heads.GENDER.build_loss(2, -1.0)
+    with pytest.raises(ValueError, match="race loss weight must be finite and >= 0"):
+        RACE.build_loss(-1.0)
 
 
-def test_gender_head_set_and_model_errors():
-    head = heads.of_outputs(["value", "distribution", "gender_probability"])
+def test_categorical_head_set_and_model_errors():
+    head = heads.of_outputs(["value", "distribution", "gender_probability", "race_probability"])
     assert head.kind == "distribution"
-    assert head.serving_outputs == ("value", "stddev", "distribution", "gender_probability")
+    assert head.serving_outputs == ("value", "stddev", "distribution", "gender_probability",
+                                    "race_probability")
     with pytest.raises(ValueError, match=r"no tfdldl head has the outputs \['gender_probability'\]"):
         heads.of_outputs(["gender_probability"])
-    with pytest.raises(ValueError, match="gender_into_age feeds the predicted gender"):
-        models.build_model("tiny", SPACE, input_size=SIZE, gender_into_age=True)
+    with pytest.raises(ValueError, match="into_label 'gender' feeds a categorical head's"):
+        models.build_model("tiny", SPACE, input_size=SIZE, into_label="gender")
     with pytest.raises(ValueError, match="at least two distinct names"):
-        models.build_model("tiny", SPACE, input_size=SIZE, gender_names=["male", "male"])
+        models.build_model("tiny", SPACE, input_size=SIZE,
+                           categorical=[heads.CategoricalHead("gender", ["male", "male"])])
+    with pytest.raises(ValueError, match="categorical heads need distinct names"):
+        models.build_model("tiny", SPACE, input_size=SIZE, categorical=[GENDER, GENDER])
 
 
 def test_ranking_implies_the_distribution_it_was_made_from():

@@ -1,5 +1,5 @@
 """tfdldl.AgeEstimator (the Python API) gives gender and its confidence for a gender model,
-equal to the SavedModel's serving signature, and nothing new for an age-only model."""
+equal to the SavedModel's serving signature, and no class for an age-only model."""
 
 import glob
 import os
@@ -12,6 +12,7 @@ import tensorflow as tf
 import tfdldl
 from tfdldl.image_io import read_rgb
 from tfdldl.label_space import AGE
+from tfdldl.heads import CategoricalHead
 from tiny_models import tiny_saved_model
 
 SIZE = 32
@@ -27,7 +28,8 @@ def faces(utkface_dir):
 
 
 def test_gender_model_faces_carry_the_serving_gender(faces, tmp_path):
-    model = tiny_saved_model(str(tmp_path), AGE, SIZE, gender_names=NAMES, seed=2)[0]
+    model = tiny_saved_model(str(tmp_path), AGE, SIZE, seed=2,
+                             categorical=(CategoricalHead("gender", NAMES),))[0]
     estimator = tfdldl.AgeEstimator(model)
     serving = tf.saved_model.load(model).signatures["serving_flip_averaged"]
     for face in faces:
@@ -37,10 +39,13 @@ def test_gender_model_faces_carry_the_serving_gender(faces, tmp_path):
         assert found.gender == NAMES[int(np.argmax(expected))]
         assert found.gender_confidence == pytest.approx(float(expected.max()), abs=1e-4)
         assert 0.5 <= found.gender_confidence <= 1.0
+        assert found.classes == {"gender": (found.gender, found.gender_confidence)}
 
 
 def test_age_only_model_faces_have_no_gender(faces, tmp_path):
     model = tiny_saved_model(str(tmp_path), AGE, SIZE)[0]
     [found] = tfdldl.AgeEstimator(model).predict(faces[0], aligned=True)
-    assert found.gender is None and found.gender_confidence is None
+    assert found.classes == {}
+    with pytest.raises(AttributeError, match="the model's categorical heads are \\[\\]"):
+        found.gender  # noqa: B018
     assert AGE.minimum <= found.age <= AGE.maximum

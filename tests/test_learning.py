@@ -8,6 +8,8 @@ from tfdldl import heads, metrics, models
 from tfdldl.label_space import AGE
 
 SIZE = 32
+# A categorical head on a painted mark (record codes 0 absent, 1 present).
+MARK = heads.CategoricalHead("gender", ("absent", "present"))
 
 
 def synthetic_set(count, seed):
@@ -57,20 +59,19 @@ def test_two_head_model_learns_a_number_and_a_binary_attribute():
     known = rng.uniform(size=768) > 0.1
     keras.utils.set_random_seed(0)
     model = models.build_model("tiny", AGE, input_size=SIZE, width=0.5,
-                               gender_names=("absent", "present"), gender_into_age=True,
-                               attention=True)
+                               categorical=[MARK], into_label=MARK.name, attention=True)
     loss, weights = heads.build_loss("dldl_v2", AGE)
-    gender_loss, gender_weight = heads.GENDER.build_loss(2, 1.0)
+    gender_loss, gender_weight = MARK.build_loss()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss={**loss, **gender_loss},
                   loss_weights={**weights, **gender_weight})
     targets = {"distribution": AGE.gaussian(train_labels, synthetic.SYNTHETIC_SIGMA),
                "value": train_labels,
-               heads.GENDER_PROBABILITY: np.where(known, train_attribute, -1).astype(np.float32)}
+               MARK.probability: np.where(known, train_attribute, -1).astype(np.float32)}
     model.fit(train_images, targets, batch_size=32, epochs=8, verbose=0)
 
     predicted = model.predict(test_images, batch_size=128, verbose=0)
     baseline = metrics.mae(np.full_like(test_labels, train_labels.mean()), test_labels)
     learned = metrics.mae(predicted["value"], test_labels)
     assert learned < 0.3 * baseline, (learned, baseline)
-    accuracy = np.mean(predicted[heads.GENDER_PROBABILITY].argmax(axis=-1) == test_attribute)
+    accuracy = np.mean(predicted[MARK.probability].argmax(axis=-1) == test_attribute)
     assert accuracy > 0.9, accuracy  # chance is 0.5

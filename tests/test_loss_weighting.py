@@ -21,7 +21,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32
 SPACE = LabelSpace(0.0, 20.0, 1.0, name="age")
 SPECS = [HeadConfig(name="age", kind="distribution", loss="dldl_v2", lam=0.5),
-         HeadConfig(name="gender", kind="gender", loss="masked_cross_entropy",
+         HeadConfig(name="gender", kind="categorical", loss="masked_cross_entropy",
                     names=["male", "female"])]
 LEARNING_RATE = 0.1
 
@@ -39,7 +39,7 @@ def compiled_model():
     """Tiny age + gender model with learned loss weights, plain SGD (update = lr x gradient)."""
     keras.utils.set_random_seed(0)
     model = models.build_model("tiny", SPACE, input_size=SIZE, width=0.25,
-                               gender_names=("male", "female"),
+                               categorical=[heads.of_spec(SPECS[1])],
                                loss_weighting=[spec.name for spec in SPECS])
     losses, weights = heads.compile_losses(SPECS, SPACE, loss_weighting.layer_of(model))
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=losses,
@@ -156,7 +156,7 @@ name: run
 output_dir: {tmp_path / 'run'}
 data: {{tfrecords: {data}, test_split: ""}}
 model: {{arch: tiny, input_size: {SIZE}, width: 0.25}}
-heads: [{{name: age, kind: distribution}}, {{name: sex, kind: gender, names: [m, f]}}]
+heads: [{{name: age, kind: distribution}}, {{name: sex, kind: categorical, attribute: gender, names: [m, f]}}]
 loss_weighting: uncertainty
 train: {{epochs: 2, batch_size: 8, verbose: 0}}
 export: {{saved_models_dir: {tmp_path / 'saved_models'}}}
@@ -169,7 +169,8 @@ export: {{saved_models_dir: {tmp_path / 'saved_models'}}}
         values = [float(row[key]) for row in rows]
         assert all(np.isfinite(values)) and values[0] != 1.0 and values[1] != values[0], key
     assert "learned loss weights age" in (tmp_path / "run" / "train.log").read_text()
-    # The weights are the training's: the SavedModel answers with the usual outputs only.
+    # The weights are the training's: the SavedModel answers with the usual outputs only
+    # (the categorical head's named after it).
     outputs = inference.load_predictor(results["saved_model"]).predict_images(
         np.zeros((2, SIZE, SIZE, 3), np.float32))
-    assert sorted(outputs) == ["distribution", "gender_probability", "stddev", "value"]
+    assert sorted(outputs) == ["distribution", "sex_probability", "stddev", "value"]

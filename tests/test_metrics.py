@@ -153,7 +153,8 @@ def test_masked_accuracy_counts_known_codes_only():
     assert float(metric.result()) == pytest.approx(2 / 3)
     metric.update_state(np.array([-1.0], np.float32), probabilities[:1])
     assert float(metric.result()) == pytest.approx(2 / 3)
-    assert sorted(metrics.build_metrics("age", gender=True)) == ["gender_probability", "value"]
+    assert sorted(metrics.build_metrics("age", ["gender_probability", "race_probability"])) == [
+        "gender_probability", "race_probability", "value"]
 
 
 def test_class_accuracy_over_known_codes():

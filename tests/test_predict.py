@@ -16,6 +16,7 @@ import tensorflow as tf
 from tfdldl import predict, predict_output
 from tfdldl.api import MODEL_ENV, SHIPPED_MODEL, resolve_model
 from tfdldl.face_align import FaceAligner
+from tfdldl.heads import CategoricalHead
 from tfdldl.image_io import read_rgb
 from tfdldl.inference import ModelLoadError, aligner_for, load_predictor
 from tfdldl.label_space import AGE
@@ -34,7 +35,7 @@ def saved_model(tmp_path_factory):
 def gender_model(tmp_path_factory):
     """An untrained tiny age+gender SavedModel (parity needs no training)."""
     return tiny_saved_model(str(tmp_path_factory.mktemp("gender")), AGE, SIZE,
-                            gender_names=GENDERS)[0]
+                            categorical=(CategoricalHead("gender", GENDERS),))[0]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +80,9 @@ def test_gender_of_each_utkface_photo_equals_the_serving_signatures(gender_model
         crop = aligner.detect_and_align(read_rgb(path))[0].image
         png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1].tobytes()
         expected = serving(images=tf.constant([png]))["gender_probability"].numpy()[0]
-        assert row.gender == GENDERS[int(np.argmax(expected))]
-        assert row.gender_confidence == pytest.approx(float(expected.max()), abs=1e-4)
+        name, confidence = row.classes["gender"]
+        assert name == GENDERS[int(np.argmax(expected))]
+        assert confidence == pytest.approx(float(expected.max()), abs=1e-4)
         assert row.value == pytest.approx(float(serving(images=tf.constant([png]))["value"][0]),
                                           abs=1e-3)
 
@@ -197,15 +199,16 @@ def test_gender_columns_and_label_of_a_gender_model():
 
     row = predict.FaceRow("a.jpg", predict.STATUS_FACE, face=0, x=1, y=2, width=30,
                           height=40, value=33.3, stddev=4.0, confidence=0.99,
-                          gender="female", gender_confidence=0.87)
+                          classes={"gender": ("female", 0.87)})
     table, lines = io.StringIO(), io.StringIO()
-    predict.RowWriter(table, "table", "age", gender=True).write(row)
-    predict.RowWriter(lines, "jsonl", gender=True).write(row)
+    predict.RowWriter(table, "table", "age", ["gender"]).write(row)
+    predict.RowWriter(lines, "jsonl", categorical=["gender"]).write(row)
     header, cells = table.getvalue().splitlines()
     assert header.split()[9:11] == ["gender", "g.conf"]
     assert cells.split()[7:10] == ["0.990", "female", "0.870"]  # no interval given
     record = json.loads(lines.getvalue())
     assert (record["gender"], record["gender_confidence"]) == ("female", 0.87)
+    assert list(record)[-3:] == ["gender", "gender_confidence", "message"]
     assert predict_output.face_label(row) == "age 33 +/-4 female 0.870"
 
 

@@ -29,7 +29,8 @@ def _predictions(count=120, seed=0):
     return SplitPredictions(true=true, sigma=np.full(count, 2.0, np.float32), value=value,
                             stddev=distribution_stddev(distribution, AGE.grid),
                             distribution=distribution, encoded=encoded,
-                            gender=np.arange(count) % 2, group=np.arange(count) % 3 - 1)
+                            codes={"gender": np.arange(count) % 2,
+                                   "group": np.arange(count) % 3 - 1})
 
 
 def _read_png(path):
@@ -84,10 +85,11 @@ def test_report_draws_attention_overlays_and_the_gender_table(tmp_path):
     predictions = _predictions(count=40)
     probability = np.full((40, 2), 0.1, np.float32)
     probability[np.arange(40), (np.arange(40) // 3) % 2] = 0.9  # some right, some wrong
-    predictions.gender_probability = probability
+    predictions.probabilities = {"gender_probability": probability}
     results = {"model": "m", "data": "d", "split": "test", "label_space": AGE.to_dict(),
                **compute_results(predictions, AGE, per_sample_sigma=False,
-                                 gender_names=("man", "woman"))}
+                                 class_names={"gender_probability": ("man", "woman")},
+                                 class_attributes={"gender_probability": "gender"})}
     heat = np.outer(np.arange(4), np.ones(4))  # hottest at the bottom
     faces = [(title, [dataclasses.replace(face, attention=overlay(face.image, heat))
                       for face in samples])

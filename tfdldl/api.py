@@ -4,7 +4,7 @@
     >>> estimator = tfdldl.AgeEstimator()          # the shipped model, highest version
     >>> for face in estimator.predict("photo.jpg"):
     ...     print(face.box, round(face.age), face.interval)
-    ...     print(face.gender, face.gender_confidence)  # None unless the model has gender
+    ...     print(face.classes)  # {"gender": ("female", 0.93)} for a model with that head
 
 :class:`AgeEstimator` runs the same MTCNN detector, alignment, model and calibrated
 interval as ``python -m tfdldl.predict`` (it uses that module's code).
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
+
+from tfdldl.output_names import CONFIDENCE_SUFFIX
 
 # The model shipped in this repository (its highest version is used).
 SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -59,9 +61,11 @@ class Face:
         the calibrated distribution, label units.
       confidence: the detector's face probability 0..1 (None for aligned input).
       warning: "" or why this prediction is unreliable.
-      gender: the most probable gender's name, from the model's class names (a model with
-        the gender head; None for an age-only model).
-      gender_confidence: that gender's predicted probability, 0..1 (None without the head).
+      classes: {categorical head name: (its most probable class name, from the model's
+        class names; that class's predicted probability, 0..1)}; {} for an age-only model.
+        Each head also reads as attributes: ``face.gender`` (the name) and
+        ``face.gender_confidence`` (the probability) for a model with a head "gender";
+        AttributeError for a head the model lacks.
     """
 
     box: tuple[float, float, float, float]
@@ -70,8 +74,18 @@ class Face:
     interval: tuple[float, float] | None
     confidence: float | None
     warning: str = ""
-    gender: str | None = None
-    gender_confidence: float | None = None
+    classes: Mapping[str, tuple[str, float]] = dataclasses.field(default_factory=dict,
+                                                                 hash=False)
+
+    def __getattr__(self, name: str):
+        """``face.<head>`` and ``face.<head>_confidence`` of a categorical head."""
+        if name.startswith("_") or name == "classes":
+            raise AttributeError(name)
+        head = name.removesuffix(CONFIDENCE_SUFFIX)
+        if head in self.classes:
+            return self.classes[head][int(head != name)]
+        raise AttributeError(f"Face has no attribute {name!r}; the model's categorical heads "
+                             f"are {sorted(self.classes)}")
 
     @property
     def age(self) -> float:
@@ -163,8 +177,7 @@ def _face(row) -> Face:
     return Face(box=(row.x, row.y, row.width, row.height), value=row.value,
                 stddev=row.stddev,
                 interval=None if row.low is None else (row.low, row.high),
-                confidence=row.confidence, warning=row.message, gender=row.gender,
-                gender_confidence=row.gender_confidence)
+                confidence=row.confidence, warning=row.message, classes=dict(row.classes))
 
 
 __all__: Sequence[str] = ("AgeEstimator", "Face", "resolve_model", "SHIPPED_MODEL")

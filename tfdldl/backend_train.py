@@ -89,6 +89,7 @@ def train(experiment: Experiment, workers: Optional[int] = None,
     """
     import keras
 
+    from tfdldl import heads
     from tfdldl.model_setup import build_compiled_model
     from tfdldl.throughput import ThroughputLog
 
@@ -106,7 +107,7 @@ def train(experiment: Experiment, workers: Optional[int] = None,
             experiment, train=dataclasses.replace(experiment.train, jit_compile=True))
     model = build_compiled_model(experiment, manifest, steps)
     loader = host_pipeline.HostBatches(
-        train_faces, batch, list(model.output_names), manifest.label_space, size,
+        train_faces, batch, heads.of_model(model), manifest.label_space, size,
         experiment.augment, seed=experiment.seed, steps_per_epoch=steps,
         workers=workers or default_workers())
     log.info("%s on Keras/%s (%s): batch %d, %d steps x %d epochs, %d host workers, data %s "
@@ -140,9 +141,11 @@ def _validation(model, manifest: Manifest, split):
     """(images, targets) of the decoded validation split, or None without one."""
     if split is None:
         return None
+    from tfdldl import heads
+
     images, faces = split
     return images, host_pipeline.make_targets(faces, np.arange(len(faces)),
-                                              list(model.output_names), manifest.label_space)
+                                              heads.of_model(model), manifest.label_space)
 
 
 def _read_data(experiment: Experiment, manifest: Manifest):
@@ -241,7 +244,7 @@ def split_mae(model, images: np.ndarray, labels: np.ndarray, batch_size: int) ->
 
     from tfdldl import heads, metrics, models
 
-    head = heads.of_outputs(model.output_names)
+    head = heads.of_model(model)
     grid = models.label_space_of(model).grid
     plain, mirrored = (head.summarise(model.predict(batch, batch_size=batch_size, verbose=0),
                                       grid) for batch in (images, images[:, :, ::-1]))

@@ -12,9 +12,9 @@ test protocol) unless ``--no_flip``.
 Slices: MAE, bias and CS@θ (θ = 5 years for age) per gender and per the data's group codes
 (UTKFace: race, named in the data config), with the largest MAE gap between groups.
 
-Gender (a model with the gender head): accuracy over faces of known gender and the C x C
-confusion matrix (rows true, columns predicted, with the model's class names); the age MAE
-per gender is the "gender" slice above.
+Categorical heads (e.g. gender, race; tfdldl.heads_categorical): per head, accuracy over
+faces of known code and the C x C confusion matrix (rows true, columns predicted, with the
+model's class names); the MAE per class of a head is the slice under its name above.
 
 Age groups (an age model): exact and one-off accuracy over age groups
 (:mod:`tfdldl.age_groups`; ``--age_groups`` gives their lower edges, default the Adience
@@ -47,19 +47,18 @@ from tfdldl import calibration, cli
 from tfdldl.age_groups import ADIENCE_AGE_GROUPS, check_edges, parse_age_groups
 from tfdldl.evaluate_data import (UNKNOWN_CODE, SplitPredictions, collect_predictions,
                                   decode_jpegs, read_split)
-from tfdldl.evaluate_metrics import (GENDER_NAMES, band_edges, band_table, compute_results,
-                                     default_thetas, gender_confusion, interval_results,
-                                     slice_table, slice_theta, slices)
+from tfdldl.evaluate_metrics import (CODE_NAMES, band_edges, band_table, compute_results,
+                                     confusion, default_thetas, interval_results, slice_table,
+                                     slice_theta, slices)
 from tfdldl.evaluate_summary import summary
 from tfdldl.inference import Predictor
 from tfdldl.jsonio import write_json
-from tfdldl.output_names import GENDER_PROBABILITY
 
 # Also the names callers know from this module (split out into the evaluate_* modules).
 __all__ = ["RESULTS_NAME", "GRID_FACES", "evaluate", "face_groups", "calibrate",
            "CalibrationError", "main", "run", "UNKNOWN_CODE", "SplitPredictions",
-           "collect_predictions", "decode_jpegs", "read_split", "GENDER_NAMES", "band_edges",
-           "band_table", "compute_results", "default_thetas", "gender_confusion",
+           "collect_predictions", "decode_jpegs", "read_split", "CODE_NAMES", "band_edges",
+           "band_table", "compute_results", "default_thetas", "confusion",
            "interval_results", "slice_table", "slice_theta", "slices", "summary"]
 
 RESULTS_NAME = "results.json"
@@ -171,7 +170,7 @@ def evaluate(model_path: str | None, data_dir: str, split: str = "test",
         "sigma_policy": manifest.sigma.get("policy"),
         **compute_results(predictions, predictor.label_space, per_sample,
                           predictor.temperature, manifest.group_names(),
-                          predictor.class_names.get(GENDER_PROBABILITY, GENDER_NAMES),
+                          predictor.class_names, predictor.class_attributes,
                           age_groups, manifest.task),
     }
     if fitted is not None:

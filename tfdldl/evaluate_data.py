@@ -2,11 +2,13 @@
 
 :func:`collect_predictions` runs a :class:`tfdldl.inference.Predictor` over a split (each
 face averaged with its mirror, the paper's test protocol, unless ``flip=False``) and keeps
-what evaluation needs: labels, σ, gender and group codes, predictions and the faces' JPEGs.
+what evaluation needs: labels, σ, the records' codes (gender, group), predictions (with
+every categorical head's probabilities) and the faces' JPEGs.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import sys
 from typing import Any, Iterator
@@ -16,10 +18,11 @@ import numpy as np
 from tfdldl import example_schema as schema
 from tfdldl import tfrecord_reader
 from tfdldl.inference import Predictor, predict_flip_averaged
+from tfdldl.heads_config import CODE_ATTRIBUTES
 from tfdldl.manifest import Manifest
-from tfdldl.output_names import GENDER_PROBABILITY
+from tfdldl.output_names import categorical_head_of
 
-# Unknown gender / group code in the records.
+# An unknown code in the records (tfdldl.example_schema: gender, group).
 UNKNOWN_CODE = -1
 
 
@@ -34,9 +37,11 @@ class SplitPredictions:
       stddev: float32 [N] predicted standard deviations (NaN without a distribution).
       distribution: float32 [N, K] predicted distributions, or None.
       encoded: N encoded aligned faces (JPEG bytes) for the face grid.
-      gender: int32 [N], 0 male, 1 female, -1 unknown.
-      group: int32 [N], the data's group codes (UTKFace: race), -1 unknown.
-      gender_probability: float32 [N, C] predicted by a model with the gender head, or None.
+      codes: {record feature: int32 [N] codes, -1 unknown} for each of the schema's
+        code features (tfdldl.heads_config.CODE_ATTRIBUTES: "gender" 0 male, 1 female;
+        "group", the data's groups, UTKFace's race).
+      probabilities: {"<name>_probability": float32 [N, C]} predicted by each categorical
+        head of the model; {} for an age-only model.
     """
 
     true: np.ndarray
@@ -45,9 +50,8 @@ class SplitPredictions:
     stddev: np.ndarray
     distribution: np.ndarray | None
     encoded: list[bytes]
-    gender: np.ndarray
-    group: np.ndarray
-    gender_probability: np.ndarray | None = None
+    codes: dict[str, np.ndarray]
+    probabilities: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def decode_jpegs(encoded: list[bytes]) -> np.ndarray:
@@ -72,7 +76,7 @@ def read_split(manifest: Manifest, split: str, batch_size: int) -> Iterator[dict
       batch_size: records per batch (the last may be smaller).
     Yields:
       "encoded": list of B JPEG bytes; "image": float32 [B, S, S, 3] RGB 0..255;
-      "label", "sigma": float32 [B]; "gender", "group": int32 [B].
+      "label", "sigma": float32 [B]; each code feature ("gender", "group"): int32 [B].
     """
     faces = tfrecord_reader.read_split(manifest, split)
     for start in range(0, len(faces), batch_size):
@@ -80,7 +84,7 @@ def read_split(manifest: Manifest, split: str, batch_size: int) -> Iterator[dict
         encoded = faces.jpegs[start:stop]
         yield {"encoded": encoded, "image": decode_jpegs(encoded),
                **{key: faces.field(key)[start:stop]
-                  for key in (schema.LABEL, schema.SIGMA, schema.GENDER, schema.GROUP)}}
+                  for key in (schema.LABEL, schema.SIGMA, *CODE_ATTRIBUTES)}}
 
 
 def collect_predictions(predictor: Predictor, manifest: Manifest, split: str,
@@ -92,9 +96,7 @@ def collect_predictions(predictor: Predictor, manifest: Manifest, split: str,
     """
     from tqdm import tqdm
 
-    parts: dict[str, list] = {"true": [], "sigma": [], "value": [], "stddev": [],
-                              "distribution": [], "encoded": [], "gender": [], "group": [],
-                              GENDER_PROBABILITY: []}
+    parts: dict[str, list] = collections.defaultdict(list)
     bar = tqdm(total=manifest.counts.get(split), unit="face", disable=not progress,
                file=sys.stderr, desc=f"evaluating {split}", leave=False)
     for batch in read_split(manifest, split, batch_size):
@@ -103,12 +105,12 @@ def collect_predictions(predictor: Predictor, manifest: Manifest, split: str,
         bar.update(len(batch["label"]))
         parts["true"].append(batch["label"])
         parts["sigma"].append(batch["sigma"])
-        parts["gender"].append(batch["gender"])
-        parts["group"].append(batch["group"])
+        for key in CODE_ATTRIBUTES:
+            parts[key].append(batch[key])
         parts["value"].append(outputs["value"].reshape(-1))
         parts["stddev"].append(outputs["stddev"].reshape(-1))
-        for key in ("distribution", GENDER_PROBABILITY):
-            if key in outputs:
+        for key in outputs:
+            if key == "distribution" or categorical_head_of(key):
                 parts[key].append(outputs[key])
         parts["encoded"].extend(batch["encoded"])
     bar.close()
@@ -120,10 +122,9 @@ def collect_predictions(predictor: Predictor, manifest: Manifest, split: str,
         distribution=(np.concatenate(parts["distribution"]).astype(np.float32)
                       if parts["distribution"] else None),
         encoded=parts["encoded"],
-        gender=_codes(parts["gender"], len(parts["encoded"])),
-        group=_codes(parts["group"], len(parts["encoded"])),
-        gender_probability=(np.concatenate(parts[GENDER_PROBABILITY]).astype(np.float32)
-                            if parts[GENDER_PROBABILITY] else None))
+        codes={key: _codes(parts[key], len(parts["encoded"])) for key in CODE_ATTRIBUTES},
+        probabilities={key: np.concatenate(chunks).astype(np.float32)
+                       for key, chunks in parts.items() if categorical_head_of(key)})
 
 
 def _codes(chunks: list[np.ndarray], count: int) -> np.ndarray:

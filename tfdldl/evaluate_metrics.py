@@ -1,27 +1,32 @@
-"""The numbers in ``results.json``: overall metrics, bands, slices, intervals, gender, age groups.
+"""The numbers in ``results.json``: overall metrics, bands, slices, intervals, the
+categorical heads' accuracy and confusion, age groups.
 
 All NumPy, from a split's :class:`tfdldl.evaluate_data.SplitPredictions` (metric functions:
-:mod:`tfdldl.metrics`, :mod:`tfdldl.age_groups`). MAE per gender is the "gender" slice
-(:func:`slice_table` over the records' gender codes, named by the model's class names).
+:mod:`tfdldl.metrics`, :mod:`tfdldl.age_groups`). The MAE per class of a categorical head
+is its slice (:func:`slice_table` over the records' codes of its attribute, named by the
+head's class names).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from tfdldl import calibration
 from tfdldl.age_groups import ADIENCE_AGE_GROUPS, age_group_accuracy
+from tfdldl import example_schema as schema
 from tfdldl.evaluate_data import UNKNOWN_CODE, SplitPredictions
 from tfdldl.label_space import LabelSpace
+from tfdldl.output_names import categorical_head_of
 
 # Number of equal bands the label range is cut into for a task other than age.
 DEFAULT_BANDS = 8
 # Width of the age task's bands, years (decades).
 AGE_BAND_WIDTH = 10.0
-# Names of the schema's gender codes 0 and 1 (tfdldl.example_schema).
-GENDER_NAMES = ("male", "female")
+# The names of the codes the schema defines (tfdldl.example_schema); the group codes are
+# named by the data's manifest.
+CODE_NAMES: dict[str, tuple[str, ...]] = {schema.GENDER: ("male", "female")}
 
 
 def band_edges(label_space: LabelSpace, task: str = "age") -> np.ndarray:
@@ -105,15 +110,49 @@ def slice_table(true: np.ndarray, predicted: np.ndarray, codes: np.ndarray,
 
 def slices(predictions: SplitPredictions, label_space: LabelSpace,
            group_name: str, group_labels: Sequence[str],
-           gender_names: Sequence[str] = GENDER_NAMES, task: str = "age") -> dict[str, Any]:
-    """{"gender": slice_table, <group_name or "group">: slice_table}, without empty ones;
-    gender codes are named by ``gender_names`` (the model's, with the gender head)."""
+           class_names: Mapping[str, Sequence[str]] = {},
+           class_attributes: Mapping[str, str] = {}, task: str = "age") -> dict[str, Any]:
+    """{name: slice_table} over each of the records' code features, without empty ones.
+
+    A code feature that a categorical head predicts is sliced under the head's name with its
+    class names (e.g. "gender" [male, female], "race" over the group codes); the others
+    under their own name ("gender" with the schema's names, the group under the manifest's
+    ``group_name`` or "group", with ``group_labels``).
+
+    Args:
+      class_names, class_attributes: the model's {probability output: class names} and
+        {probability output: record feature} (tfdldl.inference.Predictor).
+    """
     theta = slice_theta(label_space, task)
-    tables = {"gender": slice_table(predictions.true, predictions.value, predictions.gender,
-                                    gender_names, theta),
-              group_name or "group": slice_table(predictions.true, predictions.value,
-                                                 predictions.group, group_labels, theta)}
+    own = {schema.GROUP: (group_name or schema.GROUP, group_labels)}
+    tables = {}
+    for attribute, codes in predictions.codes.items():
+        named = [(categorical_head_of(output), names) for output, names in class_names.items()
+                 if class_attributes.get(output) == attribute]
+        for name, names in named or [own.get(attribute, (attribute,
+                                                         CODE_NAMES.get(attribute, ())))]:
+            tables[name] = slice_table(predictions.true, predictions.value, codes, names, theta)
     return {name: table for name, table in tables.items() if table is not None}
+
+
+def categorical_results(predictions: SplitPredictions, class_names: Mapping[str, Sequence[str]],
+                        class_attributes: Mapping[str, str]) -> dict[str, Any]:
+    """Per categorical head ``<name>`` of the model: "<name>_accuracy", the share of faces
+    of known code whose most probable class is theirs (None when no code is known), and
+    "<name>_confusion", :func:`confusion`; plus "categorical_heads": the heads' names."""
+    from tfdldl import metrics
+
+    results: dict[str, Any] = {"categorical_heads": []}
+    for output, names in class_names.items():
+        if output not in predictions.probabilities:
+            continue
+        head = categorical_head_of(output)
+        probability = predictions.probabilities[output]
+        codes = predictions.codes[class_attributes[output]]
+        results["categorical_heads"].append(head)
+        results[f"{head}_accuracy"] = metrics.class_accuracy(probability, codes)
+        results[f"{head}_confusion"] = confusion(probability, codes, names)
+    return results
 
 
 def interval_results(predictions: SplitPredictions, label_space: LabelSpace,
@@ -138,7 +177,8 @@ def interval_results(predictions: SplitPredictions, label_space: LabelSpace,
 def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
                     per_sample_sigma: bool, temperature: float = 1.0,
                     groups: tuple[str, Sequence[str]] = ("", ()),
-                    gender_names: Sequence[str] = GENDER_NAMES,
+                    class_names: Mapping[str, Sequence[str]] = {},
+                    class_attributes: Mapping[str, str] = {},
                     age_groups: Sequence[float] = ADIENCE_AGE_GROUPS,
                     task: str = "age") -> dict[str, Any]:
     """The metric dict written to results.json.
@@ -150,19 +190,20 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
         ε-error is only meaningful then and is None otherwise.
       temperature: the model's calibration temperature (1: uncalibrated).
       groups: (what the records' group codes are, name per code), from the manifest.
-      gender_names: the model's gender class names, column order of gender_probability
-        (= record codes); they also name the age slices by gender.
+      class_names: {probability output: class names in column order (= record codes)} of
+        the model's categorical heads (tfdldl.inference.Predictor.class_names); they also
+        name the slices of the codes each head predicts.
+      class_attributes: {probability output: the record feature its head predicts}.
       age_groups: lower edges of the age groups, years (:mod:`tfdldl.age_groups`).
       task: what the label is (the manifest's task): the age task gets decade bands, 5-year
         slices and age groups.
     Returns:
       {"task", "count", "mae", "bias", "rmse", "pearson", "epsilon_error",
        "mean_predicted_stddev", "cs": {"thetas", "values"}, "cs_at": {θ: CS}, "bands",
-       "slices": {attribute: slice_table}, "intervals": interval_results,
-       "gender_accuracy": share of known-gender faces whose most probable gender is theirs
-       (None without the gender head or known genders), "gender_confusion":
-       :func:`gender_confusion`, "age_groups": :func:`tfdldl.age_groups.age_group_accuracy`
-       (None unless the task is age)}.
+       "slices": {name: slice_table} (:func:`slices`), "intervals": interval_results,
+       "age_groups": :func:`tfdldl.age_groups.age_group_accuracy` (None unless the task is
+       age)} and :func:`categorical_results` ("categorical_heads", "<name>_accuracy",
+       "<name>_confusion" per categorical head).
     Raises:
       ValueError: bad ``age_groups`` edges.
     """
@@ -185,36 +226,32 @@ def compute_results(predictions: SplitPredictions, label_space: LabelSpace,
         "cs": {"thetas": [float(t) for t in thetas], "values": [float(c) for c in curve]},
         "cs_at": {f"{t:g}": float(c) for t, c in zip(thetas, curve)},
         "bands": band_table(true, value, band_edges(label_space, task)),
-        "slices": slices(predictions, label_space, *groups, gender_names, task),
+        "slices": slices(predictions, label_space, *groups, class_names, class_attributes,
+                         task),
         "intervals": interval_results(predictions, label_space, temperature),
-        "gender_accuracy": (None if predictions.gender_probability is None else
-                            metrics.class_accuracy(predictions.gender_probability,
-                                                   predictions.gender)),
-        "gender_confusion": gender_confusion(predictions, gender_names),
+        **categorical_results(predictions, class_names, class_attributes),
         "age_groups": (age_group_accuracy(true, value, age_groups)
                        if task == "age" else None),
     }
 
 
-def gender_confusion(predictions: SplitPredictions,
-                     names: Sequence[str]) -> dict[str, Any] | None:
-    """The gender confusion matrix over faces of known gender.
+def confusion(probability: np.ndarray, codes: np.ndarray,
+              names: Sequence[str]) -> dict[str, Any]:
+    """A categorical head's confusion matrix over the faces of known code.
 
     Args:
-      predictions: with ``gender_probability`` [N, C] (None: no gender head).
-      names: the C class names, column order of gender_probability (= record codes).
+      probability: float [N, C] predicted class probabilities.
+      codes: int [N] the records' codes (-1 unknown).
+      names: the C class names, column order of ``probability`` (= record codes).
     Returns:
-      None without the gender head, else {"class_names": names, "counts": int [C][C]
-      (row = true gender, column = predicted, the most probable class), "unknown": faces
-      of unknown gender left out}.
+      {"class_names": names, "counts": int [C][C] (row = true code, column = predicted, the
+      most probable class), "unknown": faces of unknown code left out}.
     """
     from tfdldl import metrics
 
-    if predictions.gender_probability is None:
-        return None
-    counts = metrics.confusion_matrix(predictions.gender_probability, predictions.gender)
+    counts = metrics.confusion_matrix(probability, codes)
     return {"class_names": list(names), "counts": counts.tolist(),
-            "unknown": int(np.sum(predictions.gender < 0))}
+            "unknown": int(np.sum(np.asarray(codes) < 0))}
 
 
 def _finite_or_none(value: float) -> float | None:

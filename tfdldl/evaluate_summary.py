@@ -6,8 +6,9 @@ from typing import Any
 
 
 def summary(results: dict[str, Any]) -> str:
-    """Human lines: N, MAE, bias, ε-error, CS at a few θ, slices (age MAE per gender and
-    group), gender accuracy and confusion, age-group accuracy, interval coverage."""
+    """Human lines: N, MAE, bias, ε-error, CS at a few θ, slices (age MAE per gender,
+    group and categorical head's class), each categorical head's accuracy and confusion,
+    age-group accuracy, interval coverage."""
     lines = [f"{results['split']}: N={results['count']}  MAE {results['mae']:.3f}  "
              f"bias {results['bias']:+.3f}  RMSE {results['rmse']:.3f}  "
              f"Pearson {results['pearson'] if results['pearson'] is None else round(results['pearson'], 4)}"]
@@ -23,7 +24,9 @@ def summary(results: dict[str, Any]) -> str:
             for group in table["groups"])
             + f"; largest MAE gap {table['largest_gap']['mae']:.2f} "
               f"({table['largest_gap']['worst']} vs {table['largest_gap']['best']})")
-    lines.extend(gender_lines(results.get("gender_accuracy"), results.get("gender_confusion")))
+    for head in results.get("categorical_heads", ()):
+        lines.extend(confusion_lines(head, results[f"{head}_accuracy"],
+                                     results[f"{head}_confusion"]))
     lines.extend(age_group_lines(results.get("age_groups")))
     lines.extend(interval_lines(results.get("intervals")))
     if results.get("calibration"):
@@ -34,15 +37,13 @@ def summary(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def gender_lines(accuracy: float | None, confusion: dict[str, Any] | None) -> list[str]:
-    """'gender accuracy 91.2% (...)' and the confusion matrix, one line per true gender
-    ([] without the gender head)."""
-    if confusion is None:
-        return []
+def confusion_lines(head: str, accuracy: float | None, confusion: dict[str, Any]) -> list[str]:
+    """'gender accuracy 91.2% (...)' and the confusion matrix, one line per true class, of
+    the categorical head ``head``."""
     known = sum(map(sum, confusion["counts"]))
     shown = "n/a" if accuracy is None else f"{100 * accuracy:.1f}%"
     names = confusion["class_names"]
-    return ([f"gender accuracy {shown} (n={known} known, {confusion['unknown']} unknown); "
+    return ([f"{head} accuracy {shown} (n={known} known, {confusion['unknown']} unknown); "
              "rows true, columns predicted " + " / ".join(names)]
             + [f"  {name}: " + "  ".join(str(count) for count in row)
                for name, row in zip(names, confusion["counts"])])

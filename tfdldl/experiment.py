@@ -12,10 +12,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import Literal, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 from tfdldl import head_kinds
 from tfdldl.config import ConfigError, Sources, load_config
+
+# The older single-head form's section of a categorical head on the records' gender codes:
+# its head's name and the record feature it predicts (resolve_heads).
+GENDER_SECTION = "gender"
 
 @dataclasses.dataclass
 class DataConfig:
@@ -46,8 +50,10 @@ class ModelConfig:
     width: Optional[float] = None
     # A .keras or .weights.h5 file to start from (fine-tuning); None trains from scratch.
     initial_weights: Optional[str] = None
-    # Feed the predicted gender probabilities into the age head through a small learned
-    # embedding (tfdldl.models.build_model); needs the gender head (gender.names).
+    # Feed a categorical head's predicted probabilities into the label head through a small
+    # learned embedding (tfdldl.models.build_model's into_label): the head's name; "" none.
+    into_label: str = ""
+    # The older spelling of into_label: gender (the head of the gender section).
     gender_into_age: bool = False
     # CBAM channel + spatial attention on the last conv block, before pooling
     # (tfdldl.layers.ConvBlockAttention).
@@ -56,14 +62,16 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class GenderConfig:
-    """The gender head (tfdldl.heads.GenderHead), trained beside the age head.
+    """The older form of a categorical head on the records' gender codes, trained beside the
+    age head (:func:`resolve_heads` maps it onto a ``heads:`` entry named after the
+    section).
 
-    names: the gender class names in the records' code order (UTKFace: [male, female]);
-      empty (the default) = no gender head. The model keeps them and the SavedModel lists
-      them (export_info.json's class_names), so the columns of ``gender_probability`` are
-      named by the data's config, not by code.
-    weight: the fixed loss weight of the gender cross-entropy (masked where the record's
-      gender is unknown); the age losses keep theirs (1 and loss.lam).
+    names: the class names in the records' code order (UTKFace: [male, female]); empty
+      (the default) = no such head. The model keeps them and the SavedModel lists them
+      (export_info.json's class_names), so the columns of the head's ``<name>_probability``
+      are named by the data's config, not by code.
+    weight: the fixed loss weight of its cross-entropy (masked where the record's code is
+      unknown); the age losses keep theirs (1 and loss.lam).
     """
 
     names: list[str] = dataclasses.field(default_factory=list)
@@ -89,20 +97,26 @@ class HeadConfig:
 
         heads:
           - {name: age, kind: distribution, attribute: age, loss: dldl_v2, weight: 1.0}
-          - {name: gender, kind: gender, attribute: gender, loss: masked_cross_entropy,
-             weight: 1.0, names: [male, female]}
+          - {name: gender, kind: categorical, attribute: gender,
+             loss: masked_cross_entropy, weight: 1.0, names: [male, female]}
+          - {name: race, kind: categorical, attribute: group,
+             names: [white, black, asian, indian, others]}
 
-    name: the head's own name, unique (logs: loss_weight_<name> under learned weighting).
+    name: the head's own name, unique: a categorical head's output is
+      ``<name>_probability`` and its prediction-row fields ``<name>``,
+      ``<name>_confidence`` (logs: loss_weight_<name> under learned weighting).
     kind: "distribution", "regression" or "ranking" (a label head, exactly one: it
-      predicts the record's label) or "gender" (at most one; tfdldl.heads.KINDS_ALL).
-    attribute: what it predicts: the experiment's ``task`` for a label head, "gender" for
-      the gender head; "" = that default.
+      predicts the record's label) or "categorical" (any number; tfdldl.heads.KINDS_ALL).
+    attribute: what it predicts: the experiment's ``task`` for a label head; for a
+      categorical head the integer record feature whose codes it predicts
+      (tfdldl.example_schema: "gender" or "group"); "" = the task / the head's name.
     loss: one of the kind's losses (distribution: dldl_v2, dldl, er, dex; regression: mr_l1,
-      mr_l2; ranking: ranking; gender: masked_cross_entropy); "" = the kind's first.
+      mr_l2; ranking: ranking; categorical: masked_cross_entropy); "" = the kind's first.
     weight: the fixed weight of the head's whole loss (finite, >= 0); leave it at 1 with
       ``loss_weighting: uncertainty`` (the weights are learned).
     lam, kl_normalization: dldl_v2's λ and the KL convention (label heads; tfdldl.losses).
-    names: the class names in record-code order (gender: at least two, e.g. [male, female]).
+    names: the class names in record-code order (categorical: at least two, e.g. [male,
+      female]).
     """
 
     name: str = ""
@@ -322,23 +336,22 @@ def resolve_heads(experiment: Experiment) -> list[HeadConfig]:
     The one place the older single-head form maps onto heads: ``loss: {name, lam,
     kl_normalization}`` is a label head named after the task (kind from the loss,
     tfdldl.head_kinds.KIND_OF_LOSS; weight 1), and ``gender: {names, weight}`` with names a
-    gender head named "gender".
+    categorical head named "gender" on the records' gender codes.
     """
-    gender = head_kinds.GENDER
     if not experiment.heads:
         loss = experiment.loss
         resolved = [HeadConfig(name=experiment.task, kind=head_kinds.KIND_OF_LOSS[loss.name],
                                attribute=experiment.task, loss=loss.name, lam=loss.lam,
                                kl_normalization=loss.kl_normalization)]
         if experiment.gender.names:
-            resolved.append(HeadConfig(name="gender", kind=gender.name,
-                                       attribute=gender.attribute,
-                                       loss=gender.loss_names[0],
+            resolved.append(HeadConfig(name=GENDER_SECTION, kind=head_kinds.CATEGORICAL.name,
+                                       attribute=GENDER_SECTION,
+                                       loss=head_kinds.CATEGORICAL.loss_names[0],
                                        weight=experiment.gender.weight,
                                        names=list(experiment.gender.names)))
         return resolved
     return [dataclasses.replace(
-        spec, attribute=spec.attribute or attribute_of(experiment, spec.kind),
+        spec, attribute=spec.attribute or attribute_of(experiment, spec),
         loss=spec.loss or head_kinds.KINDS_ALL[spec.kind].loss_names[0])
         for spec in experiment.heads]
 
@@ -349,15 +362,25 @@ def label_head(experiment: Experiment) -> HeadConfig:
                 if spec.kind in head_kinds.LABEL_KINDS)
 
 
-def gender_names(experiment: Experiment) -> list[str]:
-    """The gender head's class names; [] without a gender head."""
-    return next((list(spec.names) for spec in resolve_heads(experiment)
-                 if spec.kind == head_kinds.GENDER.name), [])
+def categorical_heads(experiment: Experiment) -> list[HeadConfig]:
+    """The resolved categorical heads, in config order; [] without any."""
+    return [spec for spec in resolve_heads(experiment)
+            if spec.kind == head_kinds.CATEGORICAL.name]
 
 
-def attribute_of(experiment: Experiment, kind: str) -> str:
-    """What a head of ``kind`` predicts: its own attribute, or the task for a label head."""
-    return head_kinds.KINDS_ALL[kind].attribute or experiment.task
+def into_label(model: Mapping[str, Any]) -> str:
+    """The categorical head fed into the label head by a ``model:`` section (a ModelConfig's
+    fields, or the dict a SavedModel's config asset holds): ``into_label``, or the gender
+    section's head for the older ``gender_into_age: true``; "" = none."""
+    return model.get("into_label") or (GENDER_SECTION if model.get("gender_into_age") else "")
+
+
+def attribute_of(experiment: Experiment, spec: HeadConfig) -> str:
+    """What a heads entry of a known kind predicts when it names nothing: the task for a
+    label head, the record feature named like the head for a categorical one."""
+    if spec.kind == head_kinds.CATEGORICAL.name:
+        return spec.name
+    return head_kinds.KINDS_ALL[spec.kind].attribute or experiment.task
 
 
 def _stdout_is_terminal() -> bool:

@@ -15,19 +15,19 @@ from typing import Any
 from tfdldl import head_kinds
 from tfdldl.config import Sources, excerpt
 from tfdldl.example_schema import MANIFEST_NAME
-from tfdldl.experiment import Experiment
+from tfdldl.experiment import GENDER_SECTION, Experiment, into_label
 
 
 def value_problems(experiment: Experiment, source: str | Sources) -> list[str]:
     """The out-of-range and conflicting values of ``experiment`` (read from ``source``, a
-    file or the file with its overrides): the sections' ranges, the gender settings and the
-    heads (tfdldl.heads_config)."""
+    file or the file with its overrides): the sections' ranges, the categorical heads'
+    settings and the heads (tfdldl.heads_config)."""
     from tfdldl.heads_config import heads_problems
 
     sources = _sources(source)
     problems = [f"{sources.of(key)}: '{key}' {requirement}" + _got(experiment, key)
-                for key, ok, requirement in _range_checks(experiment) + _gender_checks(experiment)
-                if not ok]
+                for key, ok, requirement
+                in _range_checks(experiment) + _categorical_checks(experiment) if not ok]
     return problems + heads_problems(experiment, str(sources))
 
 
@@ -115,17 +115,21 @@ def _range_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
     ]
 
 
-def _gender_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
-    """(key, ok, requirement) for the gender section's settings."""
+def _categorical_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
+    """(key, ok, requirement) for the gender section and the head fed into the label."""
     names = experiment.gender.names
-    has_gender = bool(names) or any(spec.kind == head_kinds.GENDER.name
-                                    for spec in experiment.heads)
+    fed = into_label(vars(experiment.model))
+    heads = [spec.name for spec in experiment.heads
+             if spec.kind == head_kinds.CATEGORICAL.name] + ([GENDER_SECTION] if names else [])
+    key = "model.into_label" if experiment.model.into_label else "model.gender_into_age"
     return [
         ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
          "must be empty (no gender head) or at least two distinct names in record-code "
          "order, e.g. [male, female]"),
         ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
          "must be finite and >= 0"),
-        ("model.gender_into_age", not experiment.model.gender_into_age or has_gender,
-         "needs the gender head: give gender.names (or a heads entry of kind gender)"),
+        (key, not fed or fed in heads,
+         f"needs the {fed} head: give a heads entry of kind categorical named {fed!r}"
+         + (" (or gender.names)" if fed == GENDER_SECTION else "")
+         + f"; the categorical heads are {heads}"),
     ]

@@ -110,7 +110,7 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
     from tfdldl import heads
 
     size = input_size_of(model)
-    head = heads.of_outputs(model.output_names)
+    head = heads.of_model(model)
     label_space = models.label_space_of(model)
 
     # No archive.track(model): the endpoints capture every variable they use (BatchNorm
@@ -126,7 +126,7 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
             raise FileExistsError(f"{final} already exists; export with a higher version "
                                   "number or delete that folder first")
         _write_version(archive, final, size, head, label_space, config_dict,
-                       heads.class_names(model))
+                       heads.class_names(model), heads.class_attributes(model))
     return final
 
 
@@ -150,7 +150,8 @@ def _remove_scratch(model_dir: str) -> None:
 
 def _write_version(archive, final: str, size: int, head, label_space: LabelSpace,
                    config_dict: Mapping[str, Any] | None,
-                   class_names: Mapping[str, list[str]]) -> None:
+                   class_names: Mapping[str, list[str]],
+                   class_attributes: Mapping[str, str]) -> None:
     """Write the archive and its assets into a scratch folder, make it readable, rename it."""
     import keras
     import tensorflow as tf
@@ -161,6 +162,7 @@ def _write_version(archive, final: str, size: int, head, label_space: LabelSpace
         archive.write_out(scratch, verbose=False)
         info = {"format": EXPORT_FORMAT, "input_size": size, "head": head.kind,
                 "outputs": list(head.serving_outputs), "class_names": dict(class_names),
+                "class_attributes": dict(class_attributes),
                 "signatures": list(SIGNATURES),
                 "input_name": INPUT_NAME, "keras_version": keras.__version__,
                 "tensorflow_version": tf.__version__}
@@ -297,8 +299,8 @@ def keras_model_of(serving: ServingModel):
       ServingLoadError: the config asset names no ``model.arch``, or the stored weights do
         not fit that network.
     """
-    from tfdldl import models
-    from tfdldl.heads import GENDER_PROBABILITY
+    from tfdldl import heads, models
+    from tfdldl.experiment import into_label
 
     network = serving.config.get("model", {})
     if "arch" not in network:
@@ -308,8 +310,12 @@ def keras_model_of(serving: ServingModel):
                                input_size=serving.input_size,
                                pooling=network.get("pooling", "hybrid"), head=serving.head,
                                width=network.get("width"),
-                               gender_names=serving.class_names.get(GENDER_PROBABILITY, ()),
-                               gender_into_age=bool(network.get("gender_into_age", False)),
+                               categorical=[
+                                   heads.CategoricalHead(heads.categorical_head_of(output),
+                                                         names,
+                                                         serving.class_attributes[output])
+                                   for output, names in serving.class_names.items()],
+                               into_label=into_label(network),
                                attention=bool(network.get("attention", False)))
     stored = {variable.name.split(":")[0]: variable
               for variable in serving.signatures[PREDICT_IMAGES].variables}

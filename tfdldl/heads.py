@@ -19,41 +19,47 @@ The kinds (:data:`KINDS_ALL`):
   the record's label (the experiment's task): "distribution" (dldl_v2, dldl, er, dex),
   "regression" (mr_l1, mr_l2), "ranking" (ranking); serving outputs ``value`` [N],
   ``stddev`` [N] and (but regression) ``distribution`` [N, K];
-- "gender" (tfdldl.heads_categorical, at most one, beside a label head):
-  ``gender_probability`` [N, C], loss masked_cross_entropy.
+- "categorical" (tfdldl.heads_categorical, any number beside a label head, each named
+  by its config entry): ``<name>_probability`` [N, C] over the codes of one record feature
+  (its attribute), loss masked_cross_entropy.
 
 This module is the registry: the heads by kind and loss (:data:`LOSS_NAMES`,
 :func:`for_loss`; their names come from the Keras-free :mod:`tfdldl.head_kinds`, which a
 config is validated against), and the functions that find a model's heads from its
-outputs. Adding a head: its names in tfdldl.head_kinds, its class (layers, losses, targets,
-summary), its entry in :data:`KINDS_ALL` / :data:`AUXILIARY`, its switch in tfdldl.models,
-a config and tests.
+outputs. Adding a categorical head needs only a ``heads:`` entry in a config. Adding a
+kind: its names in tfdldl.head_kinds, its class (layers, losses, targets, summary), its
+entry in :data:`KINDS_ALL`, its switch in tfdldl.models, a config and tests.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from keras import ops
 
 from tfdldl import layers as dldl_layers
 from tfdldl import loss_weighting
-from tfdldl.heads_categorical import GenderHead, HeadSet, class_names
+from tfdldl import heads_categorical
+from tfdldl.heads_categorical import CategoricalHead, HeadSet, class_attributes, class_names
+from tfdldl.heads_categorical import of_model as categorical_heads
 from tfdldl.heads_label import (LOGITS_LAYER, DistributionHead, Head, RankingHead,
                                 RegressionHead, check_loss_settings,
                                 distribution_from_ranking)
 from tfdldl.label_space import LabelSpace
 # The output names (the serving contract) live in a Keras-free module; heads.VALUE etc.
 # stay the names the rest of the package uses.
-from tfdldl.output_names import DISTRIBUTION, GENDER_PROBABILITY, RANKING, STDDEV, VALUE
+from tfdldl.output_names import (DISTRIBUTION, RANKING, STDDEV, VALUE, categorical_head_of,
+                                 probability_output)
 
-__all__ = ["LOGITS_LAYER", "DISTRIBUTION", "GENDER_PROBABILITY", "RANKING", "STDDEV", "VALUE",
-           "Head", "DistributionHead", "RegressionHead", "RankingHead", "GenderHead",
-           "HeadSet", "class_names", "distribution_from_ranking"]
+__all__ = ["LOGITS_LAYER", "DISTRIBUTION", "RANKING", "STDDEV", "VALUE", "Head",
+           "DistributionHead", "RegressionHead", "RankingHead", "CategoricalHead", "HeadSet",
+           "categorical_heads", "class_attributes", "class_names", "distribution_from_ranking",
+           "categorical_head_of", "probability_output"]
 
-GENDER = GenderHead()
-# Heads that sit beside a primary head; their outputs are never a model's only outputs.
-AUXILIARY: tuple[Head, ...] = (GENDER,)
+# What the pipelines' and predictors' target functions accept: a model's output names
+# (categorical heads then read the record feature named like the head), or its heads
+# (:func:`of_model`: categorical heads with their configured attributes).
+Outputs = Union[Sequence[str], Head]
 
 HEADS: dict[str, Head] = {head.kind: head
                           for head in (DistributionHead(), RegressionHead(), RankingHead())}
@@ -61,9 +67,8 @@ KINDS = tuple(HEADS)
 # The one list of training losses (validated by tfdldl.experiment), each with its head.
 HEAD_OF_LOSS = {name: head.kind for head in HEADS.values() for name in head.loss_names}
 LOSS_NAMES = tuple(HEAD_OF_LOSS)
-_ALL: tuple[Head, ...] = (*HEADS.values(), *AUXILIARY)
-# Every kind a config's heads[i].kind may name.
-KINDS_ALL: dict[str, Head] = {head.kind: head for head in _ALL}
+# Every kind a config's heads[i].kind may name (a categorical head is made per entry).
+KINDS_ALL: tuple[str, ...] = (*KINDS, CategoricalHead.kind)
 
 
 def get(kind: str) -> Head:
@@ -114,8 +119,8 @@ def compile_losses(specs: Sequence[Any], label_space: LabelSpace,
 
     Args:
       specs: the resolved ``heads:`` entries (tfdldl.experiment.resolve_heads: kind,
-        name, loss, weight, lam, kl_normalization, names), one label head and optional
-        auxiliary heads.
+        name, attribute, loss, weight, lam, kl_normalization, names), one label head and
+        any categorical heads.
       label_space: the grid the model predicts on.
       weighting: None for fixed weights (each head's losses x its ``weight``); the model's
         :class:`tfdldl.loss_weighting.LossWeights` layer for learned uncertainty weights
@@ -130,10 +135,7 @@ def compile_losses(specs: Sequence[Any], label_space: LabelSpace,
     losses: dict = {}
     weights: dict = {}
     for spec in specs:
-        head = KINDS_ALL.get(spec.kind)
-        if head is None:
-            raise ValueError(f"unknown head kind {spec.kind!r}; choose one of "
-                             f"{', '.join(KINDS_ALL)}")
+        head = of_spec(spec)
         head_losses, head_weights = head.head_losses(spec, label_space)
         weight = float(spec.weight)
         if not (weight >= 0.0 and weight < float("inf")):
@@ -151,47 +153,79 @@ def compile_losses(specs: Sequence[Any], label_space: LabelSpace,
     return losses, weights
 
 
-def of_outputs(output_names) -> Head:
-    """The head whose outputs a model has (``model.output_names``): one of :data:`HEADS`,
-    or a :class:`HeadSet` when the model also has auxiliary heads' outputs.
+def of_spec(spec) -> Head:
+    """The head of one resolved ``heads:`` entry (tfdldl.experiment.HeadConfig).
 
     Raises:
-      ValueError: no head (plus auxiliary heads) produces exactly these outputs (not a
-        tfdldl.models model).
+      ValueError: an unknown kind (the message lists the known ones).
+    """
+    if spec.kind == CategoricalHead.kind:
+        return heads_categorical.of_spec(spec)
+    if spec.kind not in HEADS:
+        raise ValueError(f"unknown head kind {spec.kind!r}; choose one of "
+                         f"{', '.join(KINDS_ALL)}")
+    return HEADS[spec.kind]
+
+
+def of_outputs(output_names) -> Head:
+    """The head whose outputs a model has (``model.output_names``): one of :data:`HEADS`,
+    or a :class:`HeadSet` when the model also has categorical heads' outputs
+    (``<name>_probability``, each taken to read the record feature ``<name>``; use
+    :func:`of_model` for the attributes a model was built with).
+
+    Raises:
+      ValueError: no label head (plus categorical heads) produces exactly these outputs
+        (not a tfdldl.models model).
     """
     names = set(output_names)
-    auxiliary = [head for head in AUXILIARY if set(head.outputs) <= names]
-    rest = names - {name for head in auxiliary for name in head.outputs}
+    auxiliary = heads_categorical.of_output_names(sorted(names))
+    rest = names - {head.probability for head in auxiliary}
     for head in HEADS.values():
         if rest == set(head.outputs):
             return HeadSet(head, auxiliary) if auxiliary else head
-    raise ValueError(f"no tfdldl head has the outputs {sorted(names)}; the heads have "
-                     + "; ".join(f"{head.kind}: {list(head.outputs)}" for head in _ALL)
-                     + ". Build the model with tfdldl.models.build_model")
+    raise ValueError(f"no tfdldl head has the outputs {sorted(names)}; the label heads have "
+                     + "; ".join(f"{head.kind}: {list(head.outputs)}" for head in HEADS.values())
+                     + ", each beside any <name>_probability outputs of categorical heads. "
+                     "Build the model with tfdldl.models.build_model")
 
 
-def check_outputs(output_names) -> None:
+def of_model(model) -> Head:
+    """The heads of a tfdldl model: :func:`of_outputs`, its categorical heads with the class
+    names and record attributes they were built with.
+
+    Raises:
+      ValueError: not a tfdldl.models model (see :func:`of_outputs`).
+    """
+    head = of_outputs(model.output_names)
+    categorical = heads_categorical.of_model(model)
+    return HeadSet(getattr(head, "primary", head), categorical) if categorical else head
+
+
+def check_outputs(outputs: Outputs) -> None:
     """Raise ValueError unless the heads can make targets for every output named."""
-    made = {name for head in _heads_within(output_names) for name in head.outputs}
-    missing = [name for name in output_names if name not in made]
+    if isinstance(outputs, Head):
+        return
+    made = {name for head in _heads_within(outputs) for name in head.outputs}
+    missing = [name for name in outputs if name not in made]
     if missing:
         raise ValueError(f"no target can be made for model output(s) {missing}; the heads "
                          "make targets for " + "; ".join(
-                             f"{head.kind}: {list(head.outputs)}" for head in _ALL))
+                             f"{head.kind}: {list(head.outputs)}" for head in HEADS.values())
+                         + "; and <name>_probability from the record feature <name>")
 
 
-def record_fields(output_names) -> tuple[str, ...]:
+def record_fields(outputs: Outputs) -> tuple[str, ...]:
     """The record features (tfdldl.example_schema keys) that :func:`make_targets` reads."""
-    return tuple(dict.fromkeys(field for head in _heads_within(output_names)
+    return tuple(dict.fromkeys(field for head in _heads_within(outputs)
                                for field in head.record_fields))
 
 
-def make_targets(output_names, record: Mapping[str, Any], label_space: LabelSpace) -> dict:
-    """The training targets for the model outputs ``output_names``, made by their heads.
+def make_targets(outputs: Outputs, record: Mapping[str, Any], label_space: LabelSpace) -> dict:
+    """The training targets for the model outputs ``outputs``, made by their heads.
 
     Args:
-      output_names: model output names: those of one head, or of several (a test may ask
-        for every target at once).
+      outputs: model output names: those of one head, or of several (a test may ask for
+        every target at once); or a model's heads (:func:`of_model`).
       record: a batch of records' features keyed by tfdldl.example_schema names, at least
         :func:`record_fields`; NumPy arrays or tf.Tensors.
       label_space: the grid the records were built on.
@@ -200,18 +234,22 @@ def make_targets(output_names, record: Mapping[str, Any], label_space: LabelSpac
     Raises:
       ValueError: an output for which no head makes a target.
     """
-    check_outputs(output_names)
+    check_outputs(outputs)
     made: dict = {}
-    for head in _heads_within(output_names):
+    for head in _heads_within(outputs):
         made.update({name: target for name, target in head.targets(record, label_space).items()
                      if name not in made})
     return made
 
 
-def _heads_within(output_names) -> list[Head]:
-    """The heads all of whose outputs are among ``output_names``."""
-    names = set(output_names)
-    return [head for head in _ALL if set(head.outputs) <= names]
+def _heads_within(outputs: Outputs) -> list[Head]:
+    """The heads of ``outputs``: a model's heads themselves, or, for output names, the
+    label heads all of whose outputs are among them and their categorical heads."""
+    if isinstance(outputs, Head):
+        return list(getattr(outputs, "members", (outputs,)))
+    names = set(outputs)
+    return ([head for head in HEADS.values() if set(head.outputs) <= names]
+            + heads_categorical.of_output_names(list(outputs)))
 
 
 def flip_average(plain: Mapping[str, Any], mirrored: Mapping[str, Any], grid) -> dict:

@@ -4,16 +4,22 @@ Keras-free: the kinds and losses are tfdldl.head_kinds' names."""
 
 from __future__ import annotations
 
-from tfdldl import head_kinds
+from tfdldl import example_schema, head_kinds
 from tfdldl.experiment import (Experiment, GenderConfig, HeadConfig, LossConfig, attribute_of,
                                resolve_heads)
+
+# The record features a categorical head may predict: the schema's integer codes with -1
+# for unknown (UTKFace: "gender", and "group", the race).
+CODE_ATTRIBUTES = tuple(feature.key for feature in example_schema.FEATURES
+                        if feature.dtype == "int" and feature.shape == ()
+                        and feature.default == -1)
 
 
 def heads_problems(experiment: Experiment, source: str) -> list[str]:
     """Every problem (a line naming heads[i].key, the file and the fix) of the ``heads``
     list, which must hold distinct names, known kinds with their own losses and attributes,
-    usable weights, exactly one label head and at most one gender head; or, without the
-    list, of ``loss.name``, which must be a known loss."""
+    usable weights and exactly one label head; or, without the list, of ``loss.name``,
+    which must be a known loss."""
     kinds = ", ".join(map(repr, head_kinds.KINDS_ALL))
     if not experiment.heads and experiment.loss.name not in head_kinds.LOSS_NAMES:
         return [f"{source}: 'loss.name' must be one of "
@@ -22,45 +28,56 @@ def heads_problems(experiment: Experiment, source: str) -> list[str]:
     if experiment.heads and (experiment.loss != LossConfig()
                              or experiment.gender != GenderConfig()):
         problems.append(f"{source}: give the heads either as a 'heads' list or in the older "
-                        "'loss'/'gender' sections, not both; move the loss and gender "
-                        "settings into the heads' entries")
+                        "'loss'/'gender' sections, not both; move the loss and the "
+                        "categorical head's settings into the heads' entries")
     seen: dict[str, int] = {}
     for i, spec in enumerate(experiment.heads):
         where = f"{source}: 'heads[{i}]"
         known = spec.kind in head_kinds.KINDS_ALL
         if not known:
-            problems.append(f"{where}.kind' must be one of {kinds}, got {spec.kind!r}")
+            problems.append(f"{where}.kind' must be one of {kinds}, got {spec.kind!r}"
+                            + (f"; a head on the records' {spec.kind} codes is kind "
+                               f"{head_kinds.CATEGORICAL.name} with attribute {spec.kind}"
+                               if spec.kind in CODE_ATTRIBUTES else ""))
         if spec.name in seen:
             problems.append(f"{where}.name' {spec.name!r} is also the name of "
                             f"heads[{seen[spec.name]}]; give every head its own name")
         elif not spec.name:
-            example = attribute_of(experiment, spec.kind) if known else experiment.task
+            example = spec.attribute or (CODE_ATTRIBUTES[0] if spec.kind ==
+                                         head_kinds.CATEGORICAL.name else experiment.task)
             problems.append(f"{where}.name' must be a non-empty name, e.g. name: {example}")
         seen.setdefault(spec.name, i)
-        if known:
+        if known and spec.name:
             problems += [f"{where}.{key}' {requirement}"
                          for key, requirement in _head_problems(experiment, spec)]
     if problems:  # the heads' count and kinds mean little before each entry is right
         return problems
     kinds_given = [spec.kind for spec in resolve_heads(experiment)]
-    label = [kind for kind in kinds_given if kind in head_kinds.LABEL_KINDS]
-    if len(label) != 1 or kinds_given.count(head_kinds.GENDER.name) > 1:
+    if sum(kind in head_kinds.LABEL_KINDS for kind in kinds_given) != 1:
         problems.append(f"{source}: 'heads' must hold exactly one label head (kind "
-                        f"{', '.join(head_kinds.LABEL_KINDS)}) and at most one gender head, "
-                        f"got kinds {kinds_given}; the model has one output of each")
+                        f"{', '.join(head_kinds.LABEL_KINDS)}) and any number of "
+                        f"{head_kinds.CATEGORICAL.name} heads, got kinds {kinds_given}; the "
+                        "model has one label output")
     return problems
 
 
 def _head_problems(experiment: Experiment, spec: HeadConfig) -> list[tuple[str, str]]:
-    """(key, requirement) of each problem of one heads entry of a known kind."""
+    """(key, requirement) of each problem of one named heads entry of a known kind."""
     head = head_kinds.KINDS_ALL[spec.kind]
-    expected = attribute_of(experiment, spec.kind)
-    gender = spec.kind == head_kinds.GENDER.name
+    categorical = spec.kind == head_kinds.CATEGORICAL.name
+    attribute = spec.attribute or attribute_of(experiment, spec)
+    if categorical:
+        attribute_check = (
+            attribute in CODE_ATTRIBUTES,
+            f"must name the record codes a categorical head predicts, one of "
+            f"{', '.join(CODE_ATTRIBUTES)} (tfdldl.example_schema), got {attribute!r}"
+            + ("" if spec.attribute else " (the head's name, as no attribute is given)"))
+    else:
+        attribute_check = (spec.attribute in ("", experiment.task),
+                           f"must be {experiment.task!r}: a {spec.kind} head predicts the "
+                           f"records' label, the experiment's task, got {spec.attribute!r}")
     problems = [
-        ("attribute", spec.attribute in ("", expected),
-         f"must be {expected!r}: a {spec.kind} head predicts "
-         + ("the records' gender" if gender else "the records' label, the experiment's task")
-         + f", got {spec.attribute!r}"),
+        ("attribute", *attribute_check),
         ("loss", spec.loss in ("", *head.loss_names),
          f"{spec.loss!r} does not train a {spec.kind} head; choose one of "
          f"{', '.join(head.loss_names)}"
@@ -72,10 +89,11 @@ def _head_problems(experiment: Experiment, spec: HeadConfig) -> list[tuple[str, 
          "must be 1 with loss_weighting: uncertainty (the weights are learned); remove it, "
          "or set loss_weighting: fixed"),
         ("lam", 0.0 <= spec.lam < float("inf"), "must be finite and >= 0"),
-        ("names", not gender or (len(spec.names) >= 2
-                                 and len(set(spec.names)) == len(spec.names)),
+        ("names", not categorical or (len(spec.names) >= 2
+                                      and len(set(spec.names)) == len(spec.names)),
          "must be at least two distinct class names in record-code order, e.g. "
          "[male, female]"),
-        ("names", gender or not spec.names, "are only for a gender head; remove them"),
+        ("names", categorical or not spec.names, "are only for a categorical head; remove "
+         "them"),
     ]
     return [(key, requirement) for key, ok, requirement in problems if not ok]

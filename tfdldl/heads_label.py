@@ -57,7 +57,7 @@ class Head:
     loss_names: tuple[str, ...] = ()
     serving_outputs: tuple[str, ...] = (VALUE, STDDEV, DISTRIBUTION)
     record_fields: tuple[str, ...] = (schema.LABEL,)
-    # What the head predicts ("gender"); None: the record's label, i.e. the experiment's task.
+    # What the head predicts (a record feature); None: the record's label, i.e. the task.
     attribute: str | None = None
 
     def build(self, features, label_space: LabelSpace) -> dict:

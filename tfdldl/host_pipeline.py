@@ -39,7 +39,7 @@ import multiprocessing
 import os
 import time
 from multiprocessing import shared_memory
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -48,6 +48,9 @@ from tfdldl import image_io
 from tfdldl.experiment import AugmentConfig
 from tfdldl.label_space import LabelSpace
 from tfdldl.tfrecord_reader import FaceArrays
+
+if TYPE_CHECKING:  # tfdldl.heads imports Keras; the pipeline imports it when it runs
+    from tfdldl import heads
 
 # ITU-R BT.601 luma weights: the same constant as tfdldl.augment.LUMA, kept here so that
 # this module imports no TensorFlow (a test checks the two agree).
@@ -193,7 +196,7 @@ def decode_all(faces: FaceArrays, size: int) -> np.ndarray:
     return images
 
 
-def make_targets(faces: FaceArrays, indices: np.ndarray, outputs: Sequence[str],
+def make_targets(faces: FaceArrays, indices: np.ndarray, outputs: heads.Outputs,
                  label_space: LabelSpace) -> dict[str, np.ndarray]:
     """Targets of the records ``indices`` for the model outputs ``outputs``, made by their
     heads (:func:`tfdldl.heads.make_targets`): NumPy float32 arrays keyed by output name."""
@@ -259,7 +262,8 @@ class HostBatches:
     Args:
       faces: the split in memory (tfdldl.tfrecord_reader.read_split).
       batch_size: images per batch.
-      outputs: the model's output names (their heads make the targets: tfdldl.heads).
+      outputs: the model's heads (tfdldl.heads.of_model), or its output names (their
+        heads make the targets: tfdldl.heads.make_targets).
       label_space: the grid (for the ranking target).
       image_size: S, the model's input side.
       augment: augmentation; None (or ``enabled: false``) = none.
@@ -272,7 +276,7 @@ class HostBatches:
       wait_seconds: total time :meth:`stream` blocked waiting for a worker's batch.
     """
 
-    def __init__(self, faces: FaceArrays, batch_size: int, outputs: Sequence[str],
+    def __init__(self, faces: FaceArrays, batch_size: int, outputs: heads.Outputs,
                  label_space: LabelSpace, image_size: int, augment: Optional[AugmentConfig],
                  seed: int = 0, steps_per_epoch: Optional[int] = None,
                  workers: Optional[int] = None, prefetch: Optional[int] = None):
@@ -287,7 +291,7 @@ class HostBatches:
                 "input pipeline (tfdldl.augment) only; set them to 0 for this backend, or "
                 "train with TensorFlow (python -m tfdldl.train)")
         self.faces, self.batch_size, self.label_space = faces, int(batch_size), label_space
-        self.outputs = list(outputs)
+        self.outputs = outputs
         self.image_size, self.seed = int(image_size), int(seed)
         self.augment = augment if augment is not None and augment.enabled else None
         self.steps_per_epoch = int(steps_per_epoch or len(faces) // batch_size)

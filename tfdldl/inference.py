@@ -48,7 +48,10 @@ class Predictor(Protocol):
       temperature: the calibration temperature of the predicted distribution
         (tfdldl.calibration; 1.0 when the model is not calibrated).
       class_names: {probability output: its class names in column order}, e.g.
-        {"gender_probability": ["male", "female"]}; {} when the model has none.
+        {"gender_probability": ["male", "female"]}; {} when the model has no categorical
+        head (tfdldl.heads_categorical).
+      class_attributes: {probability output: the record feature its head predicts}, e.g.
+        {"race_probability": "group"}.
     """
 
     label_space: LabelSpace
@@ -58,6 +61,7 @@ class Predictor(Protocol):
     source: str
     temperature: float
     class_names: dict[str, list[str]]
+    class_attributes: dict[str, str]
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """float32 [N, H, W, 3] RGB 0..255 -> {"value": [N], "stddev": [N], "distribution": [N, K]}."""
@@ -259,6 +263,7 @@ class SavedModelPredictor:
         self.temperature = _stored_temperature(path)
         self.label_space = self._serving.label_space
         self.class_names = self._serving.class_names
+        self.class_attributes = self._serving.class_attributes
         self.input_size = int(self._serving.input_size)
         training_faces = self._serving.config.get(TRAINING_FACES_KEY, {})
         self.face_size = int(training_faces.get("image_size", self.input_size))
@@ -301,13 +306,14 @@ class KerasPredictor:
         try:
             self.model = keras.saving.load_model(path, compile=False)
             self.label_space = models.label_space_of(self.model)
-            self.head = heads.of_outputs(self.model.output_names)
+            self.head = heads.of_model(self.model)
         except Exception as error:
             raise ModelLoadError(f"{path} is not a tfdldl .keras model "
                                  f"({type(error).__name__}: {error})") from None
         self.source = path
         self.temperature = 1.0  # calibration is stored with SavedModels only
         self.class_names = heads.class_names(self.model)
+        self.class_attributes = heads.class_attributes(self.model)
         self.input_size = int(self.model.input_shape[1])
         training_faces = read_training_faces(path)
         self.face_size = int(training_faces.get("image_size", self.input_size))

@@ -25,7 +25,7 @@ the label, "ranking" float32 [N, K-1] [y > l_k]).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import tensorflow as tf
 
@@ -55,7 +55,7 @@ def steps_per_epoch(manifest: Manifest, split: str, batch_size: int) -> int:
     return steps
 
 
-def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Sequence[str],
+def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: heads.Outputs,
                  training: bool, augment_cfg: Optional[AugmentConfig] = None,
                  image_size: Optional[int] = None, seed: int = 0, deterministic: bool = False,
                  *, label_space: Optional[LabelSpace] = None,
@@ -70,7 +70,8 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
       manifest: the TFRecord folder (tfdldl.manifest.read_manifest).
       split: split name ("train", "val", "test").
       batch_size: records per batch (per worker when ``shard`` is given).
-      outputs: the model's output names; their heads make the targets (tfdldl.heads).
+      outputs: the model's heads (tfdldl.heads.of_model), or its output names; the heads
+        make the targets (tfdldl.heads.make_targets).
       training: shuffle, augment, drop the remainder, and run epochs as described above.
       augment_cfg: augmentation (training only); None = no augmentation.
       image_size: S, the model's input side; None = the stored size.
@@ -98,7 +99,7 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: Seque
     files = manifest.shards(split)
     tfrecord_reader.verify_shards(manifest, [split])  # a damaged or swapped shard, by name
     size = int(image_size or manifest.image_size)
-    decode = _decoder(manifest.label_space, list(outputs), size)
+    decode = _decoder(manifest.label_space, outputs, size)
     options = tf.data.Options()
     options.deterministic = bool(deterministic or shard is not None)
     if not training:
@@ -235,7 +236,7 @@ def _records(files: tf.Tensor, deterministic: bool,
     return records
 
 
-def _decoder(label_space: LabelSpace, outputs: Sequence[str], size: int):
+def _decoder(label_space: LabelSpace, outputs: heads.Outputs, size: int):
     """A function: serialized records [N] -> (images [N, S, S, 3] float32, targets); the
     targets' heads name the record features to parse (tfdldl.heads.record_fields)."""
     features = example_spec.feature_spec([example_schema.IMAGE, *heads.record_fields(outputs)],

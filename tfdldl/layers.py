@@ -6,7 +6,7 @@
 - :class:`HybridPooling`: the official code's "hybrid pooling", a 2x2 max-pool followed by
   an average over the whole remaining map (7x7 at 224 px).
 - :class:`ConvBlockAttention`: CBAM channel + spatial attention on a feature map.
-- :class:`ClassProbabilities`: a softmax over named classes (the gender head), the names
+- :class:`ClassProbabilities`: a softmax over named classes (a categorical head), the names
   kept in its config.
 - :func:`distribution_stddev`: the predicted distribution's standard deviation.
 
@@ -143,16 +143,20 @@ class ClassProbabilities(keras.layers.Layer):
     """Softmax over named classes; the names travel with the model (its config).
 
     Input: float [N, C] logits, C = ``len(names)``. Output: float32 [N, C] probabilities,
-    column c is the probability of ``names[c]`` (the record code c).
+    column c is the probability of ``names[c]`` (the record code c). ``attribute``: the
+    record feature whose codes it predicts (tfdldl.example_schema key, e.g. "group"); None
+    (models saved before it was kept) = the head's name, the layer's name less
+    "_probability".
 
     Raises:
       ValueError: fewer than two names, or repeated names.
     """
 
-    def __init__(self, names, **kwargs):
+    def __init__(self, names, attribute=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.names = tuple(str(name) for name in names)
+        self.attribute = attribute
         if len(self.names) < 2 or len(set(self.names)) != len(self.names):
             raise ValueError(f"class names must be at least two distinct names, got "
                              f"{list(self.names)}")
@@ -166,6 +170,8 @@ class ClassProbabilities(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["names"] = list(self.names)
+        if self.attribute is not None:
+            config["attribute"] = self.attribute
         return config
 
 

@@ -12,7 +12,7 @@ mr_l2      regression         (ŷ - y)² on "value"                             
 ranking    ranking            binary cross-entropy over the K-1 "ranking" outputs  Ranking
 =========  =================  ==============================================  ==========
 
-The gender head (tfdldl.heads.GenderHead) trains with :class:`MaskedCrossEntropy`.
+A categorical head (tfdldl.heads.CategoricalHead) trains with :class:`MaskedCrossEntropy`.
 
 KL normalisation (``kl_normalization``), the one convention that changes the balance
 between KL and λ·L1:
@@ -137,7 +137,7 @@ class MaskedCrossEntropy(_ClassLoss):
     """Cross-entropy -log p̂_c of a class code c, ignoring samples whose code is unknown.
 
     y_true: float or int [N] (or [N, 1]) class codes 0..C-1, negative = unknown (the
-    records' gender -1). y_pred: float [N, C] softmax outputs (clipped at 1e-7).
+    records' code -1). y_pred: float [N, C] softmax outputs (clipped at 1e-7).
     Per-sample value: -log p̂_c x N / (number of known codes in the batch), 0 for unknown
     codes; so Keras' batch mean is the mean over the known samples (0 when none is known).
     """

@@ -19,7 +19,6 @@ import numpy as np
 from keras import ops
 
 from tfdldl.label_space import MIN_SIGMA
-from tfdldl.output_names import GENDER_PROBABILITY
 
 PACKAGE = "tfdldl"
 TASKS = ("age", "attractiveness")
@@ -313,13 +312,14 @@ class MaskedAccuracy(_RunningSums):
 
 
 def build_metrics(task: Literal["age", "attractiveness"],
-                  gender: bool = False) -> dict[str, list]:
-    """Metrics for ``model.compile(metrics=...)``, keyed by output ("value", and
-    "gender_probability" when ``gender``).
+                  categorical: Sequence[str] = ()) -> dict[str, list]:
+    """Metrics for ``model.compile(metrics=...)``, keyed by output ("value", and each of
+    ``categorical``, the categorical heads' ``<name>_probability`` outputs).
 
     age: MAE and CS@5; attractiveness: MAE, RMSE and Pearson correlation (the paper's);
-    gender: the accuracy over faces of known gender. Keras logs them as ``value_mae``,
-    ``value_cs5``, ``value_rmse``, ``value_pearson``, ``gender_probability_accuracy``.
+    a categorical head: the accuracy over faces of known code. Keras logs them as
+    ``value_mae``, ``value_cs5``, ``value_rmse``, ``value_pearson``,
+    ``<name>_probability_accuracy``.
     """
     if task == "age":
         chosen = {"value": [MeanAbsoluteError(), CumulativeScore(AGE_CS_THETA)]}
@@ -327,6 +327,6 @@ def build_metrics(task: Literal["age", "attractiveness"],
         chosen = {"value": [MeanAbsoluteError(), RootMeanSquaredError(), PearsonCorrelation()]}
     else:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    if gender:
-        chosen[GENDER_PROBABILITY] = [MaskedAccuracy()]
+    for output in categorical:
+        chosen[output] = [MaskedAccuracy()]
     return chosen

@@ -11,8 +11,8 @@ import logging
 import os
 
 from tfdldl.config import ConfigError
-from tfdldl.experiment import (Experiment, OptimizerConfig, gender_names, label_head,
-                               resolve_heads)
+from tfdldl.experiment import (Experiment, OptimizerConfig, categorical_heads, into_label,
+                               label_head, resolve_heads)
 from tfdldl.manifest import Manifest
 
 log = logging.getLogger("tfdldl.train")
@@ -40,8 +40,9 @@ def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_e
     model.compile(optimizer=make_optimizer(experiment.optimizer, steps_per_epoch,
                                            experiment.train.epochs),
                   loss=loss, loss_weights=loss_weights,
-                  metrics=metrics.build_metrics(experiment.task,
-                                                gender=bool(gender_names(experiment))),
+                  metrics=metrics.build_metrics(experiment.task, [
+                      heads.probability_output(spec.name)
+                      for spec in categorical_heads(experiment)]),
                   jit_compile=experiment.train.jit_compile)
     model.optimizer.build(model.trainable_variables)
     return model
@@ -49,16 +50,19 @@ def build_compiled_model(experiment: Experiment, manifest: Manifest, steps_per_e
 
 def build_network(experiment: Experiment, label_space):
     """The experiment's network (tfdldl.models.build_model) on ``label_space``, uncompiled:
-    its label head and gender head from :func:`tfdldl.experiment.resolve_heads`, and the
+    its label head and categorical heads from :func:`tfdldl.experiment.resolve_heads`
+    (one of them fed into the label head: :func:`tfdldl.experiment.into_label`), and the
     learned loss weights' layer under ``loss_weighting: uncertainty``."""
-    from tfdldl import models
+    from tfdldl import heads, models
 
     config = experiment.model
     learned = experiment.loss_weighting == "uncertainty"
     return models.build_model(config.arch, label_space, input_size=config.input_size,
                               pooling=config.pooling, head=label_head(experiment).kind,
-                              width=config.width, gender_names=gender_names(experiment),
-                              gender_into_age=config.gender_into_age,
+                              width=config.width,
+                              categorical=[heads.of_spec(spec)
+                                           for spec in categorical_heads(experiment)],
+                              into_label=into_label(vars(config)),
                               attention=config.attention,
                               loss_weighting=[spec.name for spec in resolve_heads(experiment)]
                               if learned else ())
@@ -99,7 +103,7 @@ def _load_initial_weights(model, path: str, manifest: Manifest) -> None:
     """Start from a .keras model or .weights.h5 file (fine-tuning).
 
     A .keras model's weights are matched to ``model``'s layers by layer name, so a model
-    with an added head (say, gender on an age-only model) starts from the shared trunk and
+    with an added head (say, a categorical one on an age-only model) starts from the shared trunk and
     the source's heads, and only the new layers start from their initializers; the new
     layers, and the source's layers this model lacks, are logged. A .weights.h5 file must
     come from the same architecture.
@@ -151,7 +155,7 @@ def transfer_weights_by_name(source, target, what: str) -> list:
             raise ConfigError(f"{what}: layer {layer.name!r} has weights of shapes "
                               f"{origin_shapes} there but {shapes} in this model; start from "
                               "a model of the same architecture (model.arch, model.attention, "
-                              "model.gender_into_age) or leave model.initial_weights unset")
+                              "model.into_label) or leave model.initial_weights unset")
         layer.set_weights(origin.get_weights())
         copied.append(layer.name)
     if not copied:

@@ -35,16 +35,17 @@ MIN_INPUT_SIZE = 32
 # BatchNorm as in the Torch original (momentum 0.1 there = 0.9 here, eps 1e-5).
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
-# Width of the learned embedding of the gender probabilities fed into the age head.
-GENDER_EMBEDDING = 8
+# Width of the learned embedding of a categorical head's probabilities fed into the label
+# head (build_model's ``into_label``).
+EMBEDDING_WIDTH = 8
 
 
 def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_size: int = 224,
                 pooling: Literal["hybrid", "gap"] = "hybrid",
                 head: Literal["distribution", "regression", "ranking"] = "distribution",
-                width: Optional[float] = None, gender_names: Sequence[str] = (),
-                gender_into_age: bool = False, attention: bool = False,
-                loss_weighting: Sequence[str] = ()) -> keras.Model:
+                width: Optional[float] = None,
+                categorical: Sequence[heads.CategoricalHead] = (), into_label: str = "",
+                attention: bool = False, loss_weighting: Sequence[str] = ()) -> keras.Model:
     """Build ThinAgeNet or TinyAgeNet with one of the paper's heads.
 
     Args:
@@ -56,11 +57,12 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
         DLDL-v2, DLDL, ER, DEX), "regression" (Dense(1); MR) or "ranking" (Dense(K-1)
         sigmoid; Ranking).
       width: optional channel multiplier (None = the paper's widths).
-      gender_names: the gender class names in record-code order (UTKFace: male, female);
-        non-empty adds the gender head (tfdldl.heads.GenderHead) on the same features.
-      gender_into_age: feed the predicted gender probabilities into the age head, through
-        a learned Dense(8, ReLU) embedding concatenated with the pooled features (the
-        attentional multi-task network's design); needs ``gender_names``.
+      categorical: categorical heads (tfdldl.heads.CategoricalHead: name, class names,
+        record attribute) on the same features, each adding ``<name>_probability``.
+      into_label: the name of one of ``categorical`` whose predicted probabilities feed
+        the label head, through a learned Dense(8, ReLU) embedding ``<name>_embedding``
+        concatenated with the pooled features (the attentional multi-task network's
+        design, e.g. the gender into the age); "" = none.
       attention: CBAM channel + spatial attention (tfdldl.layers.ConvBlockAttention, layer
         "attention") on the last conv block's map, before pooling.
       loss_weighting: head names: add their learned loss weights
@@ -69,11 +71,12 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
     Returns:
       A functional ``keras.Model`` named ``<arch>agenet``. Input float32 [N, S, S, 3], RGB
       0..255. Outputs (a dict): "distribution" [N, K] + "value" [N]; or "value" [N]; or
-      "ranking" [N, K-1] + "value" [N]; plus "gender_probability" [N, C] with gender
-      names. "value" is in label units.
+      "ranking" [N, K-1] + "value" [N]; plus "<name>_probability" [N, C] per categorical
+      head. "value" is in label units.
     Raises:
-      ValueError: unknown arch/pooling/head, input_size < 32, width <= 0, fewer than two
-        (or repeated) gender names, or gender_into_age without gender names.
+      ValueError: unknown arch/pooling/head, input_size < 32, width <= 0, a categorical
+        head with fewer than two (or repeated) class names, two categorical heads of one
+        name, or ``into_label`` naming none of them.
     """
     _check_choice("arch", arch, tuple(ARCHITECTURES))
     _check_choice("pooling", pooling, POOLINGS)
@@ -83,9 +86,7 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
                          f"five times, so it needs at least {MIN_INPUT_SIZE} px")
     if width is not None and not width > 0:
         raise ValueError(f"width must be a positive channel multiplier, got {width}")
-    if gender_into_age and not gender_names:
-        raise ValueError("gender_into_age feeds the predicted gender into the age head: it "
-                         "needs the gender head (give gender_names)")
+    _check_categorical(categorical, into_label)
 
     images = keras.Input((input_size, input_size, 3), name="images", dtype="float32")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
@@ -104,23 +105,37 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
     if loss_weighting:
         features = LossWeights(loss_weighting, name=LAYER_NAME)(features)
 
-    outputs = _heads(features, head_kind, label_space, gender_names, gender_into_age)
+    outputs = _heads(features, head_kind, label_space, categorical, into_label)
     return keras.Model(images, outputs, name=f"{arch}agenet")
 
 
-def _heads(features, head_kind, label_space: LabelSpace, gender_names: Sequence[str],
-           gender_into_age: bool) -> dict:
-    """The age head (and the gender head, optionally fed into it) on pooled features."""
-    outputs, age_features = {}, features
-    if gender_names:
-        outputs.update(heads.GENDER.build(features, gender_names))
-        if gender_into_age:
-            embedded = keras.layers.Dense(GENDER_EMBEDDING, activation="relu",
-                                          name="gender_embedding")(
-                outputs[heads.GENDER_PROBABILITY])
-            age_features = keras.layers.Concatenate(name="age_features")([features, embedded])
-    outputs.update(head_kind.build(age_features, label_space))
+def _heads(features, head_kind, label_space: LabelSpace,
+           categorical: Sequence[heads.CategoricalHead], into_label: str) -> dict:
+    """The categorical heads, then the label head (fed one of them when ``into_label``) on
+    pooled features."""
+    outputs, label_features = {}, features
+    for head in categorical:
+        outputs.update(head.build(features))
+        if head.name == into_label:
+            embedded = keras.layers.Dense(EMBEDDING_WIDTH, activation="relu",
+                                          name=f"{head.name}_embedding")(
+                outputs[head.probability])
+            label_features = keras.layers.Concatenate(name="age_features")(
+                [features, embedded])
+    outputs.update(head_kind.build(label_features, label_space))
     return outputs
+
+
+def _check_categorical(categorical: Sequence[heads.CategoricalHead], into_label: str) -> None:
+    """Raise ValueError for two categorical heads of one name, or an ``into_label`` that
+    names none of them."""
+    names = [head.name for head in categorical]
+    if len(set(names)) != len(names):
+        raise ValueError(f"categorical heads need distinct names, got {names}")
+    if into_label and into_label not in names:
+        raise ValueError(f"into_label {into_label!r} feeds a categorical head's prediction "
+                         f"into the label head: it must name one of the categorical heads "
+                         f"{names}")
 
 
 def label_space_of(model: keras.Model) -> LabelSpace:

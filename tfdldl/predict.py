@@ -12,10 +12,10 @@ data (:class:`tfdldl.face_align.FaceAligner`), every detected face is aligned an
 predicted in batches, and one row per face is reported: file, face index (0 = most confident), box,
 value, standard deviation and central interval of the predicted distribution (calibrated
 when the model stores a temperature, see tfdldl.calibration), and the detector's
-confidence; a model with the gender head adds the most probable gender's name and
-probability (``gender``, ``gender_confidence``; ``--draw`` writes them after the value),
-and a model without it prints no such columns. A photo without a face gets one "no_face"
-row; an unreadable file or an empty folder gets one "error" row with the reason, and the
+confidence; each categorical head of the model adds its most probable class's name and
+probability (``<name>``, ``<name>_confidence``, e.g. ``gender``, ``gender_confidence``;
+``--draw`` writes them after the value), and an age-only model prints no such columns. A
+photo without a face gets one "no_face" row; an unreadable file or an empty folder gets one "error" row with the reason, and the
 other inputs go on; when no input exists at all, predict says so without loading the
 model. A file reached twice (given, and inside a given folder) is predicted once, and the
 summary says so. A progress bar (stderr) follows a run over many files, and a summary
@@ -44,7 +44,7 @@ import numpy as np
 from tfdldl import cli
 from tfdldl.calibration import calibrate_outputs
 from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
-from tfdldl.output_names import GENDER_PROBABILITY
+from tfdldl.output_names import categorical_head_of
 from tfdldl.predict_inputs import (Frame, InputError, duplicates_note, expand_inputs,
                                    nothing_to_predict, read_frames)
 from tfdldl.predict_output import (FORMATS, STATUS_ERROR, STATUS_FACE, STATUS_NO_FACE,
@@ -143,8 +143,7 @@ def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligner, al
     if "distribution" in outputs:
         low, high = central_interval(outputs["distribution"], predictor.label_space.grid,
                                      interval_mass)
-    genders, gender_confidences = most_probable_classes(
-        outputs, predictor.class_names.get(GENDER_PROBABILITY, ()), GENDER_PROBABILITY)
+    classes = face_classes(outputs, predictor.class_names)
     rows, position = [], 0
     for frame, per_frame in zip(frames, faces):
         if not per_frame:
@@ -161,33 +160,34 @@ def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligner, al
                 stddev=_finite(outputs["stddev"][position]),
                 low=float(low[position]) if has_interval else None,
                 high=float(high[position]) if has_interval else None,
-                confidence=confidence, gender=genders[position],
-                gender_confidence=gender_confidences[position],
+                confidence=confidence, classes=classes[position],
                 message=_size_warning(frame, predictor.face_size) if aligned else ""))
             position += 1
         rows.append(frame_rows)
     return rows
 
 
-def most_probable_classes(outputs: dict[str, np.ndarray], names: Sequence[str],
-                          key: str) -> tuple[list, list]:
-    """(class name, its probability) of each face's most probable class of ``outputs[key]``.
+def face_classes(outputs: dict[str, np.ndarray],
+                 class_names: dict[str, Sequence[str]]) -> list[dict[str, tuple[str, float]]]:
+    """Per face, {categorical head: (its most probable class name, that probability 0..1)}.
 
     Args:
-      outputs: model outputs; ``outputs[key]`` float [N, C] class probabilities.
-      names: the C class names in column order (Predictor.class_names[key]).
-      key: the probability output, e.g. "gender_probability".
+      outputs: model outputs; ``outputs["value"]`` [N] and, per categorical head,
+        ``outputs["<head>_probability"]`` float [N, C] class probabilities.
+      class_names: {probability output: its C class names in column order}
+        (Predictor.class_names); an output missing from ``outputs`` is left out.
     Returns:
-      (names [N] str, probabilities [N] float, 0..1); without ``key`` in outputs (a model
-      without that head) N Nones each, N being the length of outputs["value"].
+      N dicts (empty for a model without categorical heads).
     """
-    if key not in outputs:
-        count = len(outputs.get("value", ()))
-        return [None] * count, [None] * count
-    probabilities = np.asarray(outputs[key], np.float64)
-    best = np.argmax(probabilities, axis=-1)
-    return ([names[index] for index in best],
-            [float(row[index]) for row, index in zip(probabilities, best)])
+    per_face: list[dict[str, tuple[str, float]]] = [{} for _ in outputs["value"]]
+    for output, names in class_names.items():
+        if output not in outputs:
+            continue
+        probabilities = np.asarray(outputs[output], np.float64)
+        head = categorical_head_of(output)
+        for classes, row, best in zip(per_face, probabilities, np.argmax(probabilities, -1)):
+            classes[head] = (names[best], float(row[best]))
+    return per_face
 
 
 def _size_warning(frame: Frame, face_size: int) -> str:
@@ -357,7 +357,7 @@ def main(argv) -> int:
         writer = RowWriter(stream, output_format(values.output, values.format,
                                                  values["format"].present),
                            predictor.label_space.name,
-                           gender=GENDER_PROBABILITY in predictor.class_names)
+                           [categorical_head_of(output) for output in predictor.class_names])
         for frame, rows in predict_paths(inputs, predictor, aligner, values.batch_size,
                                          values.video_stride, values.aligned,
                                          values.interval, flip=not values.no_flip):

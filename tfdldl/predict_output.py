@@ -15,6 +15,7 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING, Sequence
 
+from tfdldl.output_names import CONFIDENCE_SUFFIX
 from tfdldl.predict_inputs import VIDEO_EXTENSIONS, Frame
 
 if TYPE_CHECKING:
@@ -38,9 +39,11 @@ class FaceRow:
       low, high: central interval of the predicted distribution holding ``interval_mass``
         (of the calibrated distribution when the model stores a temperature).
       confidence: the face detector's probability, 0..1 (None with --aligned).
-      gender: the most probable gender class name (a model with the gender head; else None).
-      gender_confidence: that class's predicted probability, 0..1 (None without the head).
       message: the reason for an "error" row; a warning on an unreliable "ok" row.
+      classes: {categorical head name: (its most probable class name, that class's
+        predicted probability 0..1)} (a model with categorical heads); written as the
+        columns ``<name>`` and ``<name>_confidence`` (e.g. ``gender``,
+        ``gender_confidence``), before ``message``.
     """
 
     file: str
@@ -55,14 +58,17 @@ class FaceRow:
     low: float | None = None
     high: float | None = None
     confidence: float | None = None
-    gender: str | None = None
-    gender_confidence: float | None = None
     message: str = ""
+    classes: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)
 
 
-FIELDS = [field.name for field in dataclasses.fields(FaceRow)]
-# Columns only a model with the gender head reports.
-GENDER_FIELDS = ("gender", "gender_confidence")
+# The columns of every row (the categorical heads' go before "message").
+FIELDS = [field.name for field in dataclasses.fields(FaceRow) if field.name != "classes"]
+
+
+def class_fields(head: str) -> tuple[str, str]:
+    """The columns a categorical head adds: its most probable class and that probability."""
+    return head, head + CONFIDENCE_SUFFIX
 
 
 def _cell(value) -> str:
@@ -78,11 +84,11 @@ def _probability(value: float | None) -> str:
 
 
 def face_label(row: FaceRow, value_name: str = "age") -> str:
-    """The text drawn above a face: "age 33 +/-4", then "female 0.93" with the gender head."""
+    """The text drawn above a face: "age 33 +/-4", then "female 0.930" per categorical head."""
     label = f"{value_name} {row.value:.0f}" + ("" if row.stddev is None
                                                else f" +/-{row.stddev:.0f}")
-    return label + ("" if row.gender is None
-                    else f" {row.gender} {_probability(row.gender_confidence)}")
+    return label + "".join(f" {name} {_probability(confidence)}"
+                           for name, confidence in row.classes.values())
 
 
 class RowWriter:
@@ -92,37 +98,45 @@ class RowWriter:
       stream: where the rows go.
       kind: one of :data:`FORMATS`.
       value_name: the table's heading of the value column ("age").
-      gender: add the :data:`GENDER_FIELDS` columns (a model with the gender head);
-        without them the rows are those of an age-only model.
+      categorical: the model's categorical heads' names: each adds its
+        :func:`class_fields` columns; () gives the rows of an age-only model.
     Raises:
       ValueError: an unknown kind.
     """
 
     def __init__(self, stream: IO[str], kind: str, value_name: str = "value",
-                 gender: bool = False):
+                 categorical: Sequence[str] = ()):
         if kind not in FORMATS:
             raise ValueError(f"unknown format '{kind}'; choose one of {', '.join(FORMATS)}")
-        self.stream, self.kind, self.value_name, self.gender = stream, kind, value_name, gender
-        self.fields = [name for name in FIELDS if gender or name not in GENDER_FIELDS]
+        self.stream, self.kind, self.value_name = stream, kind, value_name
+        self.categorical = tuple(categorical)
+        self.fields = [*FIELDS[:-1], *(field for head in self.categorical
+                                       for field in class_fields(head)), FIELDS[-1]]
         self._csv = None
         if kind == "csv":
             self._csv = csv.DictWriter(stream, fieldnames=self.fields)
             self._csv.writeheader()
         elif kind == "table":
             self._table_line(["face", "x", "y", "w", "h", value_name, "std", "interval",
-                              "conf", *(["gender", "g.conf"] if gender else []), "status",
-                              "file"])
+                              "conf", *(cell for head in self.categorical
+                                        for cell in (head, f"{head[0]}.conf")),
+                              "status", "file"])
 
     def _table_line(self, cells: list[str]) -> None:
         """Fixed-width numeric columns first, the file (of any length) last."""
-        widths = [4, 6, 6, 6, 6, 7, 6, 13, 5, *([8, 6] if self.gender else []), 7]
+        widths = [4, 6, 6, 6, 6, 7, 6, 13, 5,
+                  *(width for head in self.categorical for width in (max(8, len(head)), 6)),
+                  7]
         fixed = " ".join(cell.rjust(width) if i < len(widths) - 1 else cell.ljust(width)
                          for i, (cell, width) in enumerate(zip(cells, widths)))
         self.stream.write(f"{fixed} {cells[-1]}".rstrip() + "\n")
 
     def write(self, row: FaceRow) -> None:
         """Write one row."""
-        data = {name: getattr(row, name) for name in self.fields}
+        data = {name: getattr(row, name) for name in FIELDS}
+        for head in self.categorical:
+            data.update(zip(class_fields(head), row.classes.get(head, (None, None))))
+        data = {name: data[name] for name in self.fields}
         if self.kind == "jsonl":
             self.stream.write(json.dumps(data) + "\n")
         elif self.kind == "csv":
@@ -130,11 +144,13 @@ class RowWriter:
         else:
             interval = ("" if row.low is None else f"[{row.low:g}, {row.high:g}]")
             where = row.file + (f"  ({row.message})" if row.message else "")
-            gender = ([row.gender or "", _probability(row.gender_confidence)]
-                      if self.gender else [])
+            classes = []
+            for head in self.categorical:
+                name, confidence = row.classes.get(head, ("", None))
+                classes += [name, _probability(confidence)]
             self._table_line([_cell(row.face), _cell(row.x), _cell(row.y), _cell(row.width),
                               _cell(row.height), _cell(row.value), _cell(row.stddev),
-                              interval, _probability(row.confidence), *gender, row.status,
+                              interval, _probability(row.confidence), *classes, row.status,
                               where])
         self.stream.flush()
 

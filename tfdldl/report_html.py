@@ -62,19 +62,25 @@ def _interval_table(intervals: Mapping[str, Any] | None) -> str:
             f"<th>calibrated width</th></tr>{rows}</table>")
 
 
-def _gender_table(accuracy: float | None, confusion: Mapping[str, Any] | None) -> str:
-    """The gender confusion matrix (rows true, columns predicted), accuracy in the caption;
-    "" without the gender head."""
-    if not confusion:
-        return ""
+def _categorical_tables(results: Mapping[str, Any]) -> str:
+    """One confusion table per categorical head of the results ("" without any)."""
+    return "".join(_confusion_table(head, results[f"{head}_accuracy"],
+                                    results[f"{head}_confusion"])
+                   for head in results.get("categorical_heads", ()))
+
+
+def _confusion_table(head: str, accuracy: float | None, confusion: Mapping[str, Any]) -> str:
+    """A categorical head's confusion matrix (rows true, columns predicted), accuracy in
+    the caption."""
     names = confusion["class_names"]
-    head = "".join(f"<th>predicted {html.escape(name)}</th>" for name in names)
+    columns = "".join(f"<th>predicted {html.escape(name)}</th>" for name in names)
     rows = "".join(f"<tr><th>true {html.escape(name)}</th>"
                    + "".join(f"<td>{count}</td>" for count in row) + "</tr>"
                    for name, row in zip(names, confusion["counts"]))
-    return (f"<table><caption>Gender: accuracy {_format(accuracy)} "
-            f"({confusion['unknown']} faces of unknown gender left out)</caption>"
-            f"<tr><th></th>{head}</tr>{rows}</table>")
+    return (f"<table><caption>{html.escape(head[:1].upper() + head[1:])}: accuracy "
+            f"{_format(accuracy)} "
+            f"({confusion['unknown']} faces of unknown {html.escape(head)} left out)</caption>"
+            f"<tr><th></th>{columns}</tr>{rows}</table>")
 
 
 def _age_group_table(groups: Mapping[str, Any] | None) -> str:
@@ -138,7 +144,7 @@ Errors are predicted − true, in label units.</p>
 <table><caption>Cumulative score</caption>{cs_at}</table>
 <table><caption>By band</caption><tr><th>band</th><th>count</th><th>MAE</th><th>bias</th></tr>
 {band_rows}</table>
-{slice_tables}{_gender_table(results.get("gender_accuracy"), results.get("gender_confusion"))}
+{slice_tables}{_categorical_tables(results)}
 {_age_group_table(results.get("age_groups"))}{_interval_table(results.get("intervals"))}
 <div>{pictures}</div>
 {"".join(f"<p>{html.escape(note)}</p>" for note in notes)}

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfdldl.label_space import LabelSpace
+from tfdldl.output_names import categorical_head_of
 from tfdldl.signatures import (INPUT_NAME, MAX_BATCH, PREDICT_IMAGES, REQUIRED_SIGNATURES,
                                SERVING_DEFAULT, SERVING_FLIP_AVERAGED)
 
@@ -34,7 +35,10 @@ class ServingModel:
       input_size: S, the side of the face the network takes, pixels.
       head: "distribution", "ranking" or "regression" (the head giving ``value``).
       class_names: {probability output: its class names in column order}, e.g.
-        {"gender_probability": ["male", "female"]}; {} when the model has no such output.
+        {"gender_probability": ["male", "female"]}; {} when the model has no categorical
+        head (tfdldl.heads_categorical).
+      class_attributes: {probability output: the record feature its head predicts}, e.g.
+        {"race_probability": "group"} (exports from before it was stored: the head's name).
       config: the training run's config (assets/config.json; {} when none was stored).
       signatures: the loaded signatures, by name.
     """
@@ -57,12 +61,15 @@ class ServingModel:
         self.head = info["head"]
         self.class_names = {key: list(names)
                             for key, names in info.get("class_names", {}).items()}
+        stored = info.get("class_attributes", {})
+        self.class_attributes = {key: stored.get(key) or categorical_head_of(key)
+                                 for key in self.class_names}
         self.config = _read_asset(self.path, CONFIG_ASSET)
 
     def __call__(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Encoded images of N aligned faces -> numpy {"value" [N], "stddev" [N],
         "distribution" [N, K], "error" [N] bytes (b"" where decoded; NaN values where
-        not)} (plus "gender_probability" [N, C] for a model with the gender head), through
+        not)} (plus "<name>_probability" [N, C] per categorical head), through
         ``serving_default``."""
         return self._run(SERVING_DEFAULT, _string_batch(encoded))
 

@@ -21,12 +21,13 @@ units), ``stddev`` [N] (the standard deviation of the predicted distribution, sq
 ``distribution`` [N, K]. A ranking-head model reports the distribution its K-1 binary
 outputs imply (differences of the ranking CDF, negatives clipped, renormalised); a
 regression-head model has no distribution, so it exports only ``value`` and a NaN ``stddev``.
-A model with the gender head (tfdldl.heads.GenderHead) also outputs ``gender_probability``
-[N, C] (columns in the order of export_info.json's ``class_names``; averaged over the face
-and its mirror in ``serving_flip_averaged``).
+A model with categorical heads (tfdldl.heads.CategoricalHead) also outputs each one's
+``<name>_probability`` [N, C] (e.g. ``gender_probability``; columns in the order of
+export_info.json's ``class_names``; averaged over the face and its mirror in
+``serving_flip_averaged``).
 The two signatures of encoded images also output ``error`` tf.string [N]: "" for an image
 that was decoded, else why it was not (not an image, TIFF, too many pixels, truncated...);
-such an image's ``value``, ``stddev``, ``distribution`` (and ``gender_probability``) are NaN and the others of the
+such an image's ``value``, ``stddev``, ``distribution`` (and ``<name>_probability``) are NaN and the others of the
 batch are answered. A batch of more than MAX_BATCH images, or ``predict_images`` pixels
 above MAX_PIXELS, fails the call with a message that says so. Data damaged inside a file
 whose headers are intact (garbled or cut entropy data, a bad PNG chunk) gets its own

@@ -6,8 +6,8 @@
 Modes (every TFLite model takes one face: [1, S, S, 3] RGB, S = the model's input size):
 
 * ``float16``: weights stored as float16, computation in float32; float32 0..255 input;
-  outputs ``value`` [1] and ``distribution`` [1, K] (and ``gender_probability`` [1, C] for
-  a model with the gender head, in every mode). Converted from the SavedModel's
+  outputs ``value`` [1] and ``distribution`` [1, K] (and ``<name>_probability`` [1, C] per
+  categorical head, e.g. ``gender_probability``, in every mode). Converted from the SavedModel's
   ``predict_images`` signature (a ``.keras`` file is first exported to a temporary one).
 * ``int8``: full-integer quantisation of the whole model, softmax and expectation
   included; uint8 pixels in (scale 1, zero point 0: exact for 0..255), float32 outputs.
@@ -15,7 +15,7 @@ Modes (every TFLite model takes one face: [1, S, S, 3] RGB, S = the model's inpu
   steps of 1/256 and the int8 weights move the MAE by tenths of a year (see below).
 * ``int8_logits`` (:data:`PHONE_MODE`, the one to ship): the network up to the logits in
   full int8 (uint8 pixels in, every conv/dense in int8), one float32 output ``logits``
-  [1, K] (dequantised; with the gender head also ``gender_logits`` [1, C]); the softmax
+  [1, K] (dequantised; with categorical heads also each one's ``<name>_logits`` [1, C]); the softmax
   and the expectation Σ_k p_k l_k — K = 101 floats — run in float after the interpreter
   (:func:`head_from_logits`, :func:`softmax`; an app does the same).
   Before conversion two bias corrections use the representative faces (the empirical
@@ -31,8 +31,8 @@ Modes (every TFLite model takes one face: [1, S, S, 3] RGB, S = the model's inpu
 The check runs each .tflite model and the reference model (the one passed) on the same
 split (no flip averaging, same images) and reports both MAEs and their difference against
 a tolerance (0.05 label units by default); the command exits 1 when a mode is out of it.
-For a model with the gender head it also reports the largest per-face difference of the
-gender probabilities.
+For a model with categorical heads it also reports, per head, the largest per-face
+difference of its probabilities.
 Calibration faces come from the train split by default and the check runs on val, so the
 corrections are never fitted on the faces they are judged on (and never on test).
 
@@ -64,17 +64,19 @@ from typing import Sequence
 import numpy as np
 
 from tfdldl import safe_io
-from tfdldl.heads import DISTRIBUTION, GENDER_PROBABILITY, VALUE
+from tfdldl.heads import DISTRIBUTION, VALUE
 from tfdldl.inference import Predictor, load_predictor, resize_square
 from tfdldl.label_space import LabelSpace
-from tfdldl.tflite_quantize import (GENDER_LOGITS, LOGITS, PHONE_MODE, convert_int8_logits,
+from tfdldl.output_names import (LOGITS_SUFFIX, categorical_head_of,
+                                 probability_output)
+from tfdldl.tflite_quantize import (LOGITS, PHONE_MODE, convert_int8_logits,
                                     correct_weight_rounding_bias, head_from_logits,
                                     quantized_kernel, softmax)
 
 # Also the int8_logits helpers callers know from this module (tfdldl.tflite_quantize).
 __all__ = ["MODES", "PHONE_MODE", "DEFAULT_TOLERANCE", "DEFAULT_REPRESENTATIVE_COUNT",
            "CHECK_NAME", "convert", "convert_int8_logits", "correct_weight_rounding_bias",
-           "quantized_kernel", "head_from_logits", "softmax", "LOGITS", "GENDER_LOGITS",
+           "quantized_kernel", "head_from_logits", "softmax", "LOGITS",
            "representative_faces", "TFLitePredictor", "compare_mae", "export_tflite", "main",
            "run"]
 
@@ -103,8 +105,8 @@ def _fixed_shape_function(saved_model_dir: str, input_size: int):
         raise ValueError(f"{saved_model_dir} predicts no distribution (a regression-head "
                          "model); the TFLite modes need a distribution or ranking head")
 
-    kept = [name for name in (VALUE, DISTRIBUTION, GENDER_PROBABILITY)
-            if name in signature.structured_outputs]
+    kept = [name for name in signature.structured_outputs
+            if name in (VALUE, DISTRIBUTION) or categorical_head_of(name)]
 
     @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.float32,
                                                 name="images")])
@@ -164,9 +166,9 @@ class TFLitePredictor:
     """Runs a .tflite model face by face; follows :class:`tfdldl.inference.Predictor`.
 
     Models with ``value`` and ``distribution`` outputs (float16, int8) are read as they
-    are (with ``gender_probability`` for a model with the gender head); an int8_logits
-    model gives logits (and ``gender_logits``), turned into the distribution and the
-    expectation (and the gender probabilities) in float by :func:`head_from_logits`.
+    are (with each categorical head's ``<name>_probability``); an int8_logits model gives
+    logits (and each head's ``<name>_logits``), turned into the distribution and the
+    expectation (and the heads' probabilities) in float by :func:`head_from_logits`.
     """
 
     def __init__(self, model: bytes, label_space: LabelSpace | None,
@@ -198,8 +200,8 @@ class TFLitePredictor:
         return np.clip(quantized, info.min, info.max).astype(self._input_dtype)
 
     def raw_outputs(self, face: np.ndarray) -> dict[str, np.ndarray]:
-        """One float32 [1, S, S, 3] face -> {"value", "distribution"(, "gender_probability")}
-        or {"logits": [1, K](, "gender_logits": [1, C])}."""
+        """One float32 [1, S, S, 3] face -> {"value", "distribution"(, "<name>_probability"
+        ...)} or {"logits": [1, K](, "<name>_logits": [1, C] ...)}."""
         outputs = self._runner(**{self._input_name: self._quantize(face)})
         if VALUE in outputs:
             return {key: np.asarray(value, np.float32) for key, value in outputs.items()}
@@ -215,13 +217,14 @@ class TFLitePredictor:
             return outputs
         value, distribution = head_from_logits(outputs[LOGITS], self.label_space.grid)
         head = {VALUE: value, DISTRIBUTION: distribution}
-        if GENDER_LOGITS in outputs:
-            head[GENDER_PROBABILITY] = softmax(outputs[GENDER_LOGITS])
+        for key, logits in outputs.items():
+            if key.endswith(LOGITS_SUFFIX):
+                head[probability_output(key[:-len(LOGITS_SUFFIX)])] = softmax(logits)
         return head
 
     def predict_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """float32 [N, H, W, 3] RGB 0..255 -> {"value": [N], "stddev": [N], "distribution":
-        [N, K]} (+ "gender_probability": [N, C] for a model with the gender head)."""
+        [N, K]} (+ "<name>_probability": [N, C] per categorical head)."""
         from tfdldl import heads
         from tfdldl.inference import numpy_outputs
 
@@ -248,7 +251,7 @@ def compare_mae(reference: Predictor, candidate: Predictor, data_dir: str, split
       {"count", "mae_reference", "mae_candidate", "mae_difference" (candidate − reference),
        "mean_abs_value_difference", "max_abs_value_difference" (mean and largest per-face
        |Δ prediction|), "tolerance", "within_tolerance"}, plus
-       "max_abs_gender_probability_difference" when both have the gender head.
+       "max_abs_<name>_probability_difference" per categorical head both have.
     """
     from tfdldl import metrics
     from tfdldl.evaluate import collect_predictions
@@ -266,9 +269,9 @@ def compare_mae(reference: Predictor, candidate: Predictor, data_dir: str, split
            "mean_abs_value_difference": float(np.mean(np.abs(second.value - first.value))),
            "max_abs_value_difference": float(np.max(np.abs(second.value - first.value))),
            "tolerance": float(tolerance), "within_tolerance": bool(abs(difference) <= tolerance)}
-    if first.gender_probability is not None and second.gender_probability is not None:
-        row["max_abs_gender_probability_difference"] = float(
-            np.max(np.abs(second.gender_probability - first.gender_probability)))
+    for key in first.probabilities.keys() & second.probabilities.keys():
+        row[f"max_abs_{key}_difference"] = float(
+            np.max(np.abs(second.probabilities[key] - first.probabilities[key])))
     return row
 
 

@@ -2,9 +2,9 @@
 empirical bias corrections of Nagel et al. 2019 (see :mod:`tfdldl.tflite_export`).
 
 A model's distribution head (tfdldl.heads) then runs in float after the interpreter:
-:func:`head_from_logits` (softmax and expectation), as an app does. A model with the
-gender head has a second output, ``gender_logits`` [1, C], whose softmax
-(:func:`softmax`) gives the gender probabilities.
+:func:`head_from_logits` (softmax and expectation), as an app does. A model with categorical
+heads has one more output per head, ``<name>_logits`` [1, C] (e.g. ``gender_logits``),
+whose softmax (:func:`softmax`) gives that head's probabilities.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import tempfile
 import numpy as np
 
 from tfdldl.heads import LOGITS_LAYER
+from tfdldl.output_names import logits_layer
 
 PHONE_MODE = "int8_logits"
-# The outputs of an int8_logits model with the gender head (named after the Dense layers;
-# an age-only model has the one unnamed logits output).
+# The outputs of an int8_logits model with categorical heads (named after the Dense layers:
+# "logits" and each head's "<name>_logits"; an age-only model has the one unnamed output).
 LOGITS = LOGITS_LAYER
-GENDER_LOGITS = "gender_logits"
 INT8_LEVELS = 127  # symmetric int8 weights: [-127, 127] times a per-channel scale
 
 
@@ -32,8 +32,8 @@ def convert_int8_logits(model, faces: np.ndarray) -> bytes:
       faces: float32 [M, S, S, 3] RGB 0..255 representative faces (calibration and the
         bias corrections; a few hundred).
     Returns:
-      The .tflite bytes: uint8 [1, S, S, 3] in, float32 logits [1, K] out (with the gender
-      head: outputs "logits" [1, K] and "gender_logits" [1, C]).
+      The .tflite bytes: uint8 [1, S, S, 3] in, float32 logits [1, K] out (with categorical
+      heads: outputs "logits" [1, K] and each head's "<name>_logits" [1, C]).
     """
     from tfdldl.models import label_space_of
 
@@ -130,18 +130,21 @@ def _copy(model):
 
 def _logits_model(model):
     """images -> logits [N, K] of a distribution-head model (a view sharing its layers);
-    with the gender head, images -> {"logits": [N, K], "gender_logits": [N, C]}."""
+    with categorical heads, images -> {"logits": [N, K], "<name>_logits": [N, C], ...}."""
     import keras
+
+    from tfdldl.heads_categorical import of_model
 
     names = [layer.name for layer in model.layers]
     if LOGITS_LAYER not in names:
         raise ValueError(f"mode {PHONE_MODE} needs a distribution-head model (a Dense layer "
                          f"named '{LOGITS_LAYER}'); {model.name} has none")
     logits = model.get_layer(LOGITS_LAYER).output
-    if GENDER_LOGITS not in names:
+    categorical = [logits_layer(head.name) for head in of_model(model)]
+    if not categorical:
         return keras.Model(model.input, logits)
-    return keras.Model(model.input, {LOGITS: logits,
-                                     GENDER_LOGITS: model.get_layer(GENDER_LOGITS).output})
+    return keras.Model(model.input, {LOGITS: logits, **{
+        name: model.get_layer(name).output for name in categorical}})
 
 
 def _age_logits(outputs) -> np.ndarray:

@@ -46,9 +46,10 @@ def datasets(experiment: Experiment, manifest: Manifest, plan: Plan, model,
              first_epoch: int, epochs: int, skip: int, batch_size: int,
              shard: Optional[tuple[int, int]] = None):
     """(train stream over epochs [first_epoch, epochs) from step ``skip``, val dataset)."""
+    from tfdldl.heads import of_model
     from tfdldl.models import label_space_of
 
-    common = dict(outputs=list(model.output_names), image_size=experiment.model.input_size,
+    common = dict(outputs=of_model(model), image_size=experiment.model.input_size,
                   seed=experiment.seed, deterministic=experiment.deterministic,
                   label_space=label_space_of(model))
     train = input_pipeline.make_dataset(
