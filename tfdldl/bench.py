@@ -144,7 +144,7 @@ def bench_model(arch: str, size: int, quick: bool) -> dict[str, Any]:
     loss, weights = heads.build_loss("dldl_v2", AGE)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, loss_weights=weights)
     labels = rng.uniform(AGE.minimum, AGE.maximum, 32).astype(np.float32)
-    targets = {"distribution": AGE.gaussian(labels, 2.0), "value": labels}
+    targets = {heads.DISTRIBUTION: AGE.gaussian(labels, 2.0), heads.VALUE: labels}
     model.train_on_batch(many, targets)  # warm-up
     steps = 2 if quick else 5
     train_ms = _timed(lambda: model.train_on_batch(many, targets), steps)

@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tfdldl.output_names import DISTRIBUTION, STDDEV
+
 CALIBRATION_ASSET = "calibration.json"
 # Central interval masses whose coverage evaluation reports.
 MASSES = (0.5, 0.8, 0.9)
@@ -130,13 +132,13 @@ def calibrate_outputs(outputs: Mapping[str, np.ndarray], temperature: float,
       temperature: the model's T (:func:`read_temperature`).
       grid: float [K] label values.
     """
-    if "distribution" not in outputs or float(temperature) == 1.0:
+    if DISTRIBUTION not in outputs or float(temperature) == 1.0:
         return dict(outputs)
     from tfdldl.inference import distribution_stddev
 
-    distribution = apply_temperature(outputs["distribution"], temperature)
-    return {**outputs, "distribution": distribution,
-            "stddev": distribution_stddev(distribution, grid)}
+    distribution = apply_temperature(outputs[DISTRIBUTION], temperature)
+    return {**outputs, DISTRIBUTION: distribution,
+            STDDEV: distribution_stddev(distribution, grid)}
 
 
 def calibration_path(model_dir: str | os.PathLike) -> str:

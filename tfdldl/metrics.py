@@ -19,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from tfdldl.label_space import MIN_SIGMA
+from tfdldl.output_names import VALUE
 
 PACKAGE = "tfdldl"
 TASKS = ("age", "attractiveness")
@@ -322,9 +323,9 @@ def build_metrics(task: Literal["age", "attractiveness"],
     ``<name>_probability_accuracy``.
     """
     if task == "age":
-        chosen = {"value": [MeanAbsoluteError(), CumulativeScore(AGE_CS_THETA)]}
+        chosen = {VALUE: [MeanAbsoluteError(), CumulativeScore(AGE_CS_THETA)]}
     elif task == "attractiveness":
-        chosen = {"value": [MeanAbsoluteError(), RootMeanSquaredError(), PearsonCorrelation()]}
+        chosen = {VALUE: [MeanAbsoluteError(), RootMeanSquaredError(), PearsonCorrelation()]}
     else:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     for output in categorical:
