@@ -309,7 +309,7 @@ def load_experiment(path: str, overrides: Sequence[str] = (),
     problems: list[str] = []
     experiment = load_config(path, Experiment, overrides, problems)
     sources = Sources(path, overrides)  # a value an override gave is blamed on it
-    problems += experiment_checks.value_problems(experiment, sources)
+    problems += experiment_checks.value_problems(experiment, sources, problems)
     if check_files:
         problems += experiment_checks.file_problems(experiment, sources)
     if problems:

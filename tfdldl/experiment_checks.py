@@ -10,7 +10,7 @@ within a second, before it imports them.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from tfdldl import head_kinds
 from tfdldl.config import Sources, excerpt
@@ -18,17 +18,25 @@ from tfdldl.example_schema import MANIFEST_NAME
 from tfdldl.experiment import GENDER_SECTION, Experiment, into_label
 
 
-def value_problems(experiment: Experiment, source: str | Sources) -> list[str]:
+def value_problems(experiment: Experiment, source: str | Sources,
+                   read_problems: Sequence[str] = ()) -> list[str]:
     """The out-of-range and conflicting values of ``experiment`` (read from ``source``, a
     file or the file with its overrides): the sections' ranges, the categorical heads'
-    settings and the heads (tfdldl.heads_config)."""
+    settings and the heads (tfdldl.heads_config).
+
+    read_problems: the problems found while reading the config (tfdldl.config.load_config,
+    which leaves a bad value at its default): the head fed into the label head is not
+    looked for when the heads or the gender section could not be read."""
     from tfdldl.heads_config import heads_problems
 
     sources = _sources(source)
+    unread = any(f"'{section}" in problem for problem in read_problems
+                 for section in ("heads", GENDER_SECTION))
     problems = [f"{sources.of(key)}: '{key}' {requirement}" + _got(experiment, key)
                 for key, ok, requirement
-                in _range_checks(experiment) + _categorical_checks(experiment) if not ok]
-    return problems + heads_problems(experiment, str(sources))
+                in _range_checks(experiment) + _categorical_checks(experiment, unread)
+                if not ok]
+    return problems + heads_problems(experiment, sources)
 
 
 def file_problems(experiment: Experiment, source: str | Sources) -> list[str]:
@@ -45,11 +53,43 @@ def file_problems(experiment: Experiment, source: str | Sources) -> list[str]:
         problems.append(f"{sources.of('data.tfrecords')}: 'data.tfrecords' {_shown(data)} "
                         f"has no {MANIFEST_NAME}: it is not a data_prep.build folder, or the "
                         "build did not finish (rerun data_prep.build: it resumes)")
+    else:
+        problems += _group_head_problems(experiment, sources)
     weights = experiment.model.initial_weights
     if weights and not os.path.isfile(weights):
         problems.append(f"{sources.of('model.initial_weights')}: 'model.initial_weights' "
                         f"{_shown(weights)} is not a file; give a .keras or .weights.h5 "
                         "file, or null to train from scratch")
+    return problems
+
+
+def _group_head_problems(experiment: Experiment, sources: Sources) -> list[str]:
+    """The categorical heads on the records' group codes that the data (data.tfrecords'
+    manifest: its group section names the codes 0..L-1) cannot train: none defined, or
+    fewer class names than codes (the codes past the names would be dropped unseen)."""
+    from tfdldl.example_schema import GROUP
+    from tfdldl.manifest import ManifestError, read_manifest
+
+    try:
+        group, labels = read_manifest(experiment.data.tfrecords).group_names()
+    except (ManifestError, OSError, ValueError):  # train and evaluate say what is wrong
+        return []
+    problems = []
+    for i, spec in enumerate(experiment.heads):
+        if spec.kind != head_kinds.CATEGORICAL.name or (spec.attribute or spec.name) != GROUP:
+            continue
+        where = f"{sources.of(f'heads[{i}]')}: 'heads[{i}]"
+        if not labels:
+            problems.append(f"{where}.attribute' is {GROUP!r}, but the data in "
+                            f"{_shown(experiment.data.tfrecords)} defines no group codes "
+                            "(its manifest has no group section: every record's code is "
+                            "-1), so the head would never be trained; remove the head or "
+                            "train on data with groups")
+        elif len(spec.names) < len(labels):
+            problems.append(f"{where}.names' gives {len(spec.names)} classes, but the data's "
+                            f"{group or GROUP} codes run 0..{len(labels) - 1} ({', '.join(labels)}"
+                            f"); give one name per code in that order, e.g. "
+                            f"[{', '.join(label.lower() for label in labels)}]")
     return problems
 
 
@@ -115,12 +155,15 @@ def _range_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
     ]
 
 
-def _categorical_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
-    """(key, ok, requirement) for the gender section and the head fed into the label."""
+def _categorical_checks(experiment: Experiment,
+                        heads_unread: bool) -> list[tuple[str, bool, str]]:
+    """(key, ok, requirement) for the gender section and the head fed into the label (not
+    looked for when ``heads_unread``: the heads' problems say what to fix first)."""
     names = experiment.gender.names
-    fed = into_label(vars(experiment.model))
+    fed = "" if heads_unread else into_label(vars(experiment.model))
     heads = [spec.name for spec in experiment.heads
              if spec.kind == head_kinds.CATEGORICAL.name] + ([GENDER_SECTION] if names else [])
+    label = [spec.name for spec in experiment.heads if spec.kind in head_kinds.LABEL_KINDS]
     key = "model.into_label" if experiment.model.into_label else "model.gender_into_age"
     return [
         ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
@@ -129,7 +172,8 @@ def _categorical_checks(experiment: Experiment) -> list[tuple[str, bool, str]]:
         ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
          "must be finite and >= 0"),
         (key, not fed or fed in heads,
-         f"needs the {fed} head: give a heads entry of kind categorical named {fed!r}"
-         + (" (or gender.names)" if fed == GENDER_SECTION else "")
+         (f"names the label head {fed!r}, which cannot feed itself" if fed in label else
+          f"needs the {fed} head: give a heads entry of kind categorical named {fed!r}"
+          + (" (or gender.names)" if fed == GENDER_SECTION else ""))
          + f"; the categorical heads are {heads}"),
     ]

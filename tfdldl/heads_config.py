@@ -5,6 +5,7 @@ Keras-free: the kinds and losses are tfdldl.head_kinds' names."""
 from __future__ import annotations
 
 from tfdldl import example_schema, head_kinds
+from tfdldl.config import Sources
 from tfdldl.experiment import (Experiment, GenderConfig, HeadConfig, LossConfig, attribute_of,
                                resolve_heads)
 
@@ -15,24 +16,24 @@ CODE_ATTRIBUTES = tuple(feature.key for feature in example_schema.FEATURES
                         and feature.default == -1)
 
 
-def heads_problems(experiment: Experiment, source: str) -> list[str]:
-    """Every problem (a line naming heads[i].key, the file and the fix) of the ``heads``
-    list, which must hold distinct names, known kinds with their own losses and attributes,
-    usable weights and exactly one label head; or, without the list, of ``loss.name``,
-    which must be a known loss."""
+def heads_problems(experiment: Experiment, sources: Sources) -> list[str]:
+    """Every problem (a line naming heads[i].key, where it came from, the file or the --set
+    that gave the list, and the fix) of the ``heads`` list, which must hold distinct names,
+    known kinds with their own losses and attributes, usable weights and exactly one label
+    head; or, without the list, of ``loss.name``, which must be a known loss."""
     kinds = ", ".join(map(repr, head_kinds.KINDS_ALL))
     if not experiment.heads and experiment.loss.name not in head_kinds.LOSS_NAMES:
-        return [f"{source}: 'loss.name' must be one of "
+        return [f"{sources.of('loss.name')}: 'loss.name' must be one of "
                 f"{', '.join(map(repr, head_kinds.LOSS_NAMES))}, got {experiment.loss.name!r}"]
     problems = []
     if experiment.heads and (experiment.loss != LossConfig()
                              or experiment.gender != GenderConfig()):
-        problems.append(f"{source}: give the heads either as a 'heads' list or in the older "
-                        "'loss'/'gender' sections, not both; move the loss and the "
-                        "categorical head's settings into the heads' entries")
+        problems.append(f"{sources.of('heads')}: give the heads either as a 'heads' list or "
+                        "in the older 'loss'/'gender' sections, not both; move the loss and "
+                        "the categorical head's settings into the heads' entries")
     seen: dict[str, int] = {}
     for i, spec in enumerate(experiment.heads):
-        where = f"{source}: 'heads[{i}]"
+        where = f"{sources.of(f'heads[{i}]')}: 'heads[{i}]"
         known = spec.kind in head_kinds.KINDS_ALL
         if not known:
             problems.append(f"{where}.kind' must be one of {kinds}, got {spec.kind!r}"
@@ -52,12 +53,42 @@ def heads_problems(experiment: Experiment, source: str) -> list[str]:
                          for key, requirement in _head_problems(experiment, spec)]
     if problems:  # the heads' count and kinds mean little before each entry is right
         return problems
+    problems += _column_problems(experiment, sources)
     kinds_given = [spec.kind for spec in resolve_heads(experiment)]
     if sum(kind in head_kinds.LABEL_KINDS for kind in kinds_given) != 1:
-        problems.append(f"{source}: 'heads' must hold exactly one label head (kind "
-                        f"{', '.join(head_kinds.LABEL_KINDS)}) and any number of "
+        problems.append(f"{sources.of('heads')}: 'heads' must hold exactly one label head "
+                        f"(kind {', '.join(head_kinds.LABEL_KINDS)}) and any number of "
                         f"{head_kinds.CATEGORICAL.name} heads, got kinds {kinds_given}; the "
                         "model has one label output")
+    return problems
+
+
+def _column_problems(experiment: Experiment, sources: Sources) -> list[str]:
+    """The categorical heads whose names would take a field that prediction rows
+    (tfdldl.predict_output.FIELDS) or AgeEstimator faces (tfdldl.api.Face) already have, or
+    another head's ``<name>_confidence``: predict's columns and ``face.<name>`` would then
+    give the wrong value."""
+    import dataclasses
+
+    from tfdldl import api, predict_output
+    from tfdldl.output_names import CONFIDENCE_SUFFIX
+
+    fields = sorted({*predict_output.FIELDS, *(f.name for f in dataclasses.fields(api.Face)),
+                     *(name for name in dir(api.Face) if not name.startswith("_"))})
+    confidences = {spec.name + CONFIDENCE_SUFFIX: spec.name for spec in experiment.heads
+                   if spec.kind == head_kinds.CATEGORICAL.name}
+    problems = []
+    for i, spec in enumerate(experiment.heads):
+        where = f"{sources.of(f'heads[{i}]')}: 'heads[{i}].name' {spec.name!r}"
+        if spec.kind != head_kinds.CATEGORICAL.name:
+            continue
+        if spec.name in fields:
+            problems.append(f"{where} is a field that prediction rows or AgeEstimator faces "
+                            f"already have ({', '.join(fields)}); rename the head, e.g. "
+                            f"{spec.name}_class")
+        elif spec.name in confidences:
+            problems.append(f"{where} is the confidence column of the head "
+                            f"{confidences[spec.name]!r}; rename one of them")
     return problems
 
 
@@ -77,6 +108,9 @@ def _head_problems(experiment: Experiment, spec: HeadConfig) -> list[tuple[str, 
                            f"must be {experiment.task!r}: a {spec.kind} head predicts the "
                            f"records' label, the experiment's task, got {spec.attribute!r}")
     problems = [
+        ("name", spec.name.isidentifier() and spec.name.isascii(),
+         f"must be letters, digits and _ (not starting with a digit), got {spec.name!r}: it "
+         f"names outputs, columns and face.<name>; e.g. {_identifier(spec.name)}"),
         ("attribute", *attribute_check),
         ("loss", spec.loss in ("", *head.loss_names),
          f"{spec.loss!r} does not train a {spec.kind} head; choose one of "
@@ -85,15 +119,29 @@ def _head_problems(experiment: Experiment, spec: HeadConfig) -> list[tuple[str, 
             if spec.loss in head_kinds.KIND_OF_LOSS else "")),
         ("weight", 0.0 <= spec.weight < float("inf"), f"must be finite and >= 0, got "
          f"{spec.weight}"),
+        ("weight", spec.weight != 0.0, "is 0: the head would be exported and served "
+         "untrained; give it a weight > 0, or remove the entry to drop the head"),
         ("weight", experiment.loss_weighting == "fixed" or spec.weight == 1.0,
          "must be 1 with loss_weighting: uncertainty (the weights are learned); remove it, "
          "or set loss_weighting: fixed"),
         ("lam", 0.0 <= spec.lam < float("inf"), "must be finite and >= 0"),
-        ("names", not categorical or (len(spec.names) >= 2
+        ("names", not categorical or (len(spec.names) >= 2 and all(spec.names)
                                       and len(set(spec.names)) == len(spec.names)),
-         "must be at least two distinct class names in record-code order, e.g. "
-         "[male, female]"),
+         "must be at least two distinct class names in record-code order, none empty, "
+         "e.g. [male, female]"),
+        ("lam", not categorical or spec.lam == 1.0,
+         "is a label head's setting (dldl_v2's λ); remove it from the categorical head"),
+        ("kl_normalization", not categorical or spec.kl_normalization == "sum",
+         "is a label head's setting (the KL convention); remove it from the categorical head"),
         ("names", categorical or not spec.names, "are only for a categorical head; remove "
          "them"),
     ]
     return [(key, requirement) for key, ok, requirement in problems if not ok]
+
+
+def _identifier(name: str) -> str:
+    """A head name like ``name`` made of letters, digits and _: "race group" -> "race_group",
+    "2race" -> "head_2race"."""
+    words = "".join(c if c.isascii() and c.isalnum() else " " for c in name).split()
+    joined = "_".join(words)
+    return joined if joined.isidentifier() else f"head_{joined}".rstrip("_")

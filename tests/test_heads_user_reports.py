@@ -1,0 +1,151 @@
+"""What a user trying the config-defined categorical heads ran into (issue 10's follow-up):
+each bad ``heads:`` entry is refused before TensorFlow loads, naming the entry, where it
+came from (the file or the --set that gave the list) and the fix."""
+
+import json
+
+import pytest
+
+from tfdldl.config import ConfigError, override_name
+from tfdldl.experiment import load_experiment
+
+AGE = "{name: age, kind: distribution}"
+RACE = "{name: race, kind: categorical, attribute: group, names: [a, b, c]}"
+
+
+def _manifest(folder, group=None):
+    """A data folder whose manifest.json has no shards and, optionally, a group section."""
+    folder.mkdir()
+    manifest = {"schema_version": 1, "image_size": 64, "splits": {},
+                "label_space": {"name": "age", "minimum": 0.0, "maximum": 100.0, "step": 1.0}}
+    if group is not None:
+        manifest["group"] = {"name": "race", "labels": group}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _refused(tmp_path, text, overrides=(), check_files=False) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_experiment(str(path), overrides, check_files=check_files)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("name, fix", [("race group", "race_group"), ("race/x", "race_x"),
+                                       ("race-x", "race_x"), ("2race", "head_2race")])
+def test_a_head_name_that_cannot_name_outputs_and_attributes_is_refused(tmp_path, name, fix):
+    # 'race/x' reached Keras' layer-name check deep inside the model build; 'race group'
+    # gave a face attribute no one can type and a column with a space.
+    message = _refused(tmp_path, f"heads: [{AGE}, {{name: '{name}', kind: categorical, "
+                                 "attribute: group, names: [a, b]}]")
+    assert (f"'heads[1].name' must be letters, digits and _ (not starting with a digit), "
+            f"got {name!r}") in message
+    assert f"e.g. {fix}" in message
+
+
+@pytest.mark.parametrize("name", ["value", "stddev", "low", "high", "confidence", "status",
+                                  "message", "box", "interval", "warning", "classes"])
+def test_a_categorical_head_named_like_a_prediction_field_is_refused(tmp_path, name):
+    # A head named 'value' overwrote the age in predict's CSV/JSON rows, and face.value
+    # kept the age while face.value_confidence gave the head's probability.
+    message = _refused(tmp_path, f"heads: [{AGE}, {{name: {name}, kind: categorical, "
+                                 "attribute: group, names: [a, b]}]")
+    assert (f"'heads[1].name' {name!r} is a field that prediction rows or AgeEstimator "
+            f"faces already have") in message
+    assert f"rename the head, e.g. {name}_class" in message
+
+
+def test_a_categorical_head_named_age_beside_a_label_head_named_otherwise_is_refused(tmp_path):
+    message = _refused(tmp_path, "heads: [{name: years, kind: distribution}, {name: age, "
+                                 "kind: categorical, attribute: group, names: [a, b]}]")
+    assert "'heads[1].name' 'age' is a field that prediction rows" in message
+
+
+def test_a_head_named_like_another_heads_confidence_column_is_refused(tmp_path):
+    message = _refused(tmp_path, f"heads: [{AGE}, {RACE}, {{name: race_confidence, "
+                                 "kind: categorical, attribute: gender, names: [m, f]}]")
+    assert ("'heads[2].name' 'race_confidence' is the confidence column of the head 'race'; "
+            "rename one of them") in message
+
+
+@pytest.mark.parametrize("index, entry", [(0, "{name: age, kind: distribution, weight: 0}"),
+                                          (1, "{name: race, kind: categorical, "
+                                              "attribute: group, names: [a, b], weight: 0}")])
+def test_a_zero_weight_is_refused_as_a_head_served_untrained(tmp_path, index, entry):
+    heads = [entry, RACE] if index == 0 else [AGE, entry]
+    message = _refused(tmp_path, f"heads: [{', '.join(heads)}]")
+    assert (f"'heads[{index}].weight' is 0: the head would be exported and served untrained; "
+            "give it a weight > 0, or remove the entry to drop the head") in message
+
+
+@pytest.mark.parametrize("setting", ["lam: 0.5", "kl_normalization: mean"])
+def test_label_loss_settings_on_a_categorical_head_are_refused(tmp_path, setting):
+    # They were silently ignored: the user believed the race loss was scaled.
+    message = _refused(tmp_path, f"heads: [{AGE}, {{name: race, kind: categorical, "
+                                 f"attribute: group, names: [a, b], {setting}}}]")
+    assert (f"'heads[1].{setting.split(':')[0]}' is a label head's setting" in message
+            and "remove it from the categorical head" in message)
+
+
+def test_an_empty_class_name_is_refused(tmp_path):
+    message = _refused(tmp_path, f"heads: [{AGE}, {{name: race, kind: categorical, "
+                                 "attribute: group, names: ['', b]}]")
+    assert "'heads[1].names' must be at least two distinct class names" in message
+    assert "none empty" in message
+
+
+def test_heads_given_with_set_are_blamed_on_the_set(tmp_path):
+    given = "heads=[{name: age, kind: distribution}, {name: race, kind: categorical, " \
+            "attribute: group, names: [a]}]"
+    message = _refused(tmp_path, "name: x", [given])
+    assert message.startswith(f"{override_name(given)}: 'heads[1].names' must be at least two")
+
+
+@pytest.mark.parametrize("entry, read_problem", [
+    ("{name: race, kind: categorical, attribute: group, names: [0, 1]}",
+     "'heads[1].names[0]' must be str, got 0 (int)"),
+    ("{name: race, kind: categorical, attribute: group, names: [a, b], weight: high}",
+     "'heads[1].weight' must be float, got 'high' (str)"),
+    ("{name: race, kind: categorical, attribute: group, nmes: [a, b]}",
+     "unknown key 'heads[1].nmes'"),
+])
+def test_a_heads_entry_that_cannot_be_read_adds_no_false_into_label_problem(tmp_path, entry,
+                                                                           read_problem):
+    # The unreadable list was left empty, so 'model.into_label' was also reported as naming
+    # a missing head ("the categorical heads are []"), though the config has it.
+    message = _refused(tmp_path, f"model: {{into_label: race}}\nheads: [{AGE}, {entry}]")
+    assert read_problem in message
+    assert "into_label" not in message
+
+
+def test_into_label_naming_the_label_head_says_so(tmp_path):
+    message = _refused(tmp_path, f"model: {{into_label: age}}\nheads: [{AGE}, {RACE}]")
+    assert ("'model.into_label' names the label head 'age', which cannot feed itself; the "
+            "categorical heads are ['race']") in message
+
+
+def test_fewer_class_names_than_the_datas_group_codes_are_refused(tmp_path):
+    # The masked cross-entropy gave codes past the names a zero target row: the race head
+    # trained without them and evaluate then failed on them.
+    data = _manifest(tmp_path / "data", ["White", "Black", "Asian", "Indian", "Others"])
+    message = _refused(tmp_path, f"data: {{tfrecords: {data}}}\nheads: [{AGE}, {RACE}]",
+                       check_files=True)
+    assert ("'heads[1].names' gives 3 classes, but the data's race codes run 0..4 (White, "
+            "Black, Asian, Indian, Others); give one name per code in that order, e.g. "
+            "[white, black, asian, indian, others]") in message
+
+
+def test_a_group_head_on_data_without_groups_is_refused(tmp_path):
+    data = _manifest(tmp_path / "data")
+    message = _refused(tmp_path, f"data: {{tfrecords: {data}}}\nheads: [{AGE}, {RACE}]",
+                       check_files=True)
+    assert "'heads[1].attribute' is 'group', but the data in" in message
+    assert "defines no group codes" in message
+
+
+def test_as_many_names_as_the_datas_group_codes_are_accepted(tmp_path):
+    data = _manifest(tmp_path / "data", ["A", "B", "C"])
+    path = tmp_path / "good.yaml"
+    path.write_text(f"data: {{tfrecords: {data}}}\nheads: [{AGE}, {RACE}]\n")
+    assert load_experiment(str(path), check_files=True).heads[1].names == ["a", "b", "c"]
