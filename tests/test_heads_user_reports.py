@@ -149,3 +149,20 @@ def test_as_many_names_as_the_datas_group_codes_are_accepted(tmp_path):
     path = tmp_path / "good.yaml"
     path.write_text(f"data: {{tfrecords: {data}}}\nheads: [{AGE}, {RACE}]\n")
     assert load_experiment(str(path), check_files=True).heads[1].names == ["a", "b", "c"]
+
+
+def test_a_drawn_label_too_wide_for_the_photo_gets_a_line_per_head():
+    # On a 200 px UTKFace chip, "age 27 +/-21 female 0.572 white 0.454" ran off the right
+    # edge: the race was not visible.
+    import cv2
+
+    from tfdldl.predict_output import FaceRow, face_label, label_lines
+
+    row = FaceRow(file="chip.jpg", status="ok", x=3.0, y=0.0, width=177.0, height=193.0,
+                  value=26.6, stddev=20.8,
+                  classes={"gender": ("female", 0.572), "race": ("white", 0.454)})
+    lines = label_lines(row, "age", 200, 0.5, 1)
+    assert lines == ["age 27 +/-21", "female 0.572", "white 0.454"]
+    assert all(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] <= 200
+               for line in lines)
+    assert label_lines(row, "age", 1000, 0.5, 1) == [face_label(row)]

@@ -85,10 +85,28 @@ def _probability(value: float | None) -> str:
 
 def face_label(row: FaceRow, value_name: str = "age") -> str:
     """The text drawn above a face: "age 33 +/-4", then "female 0.930" per categorical head."""
-    label = f"{value_name} {row.value:.0f}" + ("" if row.stddev is None
+    return " ".join(_label_parts(row, value_name))
+
+
+def _label_parts(row: FaceRow, value_name: str) -> list[str]:
+    """:func:`face_label`'s parts: the value, then one per categorical head."""
+    value = f"{value_name} {row.value:.0f}" + ("" if row.stddev is None
                                                else f" +/-{row.stddev:.0f}")
-    return label + "".join(f" {name} {_probability(confidence)}"
-                           for name, confidence in row.classes.values())
+    return [value, *(f"{name} {_probability(confidence)}"
+                     for name, confidence in row.classes.values())]
+
+
+def label_lines(row: FaceRow, value_name: str, width: int, scale: float,
+                thickness: int) -> list[str]:
+    """The lines :func:`draw` writes above a face: :func:`face_label` on one line when it
+    is at most ``width`` pixels wide (cv2's simplex font at ``scale``, ``thickness``), else
+    one line per part (the value, then each categorical head), so that no head's class is
+    cut off at the photo's edge (a 200 px chip with gender and race)."""
+    import cv2
+
+    label = face_label(row, value_name)
+    fits = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] <= width
+    return [label] if fits else _label_parts(row, value_name)
 
 
 class RowWriter:
@@ -196,16 +214,19 @@ def draw(frame: Frame, rows: Sequence[FaceRow], out_dir: str, value_name: str = 
         top_left = (round(row.x), round(row.y))
         bottom_right = (round(row.x + row.width), round(row.y + row.height))
         cv2.rectangle(image, top_left, bottom_right, (0, 255, 0), thickness)
-        label = face_label(row, value_name)
         scale = max(0.35, row.width / 350.0)
-        (text_width, text_height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX,
-                                                       scale, thickness)
-        origin = (max(0, min(top_left[0], image.shape[1] - text_width)),
-                  max(text_height + 2, top_left[1] - 4))
-        cv2.rectangle(image, (origin[0], origin[1] - text_height - 2),
-                      (origin[0] + text_width, origin[1] + 2), (0, 0, 0), -1)
-        cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0),
-                    thickness, cv2.LINE_AA)
+        lines = label_lines(row, value_name, image.shape[1], scale, thickness)
+        sizes = [cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0]
+                 for line in lines]
+        step = max(height for _, height in sizes) + 6
+        bottom = max(step * len(lines) - 4, top_left[1] - 4)  # the last line's baseline
+        for i, (line, (text_width, text_height)) in enumerate(zip(lines, sizes)):
+            origin = (max(0, min(top_left[0], image.shape[1] - text_width)),
+                      bottom - step * (len(lines) - 1 - i))
+            cv2.rectangle(image, (origin[0], origin[1] - text_height - 2),
+                          (origin[0] + text_width, origin[1] + 2), (0, 0, 0), -1)
+            cv2.putText(image, line, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0),
+                        thickness, cv2.LINE_AA)
     os.makedirs(out_dir, exist_ok=True)
     if frame.video_frame is None:
         flat, suffix = drawing_name(frame.name, root), ""
