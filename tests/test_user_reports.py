@@ -203,7 +203,7 @@ _BAD_CONFIG_PROBLEMS = [
     "'train.batch_size' must be >= 1, got 0",
     "'optimizer.learning_rate' must be > 0, got -1.0",
     "'augment.color_jitter' must lie in [0, 1), got 2.0",
-    "'heads[0].kind' must be one of 'distribution', 'regression', 'ranking', 'gender', got "
+    "'heads[0].kind' must be one of 'distribution', 'regression', 'ranking', 'categorical', got "
     "'softmax'",
     "'data.tfrecords' 'no_such_folder' (",
 ]

@@ -179,7 +179,7 @@ def face_classes(outputs: dict[str, np.ndarray],
     Returns:
       N dicts (empty for a model without categorical heads).
     """
-    per_face: list[dict[str, tuple[str, float]]] = [{} for _ in outputs["value"]]
+    per_face: list[dict[str, tuple[str, float]]] = [{} for _ in outputs.get("value", ())]
     for output, names in class_names.items():
         if output not in outputs:
             continue
