@@ -4,7 +4,9 @@ predicted under the race head's own names."""
 
 import csv
 import io
+import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from tfdldl import evaluate, heads, model_setup, predict, tfrecord_reader, train
 from tfdldl.experiment import load_experiment
 from tfdldl.inference import aligner_for, load_predictor, predict_flip_averaged
 from tfdldl.label_space import AGE
-from tfdldl.manifest import read_manifest
+from tfdldl.manifest import ManifestError, read_manifest
 from tfdldl.predict_inputs import Frame
 from tfdldl.signatures import SIGNATURES
 from tiny_models import REPO_ROOT
@@ -86,6 +88,25 @@ def test_evaluate_reports_race_accuracy_confusion_and_mae_per_race(trained):
         evaluate.summary(test)
     again = evaluate.evaluate(results["saved_model"], data, "test")
     assert again["race_confusion"] == confusion
+
+
+def test_evaluate_refuses_data_with_more_groups_than_the_race_head_has_classes(trained,
+                                                                             tmp_path):
+    # On data whose manifest names six groups, a five-class race head was evaluated without
+    # a word; a face of the sixth group then stopped evaluate after predicting with a
+    # ValueError traceback from the confusion matrix ("code 5 has no column among the 5
+    # classes").
+    data, _, results = trained
+    wider = tmp_path / "wider"
+    shutil.copytree(data, wider)
+    manifest = json.loads((wider / "manifest.json").read_text())
+    manifest["group"] = {"name": "race", "labels": [*RACES, "unknown_sixth"]}
+    (wider / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=r"has race codes 0..5 \(white, .*unknown_sixth\), "
+                       r"but the race head of the model .* has only 5 classes \(white, black, "
+                       r"asian, indian, others\); evaluate on data whose groups the model "
+                       r"knows"):
+        evaluate.evaluate(results["saved_model"], str(wider), "test")
 
 
 def test_prediction_rows_carry_race_and_its_confidence(trained):

@@ -53,6 +53,7 @@ from tfdldl.evaluate_metrics import (CODE_NAMES, band_edges, band_table, compute
 from tfdldl.evaluate_summary import summary
 from tfdldl.inference import Predictor
 from tfdldl.jsonio import write_json
+from tfdldl.output_names import categorical_head_of
 
 # Also the names callers know from this module (split out into the evaluate_* modules).
 __all__ = ["RESULTS_NAME", "GRID_FACES", "evaluate", "face_groups", "calibrate",
@@ -160,6 +161,7 @@ def evaluate(model_path: str | None, data_dir: str, split: str = "test",
     model_path = predictor.source
     manifest.require_label_space(predictor.label_space, what=f"the model {model_path}")
     manifest.require_framing(predictor.framing, what=f"the model {model_path}")
+    require_class_columns(predictor, manifest, what=f"the model {model_path}")
     predictions = collect_predictions(predictor, manifest, split, batch_size, flip, progress)
     fitted = (calibrate(predictor, predictions, manifest.root, split, flip)
               if calibrate_model else None)
@@ -185,6 +187,27 @@ def evaluate(model_path: str | None, data_dir: str, split: str = "test",
                          predictor.label_space,
                          face_groups(predictions, predictor=predictor))
     return results
+
+
+def require_class_columns(predictor: Predictor, manifest, what: str) -> None:
+    """Refuse data with more group codes (its manifest's group labels) than a categorical
+    head on them has classes: the head's confusion matrix and MAE per class would have no
+    column for the codes past its names.
+
+    Raises:
+      ManifestError: naming the head, both sets of names and the fix.
+    """
+    from tfdldl.example_schema import GROUP
+    from tfdldl.manifest import ManifestError
+
+    group, labels = manifest.group_names()
+    for output, names in predictor.class_names.items():
+        if predictor.class_attributes.get(output) == GROUP and len(names) < len(labels):
+            raise ManifestError(
+                f"{manifest.root} has {group or GROUP} codes 0..{len(labels) - 1} "
+                f"({', '.join(labels)}), but the {categorical_head_of(output)} head of {what} "
+                f"has only {len(names)} classes ({', '.join(names)}); evaluate on data whose "
+                "groups the model knows, or train the head with one name per code")
 
 
 def flag_problems(values) -> list[str]:
