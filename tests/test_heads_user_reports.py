@@ -3,11 +3,13 @@ each bad ``heads:`` entry is refused before TensorFlow loads, naming the entry, 
 came from (the file or the --set that gave the list) and the fix."""
 
 import json
+import os
 
 import pytest
 
 from tfdldl.config import ConfigError, override_name
 from tfdldl.experiment import load_experiment
+from tiny_models import REPO_ROOT
 
 AGE = "{name: age, kind: distribution}"
 RACE = "{name: race, kind: categorical, attribute: group, names: [a, b, c]}"
@@ -122,7 +124,23 @@ def test_a_heads_entry_that_cannot_be_read_adds_no_false_into_label_problem(tmp_
 def test_into_label_naming_the_label_head_says_so(tmp_path):
     message = _refused(tmp_path, f"model: {{into_label: age}}\nheads: [{AGE}, {RACE}]")
     assert ("'model.into_label' names the label head 'age', which cannot feed itself; the "
-            "categorical heads are ['race']") in message
+            "categorical heads are ['race'] (set model.into_label: '' to feed none)") in message
+    older = _refused(tmp_path, "model: {into_label: age}\ngender: {names: [m, f]}")
+    assert "'model.into_label' names the label head 'age'" in older
+
+
+def test_dropping_the_gender_head_of_the_gender_config_says_how_to_stop_feeding_it():
+    # The README's "--set gender.names=[] trains age only" was refused on
+    # configs/utkface_tiny_gender.yaml (it feeds gender into age) without saying how to
+    # switch that off.
+    config = os.path.join(REPO_ROOT, "configs", "utkface_tiny_gender.yaml")
+    with pytest.raises(ConfigError) as error:
+        load_experiment(config, ["gender.names=[]"])
+    assert "(set model.gender_into_age: false to feed none)" in str(error.value)
+    both = ["gender.names=[]", "model.gender_into_age=false"]
+    assert load_experiment(config, both).gender.names == []
+    race = os.path.join(REPO_ROOT, "configs", "utkface_tiny_age_gender_race.yaml")
+    assert load_experiment(race, ["model.into_label=''"]).model.into_label == ""
 
 
 def test_fewer_class_names_than_the_datas_group_codes_are_refused(tmp_path):

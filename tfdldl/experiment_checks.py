@@ -163,7 +163,8 @@ def _categorical_checks(experiment: Experiment,
     fed = "" if heads_unread else into_label(vars(experiment.model))
     heads = [spec.name for spec in experiment.heads
              if spec.kind == head_kinds.CATEGORICAL.name] + ([GENDER_SECTION] if names else [])
-    label = [spec.name for spec in experiment.heads if spec.kind in head_kinds.LABEL_KINDS]
+    label = [spec.name for spec in experiment.heads
+             if spec.kind in head_kinds.LABEL_KINDS] or [experiment.task]
     key = "model.into_label" if experiment.model.into_label else "model.gender_into_age"
     return [
         ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
@@ -175,5 +176,7 @@ def _categorical_checks(experiment: Experiment,
          (f"names the label head {fed!r}, which cannot feed itself" if fed in label else
           f"needs the {fed} head: give a heads entry of kind categorical named {fed!r}"
           + (" (or gender.names)" if fed == GENDER_SECTION else ""))
-         + f"; the categorical heads are {heads}"),
+         + f"; the categorical heads are {heads} (set "
+         + ("model.into_label: ''" if experiment.model.into_label
+            else "model.gender_into_age: false") + " to feed none)"),
     ]
