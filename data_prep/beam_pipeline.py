@@ -25,7 +25,8 @@ small global step:
    failed pipeline. Each split is written by ``beam.io.WriteToTFRecord`` into as many
    shards as the local plan has (same names, other members); faces and skips go to text
    files under ``.build/beam/`` from which the launcher writes ``skipped.tsv``, the
-   contact sheet and ``manifest.json`` with the local build's data_prep.build.write_outputs.
+   contact sheet and ``manifest.json`` with the local build's
+   data_prep.build_report.write_outputs.
 
 The records per split, their labels and distributions, and the manifest's counts equal
 the local build's; only which shard holds which record differs. A Beam build does not
@@ -51,7 +52,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from data_prep import build as build_module
-from data_prep import band_join, duplicates, hash_bands, shard_job, splits
+from data_prep import band_join, build_report, duplicates, hash_bands, shard_job, splits
 from data_prep.adapters.base import Record
 from data_prep.config import DataConfig
 from tfdldl import example_schema
@@ -395,9 +396,9 @@ def build(config: DataConfig, out_dir: str, log) -> dict[str, Any]:
     faces, skips = align_and_write(tasks, out_dir, options, work_dir)
     align_seconds = time.monotonic() - align_start
     log("[4/5] writing skipped.tsv, contact sheet and manifest.json")
-    manifest = build_module.write_outputs(
+    manifest = build_report.write_outputs(
         config, tasks, _sidecars(tasks, out_dir, faces, skips), adapter_skips,
         duplicate_report, out_dir, time.monotonic() - start, align_seconds, len(records))
     log("[5/5] done")
-    log(build_module.summary(manifest, out_dir))
+    log(build_report.summary(manifest, out_dir))
     return manifest

@@ -8,10 +8,11 @@ Raw photos and labels in, aligned, leak-free, sharded TFRecords out:
    duplicate or person straddles two splits;
 4. each split is shuffled (seeded) and cut into shards; every shard is planned before any
    alignment, so a shard is one unit of parallel work and of resuming;
-5. worker processes (each with its own MTCNN) read, align, encode and write the shards
-   that are not finished yet (atomic ``.partial`` + rename), with a progress line;
+5. worker processes (each with its own MTCNN; data_prep.shard_workers) read, align,
+   encode and write the shards that are not finished yet (atomic ``.partial`` + rename),
+   with a progress line;
 6. ``skipped.tsv``, ``contact_sheet.png`` and, last, ``manifest.json`` are written and
-   a summary printed.
+   a summary printed (data_prep.build_report).
 
 Rerunning after a kill rebuilds only the unfinished shards. A shard counts as finished
 only while its file still has the size and SHA-256 its sidecar recorded and its plan
@@ -30,9 +31,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import math
-import multiprocessing
 import os
 import re
 import sys
@@ -43,16 +42,11 @@ import numpy as np
 
 from data_prep import shard_job
 from data_prep.adapters.base import Record, Skip
+from data_prep.build_report import summary, write_outputs
 from data_prep.config import DataConfig, check, load_data_config, sigma_of
+from data_prep.shard_workers import align_shards
 from tfdldl import cli, example_schema, safe_io
-from tfdldl.config import ConfigError, to_dict
-from tfdldl.manifest import write_manifest
-
-SKIPPED_LIST = "skipped.tsv"
-CONTACT_SHEET = "contact_sheet.png"
-PROGRESS_SECONDS = 5.0
-# A mean crop coverage below this is warned about (see summary()).
-LOW_COVERAGE = 0.9
+from tfdldl.config import ConfigError
 
 
 def _print(line: str) -> None:
@@ -166,206 +160,7 @@ def _planned(record: Record, config: DataConfig, data_root: str, sha256: str) ->
                                sha256=sha256)
 
 
-def coverage_summary(coverages: list[float]) -> dict[str, Any] | None:
-    """Distribution of the per-face share of the aligned crop inside its source photo.
-
-    Returns:
-      {"mean", "p10", "p50", "min", "below_0.9", "histogram": {bin lower edge: count}}
-      (bins 0.0, 0.1, ..., 0.9), or None when there are no faces.
-    """
-    if not coverages:
-        return None
-    values = np.asarray(coverages, np.float64)
-    counts, _ = np.histogram(values, bins=np.linspace(0.0, 1.0, 11))
-    return {"mean": round(float(values.mean()), 4),
-            "p10": round(float(np.percentile(values, 10)), 4),
-            "p50": round(float(np.percentile(values, 50)), 4),
-            "min": round(float(values.min()), 4),
-            "below_0.9": int((values < 0.9).sum()),
-            "histogram": {f"{edge:.1f}": int(n) for edge, n in zip(np.arange(10) / 10, counts)}}
-
-
-# -- parallel alignment -------------------------------------------------------------------
-
-_worker_aligner = None
-_worker_counters = None
-
-
-def _init_worker(settings: shard_job.Settings, counters) -> None:
-    """Per process: one TF thread (the processes are the parallelism) and one MTCNN."""
-    global _worker_aligner, _worker_counters
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    _worker_aligner = settings.aligner()
-    _worker_counters = counters
-
-
-def _run_in_worker(task_and_dir) -> dict[str, Any]:
-    task, out_dir = task_and_dir
-    return shard_job.run(task, out_dir, _worker_aligner, _count_progress)
-
-
-def _count_progress(done: int, skipped: int) -> None:
-    with _worker_counters.get_lock():
-        _worker_counters[0] += done
-        _worker_counters[1] += skipped
-
-
-def align_shards(tasks: list[shard_job.ShardTask], out_dir: str, workers: int,
-                 log=_print) -> None:
-    """Build ``tasks`` in ``workers`` processes, printing a progress line every few seconds."""
-    if not tasks:
-        return
-    total = sum(len(task.items) for task in tasks)
-    context = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
-    counters = context.Array("q", 2)
-    # Largest shards first, so no worker is left with a big one at the end.
-    ordered = sorted(tasks, key=lambda task: -len(task.items))
-    start = time.monotonic()
-    with context.Pool(min(workers, len(tasks)), _init_worker,
-                      (tasks[0].settings, counters)) as pool:
-        results = pool.imap_unordered(_run_in_worker, [(task, out_dir) for task in ordered])
-        finished = 0
-        while finished < len(tasks):
-            try:
-                results.next(timeout=PROGRESS_SECONDS)
-                finished += 1
-            except multiprocessing.TimeoutError:
-                pass
-            log(_progress_line(counters[0], counters[1], total, finished, len(tasks),
-                               time.monotonic() - start))
-
-
-def _progress_line(done: int, skipped: int, total: int, shards_done: int, shards: int,
-                   elapsed: float) -> str:
-    rate = done / elapsed if elapsed > 0 else 0.0
-    eta = (total - done) / rate if rate > 0 else float("nan")
-    eta_text = f"{eta / 60:.1f} min" if math.isfinite(eta) else "?"
-    return (f"  {done}/{total} images ({100 * done / max(total, 1):.0f}%), {rate:.1f} images/s, "
-            f"ETA {eta_text}, skipped {skipped}, shards {shards_done}/{shards}")
-
-
-# -- reporting ----------------------------------------------------------------------------
-
-
-def write_outputs(config: DataConfig, tasks: list[shard_job.ShardTask], sidecars: list[dict],
-                  adapter_skips: list[Skip], duplicate_report: dict[str, Any], out_dir: str,
-                  seconds: float, alignment_seconds: float, aligned_now: int) -> dict[str, Any]:
-    """skipped.tsv, contact_sheet.png and (last) manifest.json; returns the manifest.
-
-    Each sidecar gives its shard's "written" record count, "shard_bytes", "shard_sha256"
-    (recorded in the manifest's "shards"), "faces" and "skips" (see shard_job.run).
-    """
-    from data_prep.contact_sheet import write_contact_sheet
-
-    skips = [[skip.path, skip.reason, skip.detail] for skip in adapter_skips]
-    skips += [skip for sidecar in sidecars for skip in sidecar["skips"]]
-    with safe_io.atomic_file(os.path.join(out_dir, SKIPPED_LIST)) as handle:
-        handle.write("path\treason\tdetail\n")
-        for path, reason, detail in skips:
-            handle.write(f"{path}\t{reason}\t{' '.join(str(detail).split())}\n")
-
-    splits, histogram = {}, {}
-    for split in example_schema.SPLITS:
-        mine = [(task, sidecar) for task, sidecar in zip(tasks, sidecars) if task.split == split]
-        labels = [face[1] for _, sidecar in mine for face in sidecar["faces"]]
-        splits[split] = {"count": len(labels), "shards": [task.name for task, _ in mine]}
-        counts = collections.Counter(f"{label:g}" for label in labels)
-        histogram[split] = dict(sorted(counts.items(), key=lambda kv: float(kv[0])))
-
-    faces = [face for sidecar in sidecars for face in sidecar["faces"]]
-    detected = [face[2] for face in faces if face[3] == shard_job.ALIGNED]
-    no_face = sum(1 for skip in skips if skip[1] == "no_face")
-    fallback = len(faces) - len(detected)
-    attempted = len(faces) + no_face
-    train_shards = [os.path.join(out_dir, task.name) for task in tasks if task.split == "train"]
-    sheet = write_contact_sheet(train_shards, os.path.join(out_dir, CONTACT_SHEET),
-                                config.output.contact_sheet_faces)
-    manifest = {
-        "schema_version": example_schema.SCHEMA_VERSION,
-        "dataset": config.dataset,
-        "task": config.task,
-        "label_space": config.label_space.build().to_dict(),
-        "sigma": {"policy": config.sigma.policy, "value": config.sigma.value},
-        "image_size": config.alignment.output_size,
-        "splits": splits,
-        "records": {"planned": sum(len(task.items) for task in tasks),
-                    "written": len(faces)},
-        "skips": {"total": len(skips),
-                  "by_reason": dict(collections.Counter(skip[1] for skip in skips)),
-                  "list": SKIPPED_LIST},
-        "duplicates": duplicate_report,
-        "label_histogram": histogram,
-        "group": to_dict(config.group),
-        "alignment": {
-            "detector": "mtcnn",
-            "attempted": attempted,
-            "detected": len(detected),
-            "center_cropped": fallback,
-            "no_face": no_face,
-            "detection_rate": len(detected) / attempted if attempted else None,
-            "mean_confidence": float(np.mean(detected)) if detected else None,
-            "settings": to_dict(config.alignment),
-            "framing": config.alignment.framing().to_dict(),
-            "coverage": coverage_summary([face[4] for face in faces if len(face) > 4]),
-        },
-        "contact_sheet": os.path.basename(sheet) if sheet else None,
-        "build": build_fingerprint(tasks),
-        "shards": {task.name: {"bytes": sidecar["shard_bytes"], "sha256": sidecar["shard_sha256"],
-                               "records": sidecar["written"]}
-                   for task, sidecar in zip(tasks, sidecars)},
-        "config": to_dict(config),
-        "seconds": round(seconds, 1),
-        "this_run": {"images_aligned": aligned_now,
-                     "alignment_seconds": round(alignment_seconds, 1)},
-    }
-    write_manifest(out_dir, manifest)
-    return manifest
-
-
-def summary(manifest: dict[str, Any], out_dir: str) -> str:
-    """A few human lines about a finished build."""
-    alignment, skips = manifest["alignment"], manifest["skips"]
-    aligned_now = manifest["this_run"]["images_aligned"]
-    seconds = manifest["this_run"]["alignment_seconds"]
-    counts = ", ".join(f"{name} {info['count']}" for name, info in manifest["splits"].items())
-    rate = alignment["detection_rate"]
-    lines = [
-        f"built {manifest['dataset']} into {out_dir} in {manifest['seconds']:.0f} s; "
-        f"aligned {aligned_now} images in {seconds:.0f} s "
-        f"({aligned_now / seconds if seconds else 0:.1f} images/s)",
-        f"  records: {counts}",
-        f"  faces detected {alignment['detected']}/{alignment['attempted']}"
-        + (f" ({100 * rate:.1f}%)" if rate is not None else "")
-        + f", centre-cropped fallback {alignment['center_cropped']}",
-        f"  skipped {skips['total']}: "
-        + (", ".join(f"{k} {v}" for k, v in sorted(skips['by_reason'].items())) or "none")
-        + f" (list: {os.path.join(out_dir, SKIPPED_LIST)})",
-    ]
-    coverage = alignment.get("coverage")
-    if coverage:
-        lines.append(f"  crop coverage: mean {100 * coverage['mean']:.1f}%, 10th percentile "
-                     f"{100 * coverage['p10']:.1f}% of each aligned crop lies inside its photo")
-        if coverage["mean"] < LOW_COVERAGE:
-            lines.append(
-                f"  WARNING: on average only {100 * coverage['mean']:.0f}% of the aligned crops "
-                "comes from the photos; the rest is border fill that users' photos will not "
-                "have. Zoom in (raise alignment.template_scale) or move the face "
-                "(alignment.template_offset_y) until the mean is >= 95%.")
-    if manifest.get("contact_sheet"):
-        lines.append(f"  look at the aligned faces: {os.path.join(out_dir, manifest['contact_sheet'])}")
-    return "\n".join(lines)
-
-
 # -- the job ------------------------------------------------------------------------------
-
-
-def build_fingerprint(tasks: Sequence[shard_job.ShardTask]) -> str:
-    """SHA-256 over the fingerprints of every planned shard: what this build is."""
-    return hashlib.sha256("".join(task.fingerprint() for task in tasks).encode()).hexdigest()
 
 
 def build(config: DataConfig, log=_print) -> dict[str, Any]:

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tfdldl.face_align import (DEFAULT_FRAMING, LEGACY_FRAMING, Detection, FaceAligner,
-                               Framing, _rank, pyramid_scales, similarity_transform,
-                               template)
+from tfdldl.face_align import (DEFAULT_FRAMING, LEGACY_FRAMING, FaceAligner, Framing,
+                               similarity_transform, template)
+from tfdldl.face_detect import Detection, _rank, pyramid_scales
 from tfdldl.image_io import read_rgb
 
 # Four real faces of different ages, genders and ethnicities.

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tfdldl.bench_predict import make_scene
-from tfdldl.face_align import (DETECTION_BATCH, FaceAligner, _canvas_groups, _graph_mtcnn,
-                               pyramid_scales)
+from tfdldl.face_align import FaceAligner
+from tfdldl.face_detect import DETECTION_BATCH, _canvas_groups, _graph_mtcnn, pyramid_scales
 from tfdldl.image_io import read_rgb
 
 THRESHOLDS = (0.6, 0.7, 0.7)

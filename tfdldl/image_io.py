@@ -17,9 +17,9 @@ pins them to each other:
   converted to RGB (CMYK: TensorFlow's conversion may differ by 1 grey level). A file
   whose image data libjpeg warns about ("Corrupt JPEG data: ...") or that has no
   end-of-image marker after its image data is refused: OpenCV would silently return a
-  partly grey picture. (The serving graph cannot read libjpeg's warnings; it finds the
-  commonest, "premature end of data segment", by decoding twice: see
-  :mod:`tfdldl.tf_image_io`.)
+  partly grey picture (:mod:`tfdldl.libjpeg_warnings` reads the warnings from stderr).
+  (The serving graph cannot read libjpeg's warnings; it finds the commonest, "premature
+  end of data segment", by decoding twice: see :mod:`tfdldl.tf_image_io`.)
 - PNG: 16-bit scaled to 8-bit (v * 255 // 65535), grayscale expanded, palettes expanded.
 - BMP: uncompressed 8-bit (palette), 24-bit and 32-bit; a 32-bit BMP's fourth byte is
   ignored (most writers leave it 0, not an alpha). Other BMPs (1/4/16-bit, RLE) are
@@ -38,11 +38,11 @@ cannot decode.
 from __future__ import annotations
 
 import os
-import tempfile
-import threading
 
 import cv2
 import numpy as np
+
+from tfdldl import libjpeg_warnings
 
 # File name endings taken for images (data_prep's adapters and tfdldl.predict). TIFF files
 # are listed so that they are reported with the reason they are refused.
@@ -231,39 +231,12 @@ def _imdecode(data: bytes, flags: int, kind: str, where: str) -> np.ndarray:
     return decoded
 
 
-# libjpeg prints its warnings ("Corrupt JPEG data: premature end of data segment") to the
-# process's stderr and OpenCV decodes on; the only place to see them is file descriptor 2,
-# sent for the decode to a scratch file (one per process, reused).
-_STDERR_LOCK = threading.Lock()
-_LIBJPEG_WARNING = b"Corrupt JPEG data"
-_capture: dict[int, object] = {}
-
-
 def _decode_jpeg_strictly(data: bytes, where: str) -> np.ndarray:
     """cv2.imdecode of a JPEG, refusing it when libjpeg warns about corrupt data."""
-    with _STDERR_LOCK:
-        capture = _capture.get(os.getpid())
-        if capture is None:
-            capture = _capture[os.getpid()] = tempfile.TemporaryFile()
-        capture.seek(0)
-        capture.truncate()
-        saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
-        try:
-            decoded = _imdecode(data, cv2.IMREAD_COLOR, "JPEG", where)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        printed = os.pread(capture.fileno(), 1 << 16, 0)
-    if printed:
-        lines = printed.splitlines()
-        warnings = [line for line in lines if line.startswith(_LIBJPEG_WARNING)]
-        others = [line for line in lines if not line.startswith(_LIBJPEG_WARNING)]
-        if others:  # another thread's output: give it back to stderr
-            os.write(2, b"\n".join(others) + b"\n")
-        if warnings:
-            raise ImageReadError(where, REASON_CORRUPT_JPEG_DATA.format(
-                warning=warnings[0].decode("utf-8", "replace")))
+    decoded, warnings = libjpeg_warnings.capture_warnings(
+        lambda: _imdecode(data, cv2.IMREAD_COLOR, "JPEG", where))
+    if warnings:
+        raise ImageReadError(where, REASON_CORRUPT_JPEG_DATA.format(warning=warnings[0]))
     return decoded
 
 

@@ -10,8 +10,9 @@ accurate IDCT, EXIF orientation, alpha on black, first frames), and
 A graph cannot raise for one image of a batch without failing the others, so
 :func:`decode_rgb` returns a reason instead of raising, for three kinds of bad file:
 
-- Headers: :func:`inspect` checks every header first (format, declared size, truncation)
-  and nothing is decoded when it refuses.
+- Headers: :func:`inspect` checks every header first (format, declared size, truncation;
+  the per-format parsers are in :mod:`tfdldl.tf_image_headers`) and nothing is decoded
+  when it refuses.
 - Data damaged behind intact headers (garbled JPEG entropy data, a PNG with a broken
   IDAT stream): TensorFlow's decoder raises. Each image is decoded in a one-element
   tf.data pipeline with ``ignore_errors()``, so a decoder error drops that element and a
@@ -35,20 +36,18 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfdldl import image_io
+from tfdldl.tf_image_headers import (ALL, JPEG_END, JPEG_SCAN, bmp_header, gif_header,
+                                     jpeg_header, png_header, read_bytes, substr, uint,
+                                     webp_header, webp_still, zero)
 
 # Format codes of inspect().
 UNKNOWN, JPEG, PNG, BMP, GIF, WEBP, TIFF, EMPTY = range(8)
 _SIGNATURES = ((JPEG, b"\xff\xd8\xff"), (PNG, b"\x89PNG\r\n\x1a\n"), (BMP, b"BM"),
                (TIFF, b"II*\x00"), (TIFF, b"MM\x00*"), (GIF, b"GIF87a"), (GIF, b"GIF89a"))
 REASON_NOT_AN_IMAGE = "not an image (not JPEG, PNG, BMP, GIF or WebP data)"
-_EXIF_ENTRIES = 64  # IFD0 entries searched for the Orientation tag
-_ORIENTATION_TAG = 0x0112
-_WEBP_CHUNKS = 1024  # chunks walked to find an animation's first frame
 # libjpeg's accurate integer IDCT: OpenCV's, so both decoders give the same pixels.
 JPEG_DCT_METHOD = "INTEGER_ACCURATE"
 _DECODED = (JPEG, PNG, BMP, GIF, WEBP)  # the kinds decode_rgb decodes, in code order
-_JPEG_SCAN, _JPEG_END = b"\xff\xda", b"\xff\xd9"
-_ALL = 2 ** 31 - 1  # a substring length that reaches the end of any tf.string
 
 
 def inspect(data):
@@ -68,20 +67,20 @@ def inspect(data):
         kind = tf.where(tf.equal(tf.strings.substr(data, 0, len(signature)), signature),
                         code, kind)
     webp = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
-                          tf.equal(_substr(data, 8, 4), b"WEBP"))
+                          tf.equal(substr(data, 8, 4), b"WEBP"))
     kind = tf.where(webp, WEBP, kind)
     kind = tf.where(tf.equal(length, 0), EMPTY, kind)
 
     def refuse(reason):
-        return lambda: (_zero(), _zero(), tf.constant(1), tf.constant(reason))
+        return lambda: (zero(), zero(), tf.constant(1), tf.constant(reason))
 
     branches = {UNKNOWN: refuse(REASON_NOT_AN_IMAGE), EMPTY: refuse(image_io.REASON_EMPTY),
                 TIFF: refuse(image_io.REASON_TIFF),
-                JPEG: lambda: _jpeg_header(data, length),
-                PNG: lambda: _png_header(data, length),
-                BMP: lambda: _bmp_header(data, length),
-                GIF: lambda: _gif_header(data),
-                WEBP: lambda: _webp_header(data, length)}
+                JPEG: lambda: jpeg_header(data, length),
+                PNG: lambda: png_header(data, length),
+                BMP: lambda: bmp_header(data, length),
+                GIF: lambda: gif_header(data),
+                WEBP: lambda: webp_header(data, length)}
     height, width, orientation, reason = tf.switch_case(
         kind, [branches[code] for code in range(len(branches))])
     template = image_io.reason_too_large("{}", "{}")
@@ -128,7 +127,7 @@ def _decode_checked(data, kind, orientation):
                 BMP: by("BMP", lambda raw: tf.io.decode_bmp(raw, channels=0),
                         lambda image: _bmp_pixels(data, image)),
                 GIF: by("GIF", tf.io.decode_gif, lambda frames: frames[0], rank=4),
-                WEBP: by("WEBP", lambda raw: tf.io.decode_webp(_webp_still(raw)[1]),
+                WEBP: by("WEBP", lambda raw: tf.io.decode_webp(webp_still(raw)[1]),
                          lambda frames: _composite(frames[0]), rank=4)}
     image, reason = tf.switch_case(kind - JPEG, [branches[code] for code in _DECODED])
     return tf.ensure_shape(image, [None, None, 3]), reason
@@ -175,11 +174,11 @@ def _with_scan_copy(data):
     end-of-image marker (entropy-coded data holds no 0xFFD9 or 0xFFDA)."""
     length = tf.cast(tf.strings.length(data), tf.int64)
     end = length - tf.cast(tf.strings.length(
-        tf.strings.split(data, sep=_JPEG_END)[-1]), tf.int64) - len(_JPEG_END)
+        tf.strings.split(data, sep=JPEG_END)[-1]), tf.int64) - len(JPEG_END)
     head = tf.strings.substr(data, tf.constant(0, tf.int64), end)
-    scan = tf.strings.split(head, sep=_JPEG_SCAN)[-1]  # the scan header, then its data
-    entropy = _substr(scan, _uint(_bytes(scan, 0, 2), True), _ALL)
-    return tf.strings.join([head, entropy, _substr(data, end, _ALL)])
+    scan = tf.strings.split(head, sep=JPEG_SCAN)[-1]  # the scan header, then its data
+    entropy = substr(scan, uint(read_bytes(scan, 0, 2), True), ALL)
+    return tf.strings.join([head, entropy, substr(data, end, ALL)])
 
 
 def decode_resized(data, size: int):
@@ -202,196 +201,6 @@ def resize(image, size: int):
     resized = tf.cond(same, lambda: tf.cast(image, tf.float32),
                       lambda: tf.image.resize(image, [size, size], method="bilinear"))
     return tf.ensure_shape(resized, [size, size, 3])
-
-
-# -- reading bytes -----------------------------------------------------------------------
-
-def _zero():
-    return tf.constant(0, tf.int64)
-
-
-def _substr(data, start, count: int):
-    """data[start:start + count] (shorter, or "", past the end), for any start >= 0."""
-    start = tf.minimum(tf.cast(start, tf.int64), tf.cast(tf.strings.length(data), tf.int64))
-    return tf.strings.substr(data, start, tf.constant(count, tf.int64))
-
-
-def _bytes(data, start, count: int):
-    """int64 [count]: the bytes of data[start:start + count], zeros past the end."""
-    padded = tf.strings.substr(tf.strings.join([_substr(data, start, count), b"\0" * count]),
-                               0, count)
-    return tf.reshape(tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int64), [count])
-
-
-def _uint(values, big_endian):
-    """The unsigned integer of int64 byte values [..., n] (big- or little-endian)."""
-    n = int(values.shape[-1])
-    weights = tf.constant([256 ** (n - 1 - i) for i in range(n)], tf.int64)
-    weights = tf.where(big_endian, weights, tf.reverse(weights, [0]))
-    return tf.reduce_sum(values * weights, axis=-1)
-
-
-def _contains(data, needle: bytes):
-    return tf.size(tf.strings.split(data, sep=needle)) > 1
-
-
-def _byte_string(values):
-    """int64 [n] byte values -> the tf.string of those bytes."""
-    table = tf.constant([bytes([i]) for i in range(256)])
-    return tf.strings.reduce_join(tf.gather(table, values))
-
-
-def _le_bytes(value, count: int):
-    """int64 scalar -> its ``count`` little-endian bytes, int64 [count]."""
-    return tf.math.floormod(tf.bitwise.right_shift(
-        value, tf.constant([8 * i for i in range(count)], tf.int64)), 256)
-
-
-# -- headers (each: (height, width, orientation, reason)) ---------------------------------
-
-def _jpeg_header(data, length):
-    frames = tf.constant(image_io.JPEG_FRAME_MARKERS, tf.int64)
-    standalone = tf.constant(tuple(range(0xD0, 0xD8)) + (0x01,), tf.int64)
-
-    def walking(step, position, height, width, orientation, done):
-        return tf.logical_and(step < image_io.MAX_JPEG_SEGMENTS, tf.logical_not(done))
-
-    def step_once(step, position, height, width, orientation, done):
-        head = _bytes(data, position, 9)
-        marker = head[1]
-        valid = tf.logical_and(position + 4 <= length, tf.equal(head[0], 0xFF))
-        fill = tf.logical_and(valid, tf.equal(marker, 0xFF))
-        frame = tf.logical_and(tf.logical_and(valid, tf.logical_not(fill)),
-                               tf.reduce_any(tf.equal(marker, frames)))
-        end = tf.logical_or(tf.equal(marker, 0xDA), tf.equal(marker, 0xD9))
-        found = tf.logical_and(tf.logical_and(valid, tf.equal(marker, 0xE1)),
-                               tf.equal(orientation, 0))
-        orientation = tf.where(found, _exif_orientation(data, position), orientation)
-        skip = tf.where(tf.reduce_any(tf.equal(marker, standalone)), tf.constant(2, tf.int64),
-                        2 + head[2] * 256 + head[3])
-        return (step + 1, position + tf.where(fill, tf.constant(1, tf.int64), skip),
-                tf.where(frame, head[5] * 256 + head[6], height),
-                tf.where(frame, head[7] * 256 + head[8], width), orientation,
-                tf.logical_or(tf.logical_not(valid), tf.logical_or(frame, tf.logical_and(
-                    tf.logical_not(fill), end))))
-
-    _, _, height, width, orientation, _ = tf.while_loop(
-        walking, step_once, (tf.constant(0), tf.constant(2, tf.int64), tf.constant(-1, tf.int64),
-                             tf.constant(-1, tf.int64), tf.constant(0, tf.int64),
-                             tf.constant(False)))
-    # Truncated: image data after the last end-of-image marker (as image_io's rfind test).
-    after_end = tf.strings.split(data, sep=_JPEG_END)[-1]
-    reason = tf.where(height < 0, image_io.REASON_JPEG_HEADER,
-                      tf.where(_contains(after_end, _JPEG_SCAN),
-                               image_io.REASON_TRUNCATED_JPEG, ""))
-    orientation = tf.where(tf.logical_and(orientation >= 1, orientation <= 8), orientation, 1)
-    return height, width, tf.cast(orientation, tf.int32), reason
-
-
-def _exif_orientation(data, position):
-    """The Orientation of the APP1 segment at ``position`` (0 when it is not Exif)."""
-    exif = tf.equal(_substr(data, position + 4, 6), b"Exif\0\0")
-    tiff = position + 10
-    header = _bytes(data, tiff, 8)
-    big = tf.equal(header[0], 0x4D)  # "MM"; "II" is little-endian
-    directory = _bytes(data, tiff + _uint(header[4:8], big), 2 + 12 * _EXIF_ENTRIES)
-    count = _uint(directory[:2], big)
-    entries = tf.reshape(directory[2:], [_EXIF_ENTRIES, 12])
-    tags = _uint(entries[:, 0:2], big)
-    values = _uint(entries[:, 8:10], big)
-    wanted = tf.logical_and(tf.range(_EXIF_ENTRIES, dtype=tf.int64) < count,
-                            tf.equal(tags, _ORIENTATION_TAG))
-    first = tf.argmax(tf.cast(wanted, tf.int32))
-    return tf.where(tf.logical_and(exif, tf.reduce_any(wanted)), values[first],
-                    tf.constant(0, tf.int64))
-
-
-def _png_header(data, length):
-    head = _bytes(data, 16, 8)
-    reason = tf.where(tf.not_equal(_substr(data, 12, 4), b"IHDR"), image_io.REASON_PNG_HEADER,
-                      tf.where(_contains(_substr(data, 33, _ALL), b"IEND"), "",
-                               image_io.REASON_TRUNCATED_PNG))
-    return _uint(head[4:8], True), _uint(head[0:4], True), tf.constant(1), reason
-
-
-def _gif_header(data):
-    head = _bytes(data, 6, 4)
-    return _uint(head[2:4], False), _uint(head[0:2], False), tf.constant(1), tf.constant("")
-
-
-def _bmp_header(data, length):
-    head = _bytes(data, 0, 54)
-    bits, compression = _uint(head[28:30], False), _uint(head[30:34], False)
-    supported = tf.reduce_any([tf.logical_and(tf.equal(bits, b), tf.equal(compression, c))
-                               for b, c in image_io.BMP_SUPPORTED])
-    supported = tf.logical_and(supported, _uint(head[14:18], False) >= 40)
-    width = _uint(head[18:22], False)
-    width = tf.where(width >= 2 ** 31, tf.constant(0, tf.int64), width)
-    height = _uint(head[22:26], False)
-    height = tf.abs(tf.where(height >= 2 ** 31, height - 2 ** 32, height))
-    row = (bits * width + 31) // 32 * 4
-    short = length < _uint(head[10:14], False) + row * height
-    reason = tf.where(tf.logical_not(supported), image_io.REASON_BMP_KIND,
-                      tf.where(short, image_io.REASON_TRUNCATED_BMP, ""))
-    return height, width, tf.constant(1), reason
-
-
-def _webp_header(data, length):
-    head = _bytes(data, 0, 30)
-    chunk = _substr(data, 12, 4)
-    lossless = _uint(head[21:25], False)
-    height, width = tf.case([
-        (tf.equal(chunk, b"VP8 "), lambda: (tf.bitwise.bitwise_and(_uint(head[28:30], False),
-                                                                    0x3FFF),
-                                            tf.bitwise.bitwise_and(_uint(head[26:28], False),
-                                                                   0x3FFF))),
-        (tf.equal(chunk, b"VP8L"), lambda: (tf.bitwise.bitwise_and(
-            tf.bitwise.right_shift(lossless, 14), 0x3FFF) + 1,
-            tf.bitwise.bitwise_and(lossless, 0x3FFF) + 1)),
-        (tf.equal(chunk, b"VP8X"), lambda: (_uint(head[27:30], False) + 1,
-                                            _uint(head[24:27], False) + 1))],
-        default=lambda: (tf.constant(-1, tf.int64), tf.constant(-1, tf.int64)))
-    found, _ = _webp_still(data)
-    reason = tf.where(length < 8 + _uint(head[4:8], False), image_io.REASON_TRUNCATED_WEBP,
-                      tf.where(tf.logical_or(height < 0, tf.logical_not(found)),
-                               image_io.REASON_WEBP_KIND, ""))
-    return height, width, tf.constant(1), reason
-
-
-def _webp_still(data):
-    """(found bool, still WebP) as image_io.webp_first_frame: an animation's first frame on
-    its own, a still WebP as it is; found is False for an animation without a frame."""
-    animated = tf.logical_and(tf.equal(_substr(data, 12, 4), b"VP8X"), tf.not_equal(
-        tf.bitwise.bitwise_and(_bytes(data, 20, 1)[0], 0x02), 0))
-
-    def first_frame():
-        length = tf.cast(tf.strings.length(data), tf.int64)
-
-        def walking(step, position, found):
-            return tf.logical_and(tf.logical_and(step < _WEBP_CHUNKS, position + 8 <= length),
-                                  tf.logical_not(found))
-
-        def step_once(step, position, found):
-            found = tf.equal(_substr(data, position, 4), b"ANMF")
-            size = _uint(_bytes(data, position + 4, 4), False)
-            return step + 1, tf.where(found, position, position + 8 + size + size % 2), found
-
-        _, position, found = tf.while_loop(
-            walking, step_once, (tf.constant(0), tf.constant(30, tf.int64), tf.constant(False)))
-        size = _uint(_bytes(data, position + 4, 4), False)
-        frame = tf.strings.substr(data, tf.minimum(position + 24, length),
-                                  tf.maximum(size - 16, 0))
-        sizes = _bytes(data, position + 14, 6)
-        width, height = _uint(sizes[0:3], False) + 1, _uint(sizes[3:6], False) + 1
-        alpha_header = _byte_string(tf.concat([
-            tf.constant(list(b"VP8X\x0a\0\0\0\x10\0\0\0"), tf.int64),
-            _le_bytes(width - 1, 3), _le_bytes(height - 1, 3)], 0))
-        frame = tf.where(tf.equal(tf.strings.substr(frame, 0, 4), b"ALPH"),
-                         tf.strings.join([alpha_header, frame]), frame)
-        riff = _byte_string(_le_bytes(4 + tf.cast(tf.strings.length(frame), tf.int64), 4))
-        return found, tf.strings.join([b"RIFF", riff, b"WEBP", frame])
-
-    return tf.cond(animated, first_frame, lambda: (tf.constant(True), data))
 
 
 # -- pixels ------------------------------------------------------------------------------
@@ -420,11 +229,11 @@ def _bmp_pixels(data, image):
     through its colour table, 32-bit with the 4th byte dropped."""
 
     def through_palette():
-        head = _bytes(data, 0, 54)
-        used = _uint(head[46:50], False)
+        head = read_bytes(data, 0, 54)
+        used = uint(head[46:50], False)
         colours = tf.where(tf.logical_or(used == 0, used > 256), tf.constant(256, tf.int64),
                            used)
-        table = tf.reshape(_bytes(data, 14 + _uint(head[14:18], False), 4 * 256), [256, 4])
+        table = tf.reshape(read_bytes(data, 14 + uint(head[14:18], False), 4 * 256), [256, 4])
         rgb = tf.cast(tf.reverse(table[:, :3], [1]), tf.uint8)  # stored B, G, R, 0
         index = tf.minimum(tf.cast(image[:, :, 0], tf.int64), colours - 1)
         return tf.gather(rgb, index)
