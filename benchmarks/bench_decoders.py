@@ -64,84 +64,123 @@ def files_of(rgb: np.ndarray) -> dict[str, bytes]:
     return made
 
 
-def main(argv) -> int:
-    import tensorflow as tf
+class Parity:
+    """The largest |age difference| in years per (file kind, path) over the faces measured,
+    and the verdict on each file kind every path refuses."""
 
-    from tfdldl import evaluate, export, host_pipeline, tf_image_io
-    from tfdldl.image_io import ImageReadError, decode_rgb
-    from tfdldl.inference import load_predictor, predict_flip_averaged
+    def __init__(self, predictor, serving):
+        self.predictor, self.serving = predictor, serving
+        self.worst: dict[tuple[str, str], float] = {}
+        self.refused: dict[str, str] = {}
+
+    def note(self, kind: str, column: str, difference) -> None:
+        key = (kind, column)
+        self.worst[key] = max(self.worst.get(key, 0.0), float(np.max(np.abs(difference))))
+
+    def age(self, pixels) -> float:
+        """The Keras predictor's age of one aligned face, uint8/float [size, size, 3]."""
+        return self.predictor.predict_images(np.asarray(pixels, np.float32)[None])["value"][0]
+
+    def files(self, made: dict[str, bytes]) -> None:
+        """Every file kind through ``serving_default`` alone and in one mixed batch, and
+        ``serving_flip_averaged``, against predict on the same file."""
+        import tensorflow as tf
+
+        from tfdldl.image_io import ImageReadError, decode_rgb
+        from tfdldl.inference import predict_flip_averaged
+
+        kinds = sorted(made)
+        batch = self.serving([made[kind] for kind in kinds])
+        for index, kind in enumerate(kinds):
+            data = made[kind]
+            alone = self.serving([data])
+            try:
+                pixels = decode_rgb(data, kind)
+            except ImageReadError as error:  # TIFF: refused on every path
+                same = {error.reason, alone["error"][0].decode(),
+                        batch["error"][index].decode()}
+                self.refused[kind] = "refused alike" if len(same) == 1 else f"DIFFER: {same}"
+                continue
+            predicted = self.age(pixels)
+            before = self.age(tf.io.decode_image(data, channels=3, expand_animations=False))
+            self.note(kind, "serving_default before", before - predicted)
+            self.note(kind, "serving_default", alone["value"][0] - predicted)
+            self.note(kind, "mixed batch vs alone", batch["value"][index] - alone["value"][0])
+            flipped = predict_flip_averaged(self.predictor, pixels[None].astype(np.float32))
+            self.note(kind, "serving_flip_averaged",
+                      self.serving.predict_flip_averaged([data])["value"][0]
+                      - flipped["value"][0])
+
+    def orientations(self, made: dict[str, bytes], rgb: np.ndarray) -> None:
+        """The EXIF-oriented JPEGs, before (tf.io.decode_image) and through predict, against
+        the upright JPEG."""
+        import tensorflow as tf
+
+        from tfdldl.image_io import decode_rgb
+
+        reference = self.age(decode_rgb(_pil(Image.fromarray(rgb), "JPEG", quality=100,
+                                             subsampling=0)))
+        for orientation in ORIENTED:
+            data = made[f"jpeg exif {orientation}"]
+            old = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+            self.note(f"jpeg exif {orientation}", "upright, serving before",
+                      self.age(old) - reference)
+            self.note(f"jpeg exif {orientation}", "upright, predict",
+                      self.age(decode_rgb(data)) - reference)
+
+    def training(self, jpeg: bytes, size: int) -> None:
+        """The JPEG through the training decoders (before and now, tf.data, host pipeline,
+        evaluate) against predict."""
+        import tensorflow as tf
+
+        from tfdldl import evaluate, host_pipeline, tf_image_io
+        from tfdldl.image_io import decode_rgb
+
+        predicted = self.age(decode_rgb(jpeg))
+        fast = tf.io.decode_jpeg(jpeg, channels=3).numpy()
+        self.note("jpeg", "training before (fast IDCT)", self.age(fast) - predicted)
+        trained = tf_image_io.resize(tf.io.decode_jpeg(
+            jpeg, channels=3, dct_method=tf_image_io.JPEG_DCT_METHOD), size).numpy()
+        self.note("jpeg", "tf.data training", self.age(trained) - predicted)
+        self.note("jpeg", "host pipeline",
+                  self.age(host_pipeline.decode_image(jpeg, size)) - predicted)
+        self.note("jpeg", "evaluate", self.age(evaluate.decode_jpegs([jpeg])[0]) - predicted)
+
+    def print_table(self, faces: int) -> None:
+        """A Markdown table: a row per file kind, a column per path."""
+        columns = sorted({column for _, column in self.worst})
+        kinds = sorted({kind for kind, _ in self.worst})
+        print(f"largest |age difference| in years over {faces} faces; reference: "
+              "tfdldl.predict --aligned on the same file ('upright': on the upright JPEG)")
+        print("| file | " + " | ".join(columns) + " |")
+        print("|---" * (len(columns) + 1) + "|")
+        for kind in kinds:
+            cells = ["" if (kind, column) not in self.worst
+                     else f"{self.worst[kind, column]:.3f}" for column in columns]
+            print(f"| {kind} | " + " | ".join(cells) + " |")
+        for kind, verdict in sorted(self.refused.items()):
+            print(f"| {kind} | " + " | ".join([verdict] * len(columns)) + " |")
+
+
+def main(argv) -> int:
+    from tfdldl import export
+    from tfdldl.inference import load_predictor
 
     with tempfile.TemporaryDirectory() as scratch:
         path = export.reexport_saved_model(FLAGS.model, scratch, "model", 1)
-        predictor, serving = load_predictor(path), export.load_serving(path)
+        predictor = load_predictor(path)
+        parity = Parity(predictor, export.load_serving(path))
         size = predictor.face_size
         chips = sorted(glob.glob(os.path.join(FLAGS.images, "*.jpg")))
         chips = chips[:: max(1, len(chips) // FLAGS.faces)][:FLAGS.faces]
-        worst: dict[tuple[str, str], float] = {}
-        refused: dict[str, str] = {}
-
-        def note(kind, column, difference):
-            key = (kind, column)
-            worst[key] = max(worst.get(key, 0.0), float(np.max(np.abs(difference))))
-
-        def age(pixels):
-            return predictor.predict_images(np.asarray(pixels, np.float32)[None])["value"][0]
-
         for chip in chips:
             rgb = cv2.resize(cv2.cvtColor(cv2.imread(chip), cv2.COLOR_BGR2RGB), (size, size),
                              interpolation=cv2.INTER_AREA)
             made = files_of(rgb)
-            kinds = sorted(made)
-            batch = serving([made[kind] for kind in kinds])
-            for index, kind in enumerate(kinds):
-                data = made[kind]
-                alone = serving([data])
-                try:
-                    pixels = decode_rgb(data, kind)
-                except ImageReadError as error:  # TIFF: refused on every path
-                    same = {error.reason, alone["error"][0].decode(),
-                            batch["error"][index].decode()}
-                    refused[kind] = "refused alike" if len(same) == 1 else f"DIFFER: {same}"
-                    continue
-                predicted = age(pixels)
-                before = age(tf.io.decode_image(data, channels=3, expand_animations=False))
-                note(kind, "serving_default before", before - predicted)
-                note(kind, "serving_default", alone["value"][0] - predicted)
-                note(kind, "mixed batch vs alone", batch["value"][index] - alone["value"][0])
-                flipped = predict_flip_averaged(predictor, pixels[None].astype(np.float32))
-                note(kind, "serving_flip_averaged",
-                     serving.predict_flip_averaged([data])["value"][0] - flipped["value"][0])
-            reference = age(decode_rgb(_pil(Image.fromarray(rgb), "JPEG", quality=100,
-                                            subsampling=0)))
-            for orientation in ORIENTED:
-                data = made[f"jpeg exif {orientation}"]
-                old = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-                note(f"jpeg exif {orientation}", "upright, serving before",
-                     age(old) - reference)
-                note(f"jpeg exif {orientation}", "upright, predict",
-                     age(decode_rgb(data)) - reference)
-            jpeg = made["jpeg"]
-            predicted = age(decode_rgb(jpeg))
-            fast = tf.io.decode_jpeg(jpeg, channels=3).numpy()
-            note("jpeg", "training before (fast IDCT)", age(fast) - predicted)
-            trained = tf_image_io.resize(tf.io.decode_jpeg(
-                jpeg, channels=3, dct_method=tf_image_io.JPEG_DCT_METHOD), size).numpy()
-            note("jpeg", "tf.data training", age(trained) - predicted)
-            note("jpeg", "host pipeline", age(host_pipeline.decode_image(jpeg, size)) - predicted)
-            note("jpeg", "evaluate", age(evaluate.decode_jpegs([jpeg])[0]) - predicted)
-
-    columns = sorted({column for _, column in worst})
-    kinds = sorted({kind for kind, _ in worst})
-    print(f"largest |age difference| in years over {len(chips)} faces; reference: "
-          "tfdldl.predict --aligned on the same file ('upright': on the upright JPEG)")
-    print("| file | " + " | ".join(columns) + " |")
-    print("|---" * (len(columns) + 1) + "|")
-    for kind in kinds:
-        cells = ["" if (kind, column) not in worst else f"{worst[kind, column]:.3f}"
-                 for column in columns]
-        print(f"| {kind} | " + " | ".join(cells) + " |")
-    for kind, verdict in sorted(refused.items()):
-        print(f"| {kind} | " + " | ".join([verdict] * len(columns)) + " |")
+            parity.files(made)
+            parity.orientations(made, rgb)
+            parity.training(made["jpeg"], size)
+    parity.print_table(len(chips))
     return 0
 
 

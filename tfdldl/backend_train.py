@@ -90,7 +90,6 @@ def train(experiment: Experiment, workers: Optional[int] = None,
     import keras
 
     from tfdldl import heads
-    from tfdldl.model_setup import build_compiled_model
     from tfdldl.throughput import ThroughputLog
 
     run_dir = experiment.run_dir
@@ -101,11 +100,7 @@ def train(experiment: Experiment, workers: Optional[int] = None,
     started = time.perf_counter()
     train_faces, steps, evaluation = _read_data(experiment, manifest)
 
-    keras.utils.set_random_seed(experiment.seed)
-    if backend == "jax":  # XLA is the JAX backend's only fast path
-        experiment = dataclasses.replace(
-            experiment, train=dataclasses.replace(experiment.train, jit_compile=True))
-    model = build_compiled_model(experiment, manifest, steps)
+    model = _seeded_model(experiment, manifest, steps, backend)
     loader = host_pipeline.HostBatches(
         train_faces, batch, heads.of_model(model), manifest.label_space, size,
         experiment.augment, seed=experiment.seed, steps_per_epoch=steps,
@@ -125,16 +120,38 @@ def train(experiment: Experiment, workers: Optional[int] = None,
     chosen = BEST_WEIGHTS if os.path.exists(os.path.join(run_dir, BEST_WEIGHTS)) else LAST_WEIGHTS
     model.load_weights(os.path.join(run_dir, chosen))
     save_model_weights(model, os.path.join(run_dir, WEIGHTS))
-    timing = {"backend": backend, "device": device_name(backend),
-              "host_workers": loader.workers, "cpu_count": os.cpu_count(),
-              "batch_size": batch, "image_size": size, **throughput.summary()}
-    results: dict[str, Any] = {
+    results, timing = _summaries(experiment, backend, loader.workers, throughput, chosen,
+                                 started)
+    return _write_results(model, run_dir, evaluation, results, timing)
+
+
+def _seeded_model(experiment: Experiment, manifest: Manifest, steps: int, backend: str):
+    """Seed Keras with ``experiment.seed``, then the compiled model
+    (:func:`tfdldl.model_setup.build_compiled_model`), XLA-compiled under JAX."""
+    import keras
+
+    from tfdldl.model_setup import build_compiled_model
+
+    keras.utils.set_random_seed(experiment.seed)
+    if backend == "jax":  # XLA is the JAX backend's only fast path
+        experiment = dataclasses.replace(
+            experiment, train=dataclasses.replace(experiment.train, jit_compile=True))
+    return build_compiled_model(experiment, manifest, steps)
+
+
+def _summaries(experiment: Experiment, backend: str, workers: int, throughput, chosen: str,
+               started: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results before evaluation: experiment, backend, epochs, which weights, wall seconds
+    since ``started`` (time.perf_counter); timing: backend, device, sizes, throughput)."""
+    timing = {"backend": backend, "device": device_name(backend), "host_workers": workers,
+              "cpu_count": os.cpu_count(), "batch_size": experiment.train.batch_size,
+              "image_size": experiment.model.input_size, **throughput.summary()}
+    return {
         "experiment": experiment.name, "backend": backend, "device": timing["device"],
         "epochs_planned": experiment.train.epochs, "epochs_done": len(throughput.epochs),
         "stopped_by_time_limit": throughput.stopped_by_time_limit,
         "weights": "best validation MAE" if chosen == BEST_WEIGHTS else "last epoch",
-        "seconds": time.perf_counter() - started}
-    return _write_results(model, run_dir, evaluation, results, timing)
+        "seconds": time.perf_counter() - started}, timing
 
 
 def _validation(model, manifest: Manifest, split):

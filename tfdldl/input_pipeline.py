@@ -90,14 +90,7 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: heads
       ManifestError: missing/empty split, other label space, too few records, unknown output,
         a shard that is not the one its build wrote (tfrecord_reader.verify_shards).
     """
-    if label_space is not None:
-        manifest.require_label_space(label_space)
-    try:
-        heads.check_outputs(outputs)
-    except ValueError as error:
-        raise ManifestError(str(error)) from None
-    files = manifest.shards(split)
-    tfrecord_reader.verify_shards(manifest, [split])  # a damaged or swapped shard, by name
+    files = _checked_shards(manifest, split, outputs, label_space)
     size = int(image_size or manifest.image_size)
     decode = _decoder(manifest.label_space, outputs, size)
     options = tf.data.Options()
@@ -109,16 +102,43 @@ def make_dataset(manifest: Manifest, split: str, batch_size: int, outputs: heads
     steps = steps_per_epoch or _passes(manifest, split, batch_size, shard)
     if skip_batches >= steps:
         raise ValueError(f"skip_batches {skip_batches} must be < steps_per_epoch {steps}")
-    if in_memory:
-        batches, load = _in_memory_batches(manifest, split, batch_size, decode, seed, steps,
-                                           shard)
-    else:
-        batches, load = _streamed_batches(files, batch_size, seed, steps, shuffle_buffer,
-                                          options.deterministic, shard), decode
+    batches, load = _training_batches(manifest, split, files, batch_size, decode, seed, steps,
+                                      shuffle_buffer, options.deterministic, shard, in_memory)
 
     dataset = _epochs(batches, load, augment_cfg, seed, steps, first_epoch, epochs,
                       skip_batches)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _checked_shards(manifest: Manifest, split: str, outputs: heads.Outputs,
+                    label_space: Optional[LabelSpace]) -> list[str]:
+    """The shard files of ``split``, after checking the label space (when given), the
+    outputs, and every shard against what its build wrote.
+
+    Raises:
+      ManifestError: another label space, an unknown output, a missing or empty split, a
+        damaged or swapped shard.
+    """
+    if label_space is not None:
+        manifest.require_label_space(label_space)
+    try:
+        heads.check_outputs(outputs)
+    except ValueError as error:
+        raise ManifestError(str(error)) from None
+    files = manifest.shards(split)
+    tfrecord_reader.verify_shards(manifest, [split])  # a damaged or swapped shard, by name
+    return files
+
+
+def _training_batches(manifest: Manifest, split: str, files: list[str], batch_size: int,
+                      decode, seed: int, steps: int, shuffle_buffer: int, deterministic: bool,
+                      shard: Optional[tuple[int, int]], in_memory: bool):
+    """(batches: epoch -> its ``steps`` batches, load: batch -> (images, targets)): from the
+    split decoded once into memory (``in_memory``), or streamed from ``files``."""
+    if in_memory:
+        return _in_memory_batches(manifest, split, batch_size, decode, seed, steps, shard)
+    return _streamed_batches(files, batch_size, seed, steps, shuffle_buffer, deterministic,
+                             shard), decode
 
 
 def _epochs(batches, load, augment_cfg: Optional[AugmentConfig], seed: int, steps: int,

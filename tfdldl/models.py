@@ -81,14 +81,23 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
     _check_choice("arch", arch, tuple(ARCHITECTURES))
     _check_choice("pooling", pooling, POOLINGS)
     head_kind = heads.get(head)
-    if int(input_size) < MIN_INPUT_SIZE:
-        raise ValueError(f"input_size {input_size} is too small: the network halves the image "
-                         f"five times, so it needs at least {MIN_INPUT_SIZE} px")
-    if width is not None and not width > 0:
-        raise ValueError(f"width must be a positive channel multiplier, got {width}")
+    _check_size(input_size, width)
     _check_categorical(categorical, into_label)
 
     images = keras.Input((input_size, input_size, 3), name="images", dtype="float32")
+    features = _pooled_features(images, arch, pooling, width, attention)
+    if loss_weighting:
+        features = LossWeights(loss_weighting, name=LAYER_NAME)(features)
+
+    outputs = _heads(features, head_kind, label_space, categorical, into_label)
+    return keras.Model(images, outputs, name=f"{arch}agenet")
+
+
+def _pooled_features(images, arch: str, pooling: str, width: Optional[float],
+                     attention: bool):
+    """The backbone on ``images`` (float32 [N, S, S, 3], RGB 0..255): rescale to [-1, 1],
+    the conv blocks of ``arch`` (scaled by ``width``), CBAM when ``attention``, then the
+    pooling; returns the pooled features [N, C]."""
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
     blocks = ARCHITECTURES[arch]
     for b, channels in enumerate(blocks, start=1):
@@ -99,14 +108,18 @@ def build_model(arch: Literal["thin", "tiny"], label_space: LabelSpace, input_si
     if attention:
         x = dldl_layers.ConvBlockAttention(name="attention")(x)
     if pooling == "hybrid":
-        features = dldl_layers.HybridPooling(name="hybrid_pool")(x)
-    else:
-        features = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    if loss_weighting:
-        features = LossWeights(loss_weighting, name=LAYER_NAME)(features)
+        return dldl_layers.HybridPooling(name="hybrid_pool")(x)
+    return keras.layers.GlobalAveragePooling2D(name="gap")(x)
 
-    outputs = _heads(features, head_kind, label_space, categorical, into_label)
-    return keras.Model(images, outputs, name=f"{arch}agenet")
+
+def _check_size(input_size: int, width: Optional[float]) -> None:
+    """Raise ValueError for an input side under MIN_INPUT_SIZE px or a width that is not a
+    positive channel multiplier."""
+    if int(input_size) < MIN_INPUT_SIZE:
+        raise ValueError(f"input_size {input_size} is too small: the network halves the image "
+                         f"five times, so it needs at least {MIN_INPUT_SIZE} px")
+    if width is not None and not width > 0:
+        raise ValueError(f"width must be a positive channel multiplier, got {width}")
 
 
 def _heads(features, head_kind, label_space: LabelSpace,

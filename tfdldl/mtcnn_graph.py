@@ -51,68 +51,13 @@ class GraphMTCNN:
     """
 
     def __init__(self, thresholds: Sequence[float] = (0.6, 0.7, 0.7)):
-        import tensorflow as tf
         from mtcnn.stages import StageONet, StagePNet, StageRNet
 
         self.thresholds = tuple(float(t) for t in thresholds)
         pnet, rnet, onet = (_as_graph_function(stage().model)
                             for stage in (StagePNet, StageRNet, StageONet))
-        images_spec = tf.TensorSpec([None, None, None, 3], tf.float32)
-
-        @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.uint8), tf.TensorSpec([None, 2], tf.int32),
-            tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([], tf.float64)])
-        def pnet_pyramid(images, shapes, sizes, threshold):
-            """Normalised images (padding = 0) and PNet's windows above ``threshold`` on
-            every pyramid level: [M, 4] (level, image, row, column), scores [M], regression [M, 4]."""
-            normalized = (tf.cast(images, tf.float32) - 127.5) / 128.0
-
-            def without_padding():
-                rows = tf.range(tf.shape(images)[1])[None, :, None]
-                columns = tf.range(tf.shape(images)[2])[None, None, :]
-                inside = ((rows < shapes[:, 0, None, None])
-                          & (columns < shapes[:, 1, None, None]))
-                return normalized * tf.cast(inside, tf.float32)[..., None]
-
-            padded = tf.reduce_any(shapes != tf.shape(images)[None, 1:3])
-            normalized = tf.cond(padded, without_padding, lambda: normalized)
-
-            def level(index, windows, scores, regressions):
-                scaled = tf.image.resize(normalized, sizes[index],
-                                         method=tf.image.ResizeMethod.AREA)
-                regression, probability = pnet(scaled)
-                face = probability[..., 1]
-                where = tf.where(tf.cast(face, tf.float64) > threshold)
-                tagged = tf.concat([tf.fill([tf.shape(where)[0], 1], tf.cast(index, tf.int64)),
-                                    where], axis=1)
-                return (index + 1, windows.write(index, tagged),
-                        scores.write(index, tf.gather_nd(face, where)),
-                        regressions.write(index, tf.gather_nd(regression, where)))
-
-            count = tf.shape(sizes)[0]
-            arrays = [tf.TensorArray(dtype, size=count, infer_shape=False, element_shape=shape)
-                      for dtype, shape in ((tf.int64, [None, 4]), (tf.float32, [None]),
-                                           (tf.float32, [None, 4]))]
-            _, windows, scores, regressions = tf.while_loop(
-                lambda index, *_: index < count, level, [0, *arrays])
-            return normalized, windows.concat(), scores.concat(), regressions.concat()
-
-        def patches_of(images, boxes, indexes, side):
-            return tf.image.crop_and_resize(images, boxes, indexes, (side, side))
-
-        boxes_spec = [images_spec, tf.TensorSpec([None, 4], tf.float32),
-                      tf.TensorSpec([None], tf.int32)]
-
-        @tf.function(autograph=False, input_signature=boxes_spec)
-        def rnet_boxes(images, boxes, indexes):
-            return rnet(patches_of(images, boxes, indexes, 24))
-
-        @tf.function(autograph=False, input_signature=boxes_spec)
-        def onet_boxes(images, boxes, indexes):
-            return onet(patches_of(images, boxes, indexes, 48))
-
-        self._pnet = pnet_pyramid
-        self._rnet, self._onet = rnet_boxes, onet_boxes
+        self._pnet = _pnet_pyramid_function(pnet)
+        self._rnet, self._onet = _box_functions(rnet, onet)
 
     def detect(self, images: Sequence[np.ndarray], pyramid: Sequence[float]) -> np.ndarray:
         """Faces in ``images`` (uint8 RGB [H, W, 3] each, shapes may differ).
@@ -183,6 +128,79 @@ class GraphMTCNN:
              boxes[:, 4:5] / y_divisor, boxes[:, 3:4] / x_divisor], axis=1)
         outputs = network(normalized, coordinates.astype(np.float32), indexes)
         return [output.numpy() for output in outputs]
+
+
+def _pnet_pyramid_function(pnet):
+    """The compiled PNet stage: (uint8 images [N, H, W, 3] padded to one canvas, their own
+    shapes [N, 2], pyramid level sizes [L, 2], threshold) -> (normalised images, windows
+    [M, 4] (level, image, row, column), scores [M], regression [M, 4]), one graph for any
+    image size."""
+    import tensorflow as tf
+
+    @tf.function(autograph=False, input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.uint8), tf.TensorSpec([None, 2], tf.int32),
+        tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([], tf.float64)])
+    def pnet_pyramid(images, shapes, sizes, threshold):
+        """Normalised images (padding = 0) and PNet's windows above ``threshold`` on
+        every pyramid level: [M, 4] (level, image, row, column), scores [M], regression [M, 4]."""
+        normalized = (tf.cast(images, tf.float32) - 127.5) / 128.0
+
+        def without_padding():
+            rows = tf.range(tf.shape(images)[1])[None, :, None]
+            columns = tf.range(tf.shape(images)[2])[None, None, :]
+            inside = ((rows < shapes[:, 0, None, None])
+                      & (columns < shapes[:, 1, None, None]))
+            return normalized * tf.cast(inside, tf.float32)[..., None]
+
+        padded = tf.reduce_any(shapes != tf.shape(images)[None, 1:3])
+        normalized = tf.cond(padded, without_padding, lambda: normalized)
+
+        def level(index, windows, scores, regressions):
+            scaled = tf.image.resize(normalized, sizes[index],
+                                     method=tf.image.ResizeMethod.AREA)
+            regression, probability = pnet(scaled)
+            face = probability[..., 1]
+            where = tf.where(tf.cast(face, tf.float64) > threshold)
+            tagged = tf.concat([tf.fill([tf.shape(where)[0], 1], tf.cast(index, tf.int64)),
+                                where], axis=1)
+            return (index + 1, windows.write(index, tagged),
+                    scores.write(index, tf.gather_nd(face, where)),
+                    regressions.write(index, tf.gather_nd(regression, where)))
+
+        count = tf.shape(sizes)[0]
+        arrays = [tf.TensorArray(dtype, size=count, infer_shape=False, element_shape=shape)
+                  for dtype, shape in ((tf.int64, [None, 4]), (tf.float32, [None]),
+                                       (tf.float32, [None, 4]))]
+        _, windows, scores, regressions = tf.while_loop(
+            lambda index, *_: index < count, level, [0, *arrays])
+        return normalized, windows.concat(), scores.concat(), regressions.concat()
+
+    return pnet_pyramid
+
+
+def _box_functions(rnet, onet):
+    """The compiled RNet and ONet stages: (normalised images [N, H, W, 3], boxes [B, 4]
+    normalised y1, x1, y2, x2, image index [B]) -> the network's outputs on the boxes'
+    crops (24 px for RNet, 48 px for ONet)."""
+    import tensorflow as tf
+
+    images_spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+
+    def patches_of(images, boxes, indexes, side):
+        return tf.image.crop_and_resize(images, boxes, indexes, (side, side))
+
+    boxes_spec = [images_spec, tf.TensorSpec([None, 4], tf.float32),
+                  tf.TensorSpec([None], tf.int32)]
+
+    @tf.function(autograph=False, input_signature=boxes_spec)
+    def rnet_boxes(images, boxes, indexes):
+        return rnet(patches_of(images, boxes, indexes, 24))
+
+    @tf.function(autograph=False, input_signature=boxes_spec)
+    def onet_boxes(images, boxes, indexes):
+        return onet(patches_of(images, boxes, indexes, 48))
+
+    return rnet_boxes, onet_boxes
 
 
 def _as_graph_function(model):

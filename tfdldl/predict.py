@@ -33,27 +33,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import math
 import os
 import sys
 import time
 from typing import Iterator, Sequence
 
-import numpy as np
-
 from tfdldl import cli
 from tfdldl.calibration import calibrate_outputs
-from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
+from tfdldl.inference import Predictor
 from tfdldl.output_names import categorical_head_of
 from tfdldl.predict_inputs import (Frame, InputError, duplicates_note, expand_inputs,
                                    nothing_to_predict, read_frames)
-from tfdldl.predict_output import (FORMATS, STATUS_ERROR, STATUS_FACE, STATUS_NO_FACE,
-                                   FaceRow, Progress, RowWriter, Tally, common_root,
-                                   describe_model, draw)
+from tfdldl.predict_output import (FORMATS, STATUS_ERROR, STATUS_FACE, FaceRow, Progress,
+                                   RowWriter, Tally, common_root, describe_model, draw)
+from tfdldl.predict_rows import face_rows, predict_in_batches
 
-# With --aligned, images whose shorter side is below this share of the model's face size
-# get a warning: upsampled that far, they carry little of what the model saw in training.
-SMALL_FACE_SHARE = 0.25
+# What callers use from here: this module's API, and the names of the row and input types
+# they read its results with (re-exported).
+__all__ = ["predict_frames", "predict_paths", "output_format", "main", "define_flags", "run",
+           "STAGES", "EXTENSION_FORMATS", "Frame", "InputError", "expand_inputs", "FaceRow",
+           "RowWriter", "STATUS_FACE", "STATUS_ERROR"]
 
 
 # -- prediction --------------------------------------------------------------------------
@@ -97,17 +96,6 @@ def _faces_of(frames: list[Frame], aligner, aligned: bool,
                  for face in faces] for frame, faces in zip(frames, detected)]
 
 
-def _predict_in_batches(predictor: Predictor, crops: list[np.ndarray],
-                        batch_size: int, flip: bool = True) -> dict[str, np.ndarray]:
-    """Model outputs for uint8 [S, S, 3] crops, ``batch_size`` faces per forward pass,
-    each averaged with its mirror image when ``flip`` (the paper's test protocol)."""
-    run = (lambda images: predict_flip_averaged(predictor, images)) if flip \
-        else predictor.predict_images
-    parts = [run(np.stack(crops[start:start + batch_size]).astype(np.float32))
-             for start in range(0, len(crops), batch_size)]
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} if parts else {}
-
-
 def predict_frames(frames: list[Frame], predictor: Predictor, aligner, aligned: bool = False,
                    interval_mass: float = 0.9, batch_size: int = 32,
                    timings: dict[str, float] | None = None,
@@ -138,80 +126,9 @@ def _rows_of(frames: list[Frame], faces: list, predictor: Predictor, aligner, al
     face, per frame (:func:`_faces_of`)."""
     crops = [crop for per_frame in faces for _, _, crop in per_frame]
     with _stage(timings, "model"):
-        outputs = calibrate_outputs(_predict_in_batches(predictor, crops, batch_size, flip),
+        outputs = calibrate_outputs(predict_in_batches(predictor, crops, batch_size, flip),
                                     predictor.temperature, predictor.label_space.grid)
-    if "distribution" in outputs:
-        low, high = central_interval(outputs["distribution"], predictor.label_space.grid,
-                                     interval_mass)
-    classes = face_classes(outputs, predictor.class_names)
-    rows, position = [], 0
-    for frame, per_frame in zip(frames, faces):
-        if not per_frame:
-            rows.append([FaceRow(frame.name, STATUS_NO_FACE,
-                                 message=_too_small_for_faces(frame, aligner))])
-            continue
-        frame_rows = []
-        for index, (box, confidence, _) in enumerate(per_frame):
-            has_interval = "distribution" in outputs
-            frame_rows.append(FaceRow(
-                frame.name, STATUS_FACE, face=index,
-                x=box[0], y=box[1], width=box[2], height=box[3],
-                value=float(outputs["value"][position]),
-                stddev=_finite(outputs["stddev"][position]),
-                low=float(low[position]) if has_interval else None,
-                high=float(high[position]) if has_interval else None,
-                confidence=confidence, classes=classes[position],
-                message=_size_warning(frame, predictor.face_size) if aligned else ""))
-            position += 1
-        rows.append(frame_rows)
-    return rows
-
-
-def face_classes(outputs: dict[str, np.ndarray],
-                 class_names: dict[str, Sequence[str]]) -> list[dict[str, tuple[str, float]]]:
-    """Per face, {categorical head: (its most probable class name, that probability 0..1)}.
-
-    Args:
-      outputs: model outputs; ``outputs["value"]`` [N] and, per categorical head,
-        ``outputs["<head>_probability"]`` float [N, C] class probabilities.
-      class_names: {probability output: its C class names in column order}
-        (Predictor.class_names); an output missing from ``outputs`` is left out.
-    Returns:
-      N dicts (empty for a model without categorical heads).
-    """
-    per_face: list[dict[str, tuple[str, float]]] = [{} for _ in outputs.get("value", ())]
-    for output, names in class_names.items():
-        if output not in outputs:
-            continue
-        probabilities = np.asarray(outputs[output], np.float64)
-        head = categorical_head_of(output)
-        for classes, row, best in zip(per_face, probabilities, np.argmax(probabilities, -1)):
-            classes[head] = (names[best], float(row[best]))
-    return per_face
-
-
-def _size_warning(frame: Frame, face_size: int) -> str:
-    """A warning for an --aligned image far smaller than the model's faces, else ""."""
-    height, width = frame.rgb.shape[:2]
-    if min(height, width) >= SMALL_FACE_SHARE * face_size:
-        return ""
-    return (f"warning: a {width}x{height} px image is far smaller than the {face_size} px "
-            "faces the model was trained on; this prediction is unreliable")
-
-
-def _too_small_for_faces(frame: Frame, aligner) -> str:
-    """Why no face can be found in a picture smaller than the smallest face searched, or ""."""
-    height, width = frame.rgb.shape[:2]
-    smallest = aligner.smallest_face(frame.rgb.shape)
-    if min(height, width) >= smallest:
-        return ""
-    return (f"the image is {width}x{height} px, smaller than the smallest face looked for "
-            f"({smallest:.0f} px; --min_face_size)")
-
-
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return face_rows(frames, faces, outputs, predictor, aligner, aligned, interval_mass)
 
 
 def predict_paths(arguments: Sequence[str | InputError], predictor: Predictor, aligner,

@@ -95,6 +95,45 @@ def _age_group_table(groups: Mapping[str, Any] | None) -> str:
             f"<th>count</th><th>accuracy</th></tr>{rows}</table>")
 
 
+_STYLE = """<style>
+body { font-family: sans-serif; margin: 2em; max-width: 1400px; }
+table { border-collapse: collapse; margin: 1em 2em 1em 0; display: inline-table;
+         vertical-align: top; }
+th, td { border: 1px solid #ccc; padding: 3px 10px; text-align: right; }
+figure { display: inline-block; margin: 1em; vertical-align: top; }
+img { max-width: 100%; }
+</style>"""
+
+# Marks the page once loaded: <body data-broken-images="N">, N images the browser could
+# not decode.
+_BROKEN_IMAGES_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var broken = Array.prototype.filter.call(document.images, function (image) {
+    return !image.complete || image.naturalWidth === 0; });
+  document.body.setAttribute("data-broken-images", String(broken.length));
+});
+</script>"""
+
+
+def _metric_tables(results: Mapping[str, Any]) -> str:
+    """The headline metrics, the cumulative scores and the per-band table."""
+    headline_keys = ["count", "mae", "bias", "rmse", "pearson", "epsilon_error",
+                     "mean_predicted_stddev", "flip_averaged"]
+    headline = "".join(
+        f"<tr><th>{html.escape(key)}</th><td>{_format(results.get(key))}</td></tr>"
+        for key in headline_keys if key in results)
+    cs_at = "".join(f"<tr><th>CS@{html.escape(theta)}</th><td>{_format(score)}</td></tr>"
+                    for theta, score in results.get("cs_at", {}).items())
+    band_rows = "".join(
+        f"<tr><td>{band['low']:g}–{band['high']:g}</td><td>{band['count']}</td>"
+        f"<td>{_format(band['mae'])}</td><td>{_format(band['bias'])}</td></tr>"
+        for band in results.get("bands", []))
+    return (f"<table><caption>Metrics</caption>{headline}</table>\n"
+            f"<table><caption>Cumulative score</caption>{cs_at}</table>\n"
+            "<table><caption>By band</caption><tr><th>band</th><th>count</th><th>MAE</th>"
+            f"<th>bias</th></tr>\n{band_rows}</table>")
+
+
 def write_html(out_dir: str, results: Mapping[str, Any], figures: Mapping[str, str],
                notes: tuple[str, ...] = ()) -> str:
     """Write ``out_dir/report.html``: headline metrics, tables and the embedded PNGs.
@@ -107,17 +146,6 @@ def write_html(out_dir: str, results: Mapping[str, Any], figures: Mapping[str, s
     Returns:
       The HTML path.
     """
-    headline_keys = ["count", "mae", "bias", "rmse", "pearson", "epsilon_error",
-                     "mean_predicted_stddev", "flip_averaged"]
-    headline = "".join(
-        f"<tr><th>{html.escape(key)}</th><td>{_format(results.get(key))}</td></tr>"
-        for key in headline_keys if key in results)
-    cs_at = "".join(f"<tr><th>CS@{html.escape(theta)}</th><td>{_format(score)}</td></tr>"
-                    for theta, score in results.get("cs_at", {}).items())
-    band_rows = "".join(
-        f"<tr><td>{band['low']:g}–{band['high']:g}</td><td>{band['count']}</td>"
-        f"<td>{_format(band['mae'])}</td><td>{_format(band['bias'])}</td></tr>"
-        for band in results.get("bands", []))
     pictures = "".join(f"<figure>{_image_tag(path, caption)}<figcaption>"
                        f"{html.escape(caption)}</figcaption></figure>"
                        for caption, path in figures.items())
@@ -128,33 +156,17 @@ def write_html(out_dir: str, results: Mapping[str, Any], figures: Mapping[str, s
              f"{results.get('data', '')} [{results.get('split', '')}]")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; max-width: 1400px; }}
-table {{ border-collapse: collapse; margin: 1em 2em 1em 0; display: inline-table;
-         vertical-align: top; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 10px; text-align: right; }}
-figure {{ display: inline-block; margin: 1em; vertical-align: top; }}
-img {{ max-width: 100%; }}
-</style></head><body>
+{_STYLE}</head><body>
 <h1>{html.escape(title)}</h1>
 <p>Label space: {html.escape(str(space.get('name', '')))} [{_format(space.get('minimum'))},
 {_format(space.get('maximum'))}] step {_format(space.get('step'))}.
 Errors are predicted − true, in label units.</p>
-<table><caption>Metrics</caption>{headline}</table>
-<table><caption>Cumulative score</caption>{cs_at}</table>
-<table><caption>By band</caption><tr><th>band</th><th>count</th><th>MAE</th><th>bias</th></tr>
-{band_rows}</table>
+{_metric_tables(results)}
 {slice_tables}{_categorical_tables(results)}
 {_age_group_table(results.get("age_groups"))}{_interval_table(results.get("intervals"))}
 <div>{pictures}</div>
 {"".join(f"<p>{html.escape(note)}</p>" for note in notes)}
-<script>
-window.addEventListener("load", function () {{
-  var broken = Array.prototype.filter.call(document.images, function (image) {{
-    return !image.complete || image.naturalWidth === 0; }});
-  document.body.setAttribute("data-broken-images", String(broken.length));
-}});
-</script>
+{_BROKEN_IMAGES_SCRIPT}
 </body></html>
 """
     path = os.path.join(out_dir, HTML_NAME)
