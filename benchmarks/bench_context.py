@@ -22,10 +22,11 @@ A benchmark, not a test; its numbers come from a real model on real photos.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,7 +37,6 @@ BACKGROUNDS = ("texture", "photo_regions", "plain")
 def photo_regions(height: int, width: int, others: list, rng) -> "np.ndarray":
     """A mosaic of 48 px corner patches (no face) of other photos, resized to 64-128 px."""
     import cv2
-    import numpy as np
 
     canvas = np.zeros((height, width, 3), np.uint8)
     tile = int(rng.integers(64, 129))
@@ -58,7 +58,6 @@ def make_context_scene(chip, kind: str, others: list, rng):
     ``factors`` names the scene's draws: background, grayscale, JPEG quality band, scale band.
     """
     import cv2
-    import numpy as np
 
     from tfdldl.bench_predict import texture_background
 
@@ -99,7 +98,6 @@ def _overlap(box, placed) -> float:
 def run(model: str, data: str, images: str, split: str, count: int, scenes: int,
         seed: int) -> dict:
     """The benchmark's numbers (see the module docstring) as a dict."""
-    import numpy as np
 
     from tfdldl import tfrecord_reader
     from tfdldl.image_io import decode_rgb, read_rgb
@@ -162,7 +160,6 @@ def by_factor(moved, scene_factors: list) -> dict:
     ``moved`` holds one |difference| per scene in ``scene_factors``' order (NaN where the
     face was missed alone or in the scene; those are left out).
     """
-    import numpy as np
 
     table = {}
     for factor in scene_factors[0] if scene_factors else ():
