@@ -13,7 +13,7 @@ A head owns, for its output:
   SavedModel's signatures, the ``.keras`` predictor and flip averaging (:func:`flip_average`)
   all use it, so every way of running a model returns the same keys and values.
 
-The kinds (:data:`KINDS_ALL`):
+The kinds (tfdldl.head_kinds.KINDS_ALL):
 
 - the label heads of the paper's Table 3 (tfdldl.heads_label), one per model, predicting
   the record's label (the experiment's task): "distribution" (dldl_v2, dldl, er, dex),
@@ -28,7 +28,7 @@ This module is the registry: the heads by kind and loss (:data:`LOSS_NAMES`,
 config is validated against), and the functions that find a model's heads from its
 outputs. Adding a categorical head needs only a ``heads:`` entry in a config. Adding a
 kind: its names in tfdldl.head_kinds, its class (layers, losses, targets, summary), its
-entry in :data:`KINDS_ALL`, its switch in tfdldl.models, a config and tests.
+entry in :data:`HEADS`, its switch in tfdldl.models, a config and tests.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from keras import ops
 
+from tfdldl import head_kinds
 from tfdldl import layers as dldl_layers
 from tfdldl import loss_weighting
 from tfdldl import heads_categorical
@@ -64,11 +65,8 @@ Outputs = Union[Sequence[str], Head]
 HEADS: dict[str, Head] = {head.kind: head
                           for head in (DistributionHead(), RegressionHead(), RankingHead())}
 KINDS = tuple(HEADS)
-# The one list of training losses (validated by tfdldl.experiment), each with its head.
-HEAD_OF_LOSS = {name: head.kind for head in HEADS.values() for name in head.loss_names}
-LOSS_NAMES = tuple(HEAD_OF_LOSS)
-# Every kind a config's heads[i].kind may name (a categorical head is made per entry).
-KINDS_ALL: tuple[str, ...] = (*KINDS, CategoricalHead.kind)
+# The one list of label losses, each with its head's kind (tfdldl.head_kinds owns both).
+LOSS_NAMES = head_kinds.LOSS_NAMES
 
 
 def get(kind: str) -> Head:
@@ -88,9 +86,9 @@ def for_loss(name: str) -> Head:
     Raises:
       ValueError: an unknown loss (the message lists the known ones).
     """
-    if name not in HEAD_OF_LOSS:
+    if name not in head_kinds.KIND_OF_LOSS:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
-    return HEADS[HEAD_OF_LOSS[name]]
+    return HEADS[head_kinds.KIND_OF_LOSS[name]]
 
 
 def build_loss(name: str, label_space: LabelSpace, lam: float = 1.0,
@@ -163,7 +161,7 @@ def of_spec(spec) -> Head:
         return heads_categorical.of_spec(spec)
     if spec.kind not in HEADS:
         raise ValueError(f"unknown head kind {spec.kind!r}; choose one of "
-                         f"{', '.join(KINDS_ALL)}")
+                         f"{', '.join(head_kinds.KINDS_ALL)}")
     return HEADS[spec.kind]
 
 
