@@ -28,7 +28,7 @@ This module is the registry: the heads by kind and loss (:data:`LOSS_NAMES`,
 config is validated against), and the functions that find a model's heads from its
 outputs. Adding a categorical head needs only a ``heads:`` entry in a config. Adding a
 kind: its names in tfdldl.head_kinds, its class (layers, losses, targets, summary), its
-entry in :data:`HEADS`, its switch in tfdldl.models, a config and tests.
+entry in :data:`HEADS` (tfdldl.models builds any of them), a config and tests.
 """
 
 from __future__ import annotations
