@@ -252,7 +252,8 @@ def test_refuses_a_model_without_the_contract_outputs(tmp_path):
         return keras.Model(inputs, {output: keras.layers.Dense(1)(pooled)})
 
     with pytest.raises(ValueError, match=r"no tfdldl head has the outputs \['dense'\]; the "
-                                         r"heads have distribution: \['distribution', 'value'\]"):
+                                         r"label heads have distribution: \['distribution', "
+                                         r"'value'\]"):
         export.export_saved_model(pooled_model(SIZE, "score"), tmp_path, "plain", 1)
     with pytest.raises(ValueError, match=r"taking \[N, S, S, 3\] images"):
         export.export_saved_model(pooled_model(None, "value"), tmp_path, "plain", 1)
