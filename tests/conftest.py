@@ -76,3 +76,17 @@ def trained_tiny_model(tmp_path_factory):
                               image_size=32)
     saved_model, keras_path = tiny_saved_model(str(root), AGE, 32, data, epochs=6)
     return {"data": data, "saved_model": saved_model, "keras": keras_path}
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_gender_model(tmp_path_factory, trained_tiny_model):
+    """TinyAgeNet (age 0..100, 32 px) with the gender head (man, woman), trained 1 epoch
+    on the data of ``trained_tiny_model``: (SavedModel version folder, .keras path).
+    Shared by several files: copy it before writing into it."""
+    from tiny_models import tiny_saved_model
+    from tfdldl.heads import CategoricalHead
+    from tfdldl.label_space import AGE
+
+    return tiny_saved_model(str(tmp_path_factory.mktemp("trained_tiny_gender")), AGE, 32,
+                            trained_tiny_model["data"], epochs=1,
+                            categorical=(CategoricalHead("gender", ("man", "woman")),))

@@ -13,10 +13,9 @@ import tensorflow as tf
 from data_prep.synthetic import write_tfrecord_set
 from tfdldl import evaluate, example_schema
 from tfdldl.face_align import DEFAULT_FRAMING
-from tfdldl.heads import CategoricalHead
 from tfdldl.label_space import AGE, LabelSpace
 from tfdldl.manifest import ManifestError, read_manifest, write_manifest
-from tiny_models import REPO_ROOT, tiny_saved_model
+from tiny_models import REPO_ROOT
 
 SIZE = 32
 
@@ -78,12 +77,12 @@ def test_results_json_matches_a_direct_computation(setup, tmp_path):
         assert decade["mae"] == pytest.approx(np.abs(error[inside]).mean(), abs=1e-3)
 
 
-def test_a_gender_model_reports_accuracy_confusion_and_age_per_gender(setup, tmp_path):
+def test_a_gender_model_reports_accuracy_confusion_and_age_per_gender(
+        setup, trained_tiny_gender_model):
     """Accuracy and the 2x2 confusion matrix (rows true, columns predicted, the model's
-    class names) equal a direct count from the SavedModel; the age slices by gender show."""
-    model = tiny_saved_model(str(tmp_path), AGE, SIZE, setup["data"],
-                             epochs=1,
-                             categorical=(CategoricalHead("gender", ("man", "woman")),))[0]
+    class names) equal a direct count from the SavedModel; the age slices by gender show.
+    The model: the session's tiny age+gender model, trained 1 epoch on this data."""
+    model = trained_tiny_gender_model[0]
     results = evaluate.evaluate(model, setup["data"], "test")
     _, _, genders, probability = _direct(model, setup["data"], key="gender_probability")
     predicted = np.argmax(probability, axis=-1)

@@ -185,22 +185,6 @@ def test_keras_file_round_trip(exported, tmp_path):
         export.save_keras(model, tmp_path / "tiny.h5")
 
 
-@pytest.mark.parametrize("head", ["ranking", "regression"])
-def test_other_heads_export(head, tmp_path):
-    space = LabelSpace(0.0, 10.0, 1.0, name="age")
-    model = models.build_model("tiny", space, input_size=SIZE, head=head)
-    serving = export.load_serving(export.export_saved_model(model, tmp_path, head, 1))
-    images = np.stack([face_like(seed, SIZE, SIZE) for seed in range(2)]).astype(np.float32)
-    outputs = serving.predict_images(images)
-    np.testing.assert_allclose(outputs["value"], keras_outputs(model, images)["value"],
-                               atol=1e-5)
-    if head == "regression":
-        assert sorted(outputs) == ["stddev", "value"] and np.isnan(outputs["stddev"]).all()
-    else:
-        np.testing.assert_allclose(outputs["distribution"].sum(-1), 1.0, atol=1e-5)
-        assert (outputs["distribution"] >= 0).all() and np.isfinite(outputs["stddev"]).all()
-
-
 def test_model_built_under_mirrored_strategy_exports(tmp_path):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():

@@ -30,10 +30,11 @@ def test_saved_model_and_keras_file_carry_the_training_framing(model, tmp_path):
         assert aligner.min_face_size == 40
 
 
-def test_models_from_before_framings_were_recorded(model, tmp_path, capsys):
+def test_models_from_before_framings_were_recorded(model, untrained_tiny_model, tmp_path,
+                                                  capsys):
     """An old SavedModel was trained on the legacy framing; a bare .keras file says nothing,
     so predict aligns with the default framing and warns."""
-    saved = export.export_saved_model(model, str(tmp_path), "old", 1, {})
+    saved = untrained_tiny_model[0]  # the session's, exported with an empty config
     assert SavedModelPredictor(saved).framing == LEGACY_FRAMING
     keras_path = str(tmp_path / "bare.keras")
     model.save(keras_path)

@@ -48,15 +48,19 @@ GENDER = heads.CategoricalHead("gender", ("male", "female"))
 RACE = heads.CategoricalHead("race", ("white", "black", "asian", "indian", "others"), "group")
 
 
+# Each head kind once (an export per case is the cost): ranking alone (no categorical
+# head), distribution with the gender head and attention, regression with two categorical
+# heads, one fed into the label head. The plain distribution model: tests/test_export.py.
 @pytest.mark.parametrize("kind, categorical, into_label, attention",
-                         [(kind, (), "", False) for kind in heads.KINDS]
-                         + [("distribution", (GENDER,), "", True),
-                            ("regression", (GENDER, RACE), "gender", False)])
+                         [("ranking", (), "", False),
+                          ("distribution", (GENDER,), "", True),
+                          ("regression", (GENDER, RACE), "gender", False)])
 def test_keras_file_and_saved_model_answer_alike(kind, categorical, into_label, attention,
                                                  tmp_path):
     """The .keras predictor and the SavedModel signatures: same keys, same values, for
     plain images, encoded images and flip averaging (with and without categorical heads,
-    one fed into the label head, and attention)."""
+    one fed into the label head, and attention); a distribution that sums to 1, or a
+    regression head's NaN spread."""
     keras.utils.set_random_seed(3)
     model = models.build_model("tiny", SPACE, input_size=SIZE, head=kind,
                                categorical=categorical, into_label=into_label,
@@ -86,8 +90,14 @@ def test_keras_file_and_saved_model_answer_alike(kind, categorical, into_label, 
     assert served.pop(export.ERROR_OUTPUT).tolist() == [b""] * len(images)
     assert_same(predict_flip_averaged(keras_model, pixels), served)
     assert_same(predict_flip_averaged(saved_model, pixels), served)
-    if kind != "regression":
+    assert sorted(heads.KINDS) == ["distribution", "ranking", "regression"]  # each tested
+    if kind == "regression":
+        assert np.isnan(plain[heads.STDDEV]).all()  # no distribution: no spread
+    else:
         assert np.isfinite(plain[heads.STDDEV]).all()
+        distribution = plain[heads.DISTRIBUTION]
+        assert (distribution >= 0).all()
+        np.testing.assert_allclose(distribution.sum(axis=-1), 1.0, atol=1e-5)
     for head in categorical:
         probabilities = plain[head.probability]
         assert probabilities.shape == (len(images), len(head.names))

@@ -12,10 +12,8 @@ import tensorflow as tf
 import tfdldl
 from tfdldl.image_io import read_rgb
 from tfdldl.label_space import AGE
-from tfdldl.heads import CategoricalHead
-from tiny_models import tiny_saved_model
 
-SIZE = 32
+SIZE = 32  # the session's trained tiny models (tests/conftest.py)
 NAMES = ("man", "woman")
 
 
@@ -27,9 +25,8 @@ def faces(utkface_dir):
             for path in files]
 
 
-def test_gender_model_faces_carry_the_serving_gender(faces, tmp_path):
-    model = tiny_saved_model(str(tmp_path), AGE, SIZE, seed=2,
-                             categorical=(CategoricalHead("gender", NAMES),))[0]
+def test_gender_model_faces_carry_the_serving_gender(faces, trained_tiny_gender_model):
+    model = trained_tiny_gender_model[0]
     estimator = tfdldl.AgeEstimator(model)
     serving = tf.saved_model.load(model).signatures["serving_flip_averaged"]
     for face in faces:
@@ -42,8 +39,8 @@ def test_gender_model_faces_carry_the_serving_gender(faces, tmp_path):
         assert found.classes == {"gender": (found.gender, found.gender_confidence)}
 
 
-def test_age_only_model_faces_have_no_gender(faces, tmp_path):
-    model = tiny_saved_model(str(tmp_path), AGE, SIZE)[0]
+def test_age_only_model_faces_have_no_gender(faces, trained_tiny_model):
+    model = trained_tiny_model["saved_model"]
     [found] = tfdldl.AgeEstimator(model).predict(faces[0], aligned=True)
     assert found.classes == {}
     with pytest.raises(AttributeError, match="the model's categorical heads are \\[\\]"):

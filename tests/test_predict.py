@@ -16,26 +16,24 @@ import tensorflow as tf
 from tfdldl import predict, predict_output
 from tfdldl.api import MODEL_ENV, SHIPPED_MODEL, resolve_model
 from tfdldl.face_align import FaceAligner
-from tfdldl.heads import CategoricalHead
 from tfdldl.image_io import read_rgb
 from tfdldl.inference import ModelLoadError, aligner_for, load_predictor
 from tfdldl.label_space import AGE
-from tiny_models import REPO_ROOT, tiny_saved_model
+from tiny_models import REPO_ROOT
 
-SIZE = 64
-GENDERS = ("male", "female")
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    return tiny_saved_model(str(tmp_path_factory.mktemp("predict")), AGE, SIZE)[0]
+GENDERS = ("man", "woman")  # the session gender model's names
 
 
 @pytest.fixture(scope="module")
-def gender_model(tmp_path_factory):
-    """An untrained tiny age+gender SavedModel (parity needs no training)."""
-    return tiny_saved_model(str(tmp_path_factory.mktemp("gender")), AGE, SIZE,
-                            categorical=(CategoricalHead("gender", GENDERS),))[0]
+def saved_model(untrained_tiny_model):
+    """The session's untrained tiny age SavedModel (64 px), read only."""
+    return untrained_tiny_model[0]
+
+
+@pytest.fixture(scope="module")
+def gender_model(trained_tiny_gender_model):
+    """The session's tiny age+gender SavedModel (32 px), read only."""
+    return trained_tiny_gender_model[0]
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,13 @@ from concurrent import futures
 
 import cv2
 import grpc
-import keras
 import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tfdldl import export, models, serving
-from tfdldl.label_space import LabelSpace
+from tfdldl import export, serving
 
-SIZE = 32
-SPACE = LabelSpace(0.0, 30.0, 1.0, name="age")
+SIZE = 64  # the session's untrained tiny model (tests/conftest.py)
 
 
 def jpeg(seed: int) -> bytes:
@@ -30,12 +27,9 @@ def jpeg(seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A loaded tfdldl SavedModel of a tiny untrained model."""
-    keras.utils.set_random_seed(2)
-    model = models.build_model("tiny", SPACE, input_size=SIZE)
-    root = tmp_path_factory.mktemp("saved_models")
-    return export.load_serving(export.export_saved_model(model, root, "tiny", 1))
+def served(untrained_tiny_model):
+    """The session's tiny untrained SavedModel (64 px), loaded."""
+    return export.load_serving(untrained_tiny_model[0])
 
 
 def test_predict_request_round_trips_encoded_images_exactly(served):
