@@ -121,3 +121,14 @@ def test_an_unknown_key_names_the_keys_it_may_have_meant(tmp_path, text, meant):
     [problem] = error.value.problems
     key = problem.split("unknown key '", 1)[1].split("'", 1)[0]
     assert problem.startswith(f"{path}: unknown key '{key}'{meant}"), problem
+
+
+def test_an_override_may_set_one_entry_of_a_list_with_the_files_checks(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_text("dataset: x\nsplits: {ratios: [0.8, 0.1, 0.1]}\n")
+    data = load_data_config(str(path), ["splits.ratios[0]=0.7", "splits.ratios[1]=0.2"])
+    assert data.splits.ratios == [0.7, 0.2, 0.1]
+    with pytest.raises(ConfigError) as error:
+        load_data_config(str(path), ["splits.ratios[1]=.nan"])
+    assert error.value.problems[0] == ("--set 'splits.ratios[1]=.nan': 'splits.ratios[1]' "
+                                       "must be a finite number, got nan")

@@ -4,8 +4,10 @@ Every config file is loaded with ``yaml.safe_load`` into a tree of dataclasses. 
 keys, wrong types and bad ``--set`` overrides are :class:`ConfigError`s naming the key
 and where its value came from (the file, or the ``--set`` that gave it; :class:`Sources`),
 so a typo never silently falls back to a default. An unknown key is answered with the
-keys it may have meant: a close name in its own section, or the same name in another
-(``train.learning_rate`` -> ``optimizer.learning_rate``).
+keys it may have meant: a close name in its own section (or close to a field's other
+spellings, :data:`ALIASES`), or the same name in another (``train.learning_rate`` ->
+``optimizer.learning_rate``). An override may step into a list entry: ``heads[2].weight=0.5``
+(the value checked like the file's).
 
 Usage::
 
@@ -43,12 +45,20 @@ import yaml
 
 from tfdldl.config_sources import Sources, excerpt, override_name
 
+__all__ = ["ALIASES", "MAX_MESSAGE", "MAX_NODES", "ConfigError", "Sources", "excerpt",
+           "from_dict", "load_config", "override_name", "parse_yaml", "save_config",
+           "to_dict"]
+
 T = TypeVar("T")
 
 # The most values (mappings, lists, scalars) a config may hold once its aliases are expanded.
 MAX_NODES = 100_000
 # The longest excerpt of a YAML parser message quoted in an error.
 MAX_MESSAGE = 500
+# The dataclass field metadata key of the other spellings users write for a field (a
+# tuple, e.g. ("classes", "labels") for names): an unknown key close to one is answered
+# "did you mean <the field>?".
+ALIASES = "aliases"
 
 
 class ConfigError(ValueError):
@@ -157,7 +167,8 @@ def load_config(path: str | os.PathLike, schema: type[T], overrides: Sequence[st
       path: the YAML file.
       schema: the dataclass type of the whole config.
       overrides: strings ``dotted.key=value``; the value is parsed as YAML
-        (``3`` is an int, ``[1, 2]`` a list, ``null`` None).
+        (``3`` is an int, ``[1, 2]`` a list, ``null`` None); a part ``key[i]`` is entry i
+        of the list at ``key`` (``heads[2].weight=0.5``).
       problems: where to append the problems found (a bad value is left at its default, so
         that further checks can run on the rest); None: they are raised together.
     Returns:
@@ -175,10 +186,12 @@ def load_config(path: str | os.PathLike, schema: type[T], overrides: Sequence[st
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    from tfdldl.config_overrides import apply_override
+
     found: list[str] = []
     for override in overrides:
         try:
-            _apply_override(data, override)
+            apply_override(data, override)
         except ConfigError as error:
             found.extend(error.problems)
     where = _Where.for_schema(Sources(path, overrides), schema, "")
@@ -225,7 +238,7 @@ def _build(schema: type[T], data: Any, where: _Where, prefix: str, found: list[s
     values = {}
     for key, value in data.items():
         if key not in fields:
-            found.append(_unknown_key(key, prefix, list(fields), where))
+            found.append(_unknown_key(key, prefix, list(fields.values()), where))
             continue
         try:
             values[key] = _convert(hints[key], value, where, _join(prefix, key), found)
@@ -241,12 +254,16 @@ def _build(schema: type[T], data: Any, where: _Where, prefix: str, found: list[s
                           f"{message}") from None
 
 
-def _unknown_key(key: Any, prefix: str, fields: list[str], where: _Where) -> str:
+def _unknown_key(key: Any, prefix: str, fields: list[dataclasses.Field], where: _Where) -> str:
     """The problem of an unknown ``key`` in the section at ``prefix`` (whose keys are
-    ``fields``), with up to 3 keys it may have meant: a close name in this section, the
-    same name in other sections, else a close name in other sections."""
+    ``fields``), with up to 3 keys it may have meant: a close name in this section (or
+    close to one of a field's other spellings, its ``metadata[ALIASES]``), the same name
+    in other sections, else a close name in other sections."""
     name, dotted = str(key)[:100], _join(prefix, key)
-    meant = [_join(prefix, close) for close in difflib.get_close_matches(name, fields, n=1)]
+    spellings = {alias: field.name for field in fields
+                 for alias in (field.name, *field.metadata.get(ALIASES, ()))}
+    meant = [_join(prefix, spellings[close])
+             for close in difflib.get_close_matches(name, spellings, n=1)]
     meant += where.keys.get(name, [])
     if not meant:
         meant = [other for close in difflib.get_close_matches(name, where.keys, n=1)
@@ -255,7 +272,7 @@ def _unknown_key(key: Any, prefix: str, fields: list[str], where: _Where) -> str
     hint = (f"; did you mean {', '.join(shown[:-1])} or {shown[-1]}?" if len(shown) > 1
             else f"; did you mean {shown[0]}?" if shown else "")
     return (f"{where.sources.of(dotted)}: unknown key {excerpt(dotted)}{hint} "
-            f"(allowed here: {', '.join(sorted(fields))})")
+            f"(allowed here: {', '.join(sorted(field.name for field in fields))})")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -334,11 +351,23 @@ def _convert(hint: Any, value: Any, where: _Where, key: str, found: list[str]) -
                 raise ConfigError(f"{where.sources.of(key)}: '{key}' must be a finite number, "
                                   f"got {value!r}")
             return value
-        raise ConfigError(
-            f"{where.sources.of(key)}: '{key}' must be {hint.__name__}, got "
-            f"{excerpt(value)} ({type(value).__name__})"
-        )
+        raise ConfigError(_wrong_type(hint, value, where, key))
     return value
+
+
+def _wrong_type(hint: type, value: Any, where: _Where, key: str) -> str:
+    """The problem of ``value`` at ``key`` not being a ``hint``; for a str given nothing
+    (``into_label:`` in the file, ``--set model.into_label=``), how to give an empty string
+    where it came from (``into_label: ''``, ``--set "model.into_label=''"``)."""
+    source = where.sources.of(key)
+    if hint is not str or value is not None:
+        return (f"{source}: '{key}' must be {hint.__name__}, got {excerpt(value)} "
+                f"({type(value).__name__})")
+    leaf = key.rsplit(".", 1)[-1]
+    empty = (f'--set "{key}=\'\'"' if source != str(where.sources)
+             else "''" if "[" in leaf else f"{leaf}: ''")
+    return (f"{source}: '{key}' must be str, got nothing (null); give an empty string "
+            f"quoted: {empty}")
 
 
 def _strictly(hint: Any, value: Any, where: _Where, key: str) -> Any:
@@ -350,19 +379,3 @@ def _strictly(hint: Any, value: Any, where: _Where, key: str) -> Any:
     except ConfigError as error:
         return ConfigError(found + error.problems)
     return ConfigError(found) if found else converted
-
-
-def _apply_override(data: dict, override: str) -> None:
-    if "=" not in override:
-        raise ConfigError(f"{override_name(override)} must look like section.key=value")
-    dotted, raw = override.split("=", 1)
-    parts = dotted.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"{override_name(override)} has an empty key part")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{override_name(override)}: '{part}' is not a section")
-        node = child
-    node[parts[-1]] = parse_yaml(raw, f"{override_name(override)}: the value")
