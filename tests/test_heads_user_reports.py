@@ -184,3 +184,92 @@ def test_a_drawn_label_too_wide_for_the_photo_gets_a_line_per_head():
     assert all(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] <= 200
                for line in lines)
     assert label_lines(row, "age", 1000, 0.5, 1) == [face_label(row)]
+
+
+RACE_CONFIG = os.path.join(REPO_ROOT, "configs", "utkface_tiny_age_gender_race.yaml")
+
+
+def _problems(config, overrides):
+    with pytest.raises(ConfigError) as error:
+        load_experiment(config, overrides)
+    return error.value.problems
+
+
+def test_one_heads_entry_can_be_set_by_index_with_the_files_checks():
+    # '--set heads[2].weight=-1' was "unknown key 'heads[2]'; did you mean 'heads'?",
+    # blamed on the file.
+    experiment = load_experiment(RACE_CONFIG, ["heads[2].weight=0.5", "heads[1].names=[m, f]"])
+    assert [spec.weight for spec in experiment.heads] == [1.0, 1.0, 0.5]
+    assert experiment.heads[1].names == ["m", "f"]
+    assert _problems(RACE_CONFIG, ["heads[2].weight=-1"]) == [
+        "--set 'heads[2].weight=-1': 'heads[2].weight' must be finite and >= 0, got -1.0"]
+    assert _problems(RACE_CONFIG, ["heads[2].weight=high"]) == [
+        "--set 'heads[2].weight=high': 'heads[2].weight' must be float, got 'high' (str)"]
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("heads[3].weight=2", ": 'heads' holds 3 entries (heads[0] to heads[2]), so there is no "
+                          "heads[3]; set one of them, or give the whole list: "
+                          "--set 'heads=[...]'"),
+    ("gender[0].weight=2", ": 'gender' is no list here (it is given by the file or an earlier "
+                           "--set), so it has no entry [0]; give the whole list: "
+                           "--set 'gender=[...]'"),
+    ("heads[-1].weight=2", " has a bad index in 'heads[-1]': write key[i] with i = 0, 1, ..."),
+    ("heads[x].weight=2", " has a bad index in 'heads[x]': write key[i] with i = 0, 1, ..."),
+])
+def test_a_bad_indexed_override_says_what_would_do(override, problem):
+    assert _problems(RACE_CONFIG, [override]) == [f"{override_name(override)}{problem}"]
+
+
+def test_setting_an_aliased_heads_entry_by_index_changes_only_that_entry(tmp_path):
+    path = tmp_path / "aliased.yaml"
+    path.write_text("heads:\n  - {name: age, kind: distribution}\n"
+                    "  - &race {name: race, kind: categorical, attribute: group, "
+                    "names: [a, b]}\n  - *race\n")
+    experiment = load_experiment(str(path), ["heads[2].name=race2", "heads[2].weight=3"])
+    assert [(spec.name, spec.weight) for spec in experiment.heads[1:]] == [
+        ("race", 1.0), ("race2", 3.0)]
+
+
+def test_an_empty_into_label_override_says_how_to_give_an_empty_string(tmp_path):
+    # '--set model.into_label=' gave "must be str, got None".
+    [problem] = _problems(RACE_CONFIG, ["model.into_label="])
+    assert problem.startswith("--set 'model.into_label=': 'model.into_label' must be str, "
+                              "got nothing (null)")
+    assert """give an empty string quoted: --set "model.into_label=''\"""" in problem
+    path = tmp_path / "x.yaml"
+    path.write_text("model:\n  into_label:\n")
+    [problem] = _problems(str(path), [])
+    assert "give an empty string quoted: into_label: ''" in problem
+
+
+def test_an_unknown_key_in_a_heads_entry_is_matched_against_the_entrys_fields(tmp_path):
+    # 'clases: [a, b]' was answered with "did you mean 'heads[1].loss'?"
+    message = _refused(tmp_path, f"heads: [{AGE}, {{name: race, kind: categorical, "
+                                 "attribute: group, clases: [a, b]}]")
+    assert "unknown key 'heads[1].clases'; did you mean 'heads[1].names'?" in message
+
+
+def test_heads_with_a_gender_section_from_set_blame_the_set_too():
+    [problem] = _problems(RACE_CONFIG, ["gender.names=[m, f]"])
+    assert problem.startswith(f"{RACE_CONFIG} (heads) and --set 'gender.names=[m, f]' "
+                              "(gender): give the heads either as a 'heads' list or in the "
+                              "older 'loss'/'gender' sections, not both")
+
+
+def test_more_class_names_than_the_schemas_gender_codes_are_refused(tmp_path):
+    message = _refused(tmp_path, f"heads: [{AGE}, {{name: sex, kind: categorical, "
+                                 "attribute: gender, names: [m, f, x]}]")
+    assert ("'heads[1].names' gives 3 classes, but the records' gender codes are only 0 "
+            "(male) and 1 (female) (tfdldl.example_schema); give at most 2 names in that "
+            "order, e.g. [male, female]") in message
+    older = _refused(tmp_path, "gender: {names: [m, f, x]}")
+    assert "'gender.names' gives 3 classes, but the records' gender codes" in older
+
+
+def test_a_missing_label_head_made_by_an_indexed_set_is_blamed_on_it():
+    entry = "heads[0]={name: years, kind: categorical, attribute: gender, names: [m, f]}"
+    [problem] = _problems(RACE_CONFIG, [entry, "model.into_label=''",
+                                        "heads[1].attribute=group"])
+    assert problem.startswith(f"{override_name(entry)} (heads[0]) and {RACE_CONFIG} "
+                              "(heads[1], heads[2]): 'heads' must hold exactly one label head")

@@ -68,6 +68,8 @@ class Feature:
       dtype: one of :data:`DTYPES`.
       shape: () for one value, (PER_CLASS,) for one per label-grid point.
       default: what a reader gives when a record lacks it; None = required.
+      codes: the names of an int feature's codes 0, 1, ... when the schema fixes them
+        (gender); () = any (group: the dataset's manifest names them).
     """
 
     key: str
@@ -75,6 +77,7 @@ class Feature:
     dtype: str
     shape: tuple = ()
     default: Any = None
+    codes: tuple[str, ...] = ()
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -84,7 +87,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(SIGMA, "sigma", "float", default=0.0),
     Feature(DISTRIBUTION, "distribution", "float", (PER_CLASS,)),
     Feature(SUBJECT, "subject", "text", default=""),
-    Feature(GENDER, "gender", "int", default=-1),
+    Feature(GENDER, "gender", "int", default=-1, codes=("male", "female")),
     Feature(GROUP, "group", "int", default=-1),
     Feature(SOURCE, "source", "text", default=""),
     Feature(COVERAGE, "coverage", "float", default=-1.0),

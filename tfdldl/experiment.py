@@ -15,7 +15,7 @@ import sys
 from typing import Any, Literal, Mapping, Optional, Sequence
 
 from tfdldl import head_kinds
-from tfdldl.config import ConfigError, Sources, load_config
+from tfdldl.config import ALIASES, ConfigError, Sources, load_config
 
 # The older single-head form's section of a categorical head on the records' gender codes:
 # its head's name and the record feature it predicts (resolve_heads).
@@ -126,7 +126,8 @@ class HeadConfig:
     weight: float = 1.0
     lam: float = 1.0
     kl_normalization: Literal["sum", "mean"] = "sum"
-    names: list[str] = dataclasses.field(default_factory=list)
+    names: list[str] = dataclasses.field(
+        default_factory=list, metadata={ALIASES: ("classes", "class_names", "labels")})
 
 
 @dataclasses.dataclass

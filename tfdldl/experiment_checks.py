@@ -68,6 +68,7 @@ def _group_head_problems(experiment: Experiment, sources: Sources) -> list[str]:
     manifest: its group section names the codes 0..L-1) cannot train: none defined, or
     fewer class names than codes (the codes past the names would be dropped unseen)."""
     from tfdldl.example_schema import GROUP
+    from tfdldl.heads_config import where_in_heads
     from tfdldl.manifest import ManifestError, read_manifest
 
     try:
@@ -78,17 +79,17 @@ def _group_head_problems(experiment: Experiment, sources: Sources) -> list[str]:
     for i, spec in enumerate(experiment.heads):
         if spec.kind != head_kinds.CATEGORICAL.name or (spec.attribute or spec.name) != GROUP:
             continue
-        where = f"{sources.of(f'heads[{i}]')}: 'heads[{i}]"
         if not labels:
-            problems.append(f"{where}.attribute' is {GROUP!r}, but the data in "
-                            f"{_shown(experiment.data.tfrecords)} defines no group codes "
-                            "(its manifest has no group section: every record's code is "
-                            "-1), so the head would never be trained; remove the head or "
-                            "train on data with groups")
+            problems.append(f"{where_in_heads(sources, i, 'attribute')} is {GROUP!r}, but "
+                            f"the data in {_shown(experiment.data.tfrecords)} defines no "
+                            "group codes (its manifest has no group section: every record's "
+                            "code is -1), so the head would never be trained; remove the "
+                            "head or train on data with groups")
         elif len(spec.names) < len(labels):
-            problems.append(f"{where}.names' gives {len(spec.names)} classes, but the data's "
-                            f"{group or GROUP} codes run 0..{len(labels) - 1} ({', '.join(labels)}"
-                            f"); give one name per code in that order, e.g. "
+            problems.append(f"{where_in_heads(sources, i, 'names')} gives {len(spec.names)} "
+                            f"classes, but the data's {group or GROUP} codes run "
+                            f"0..{len(labels) - 1} ({', '.join(labels)}); give one name per "
+                            "code in that order, e.g. "
                             f"[{', '.join(label.lower() for label in labels)}]")
     return problems
 
@@ -159,7 +160,10 @@ def _categorical_checks(experiment: Experiment,
                         heads_unread: bool) -> list[tuple[str, bool, str]]:
     """(key, ok, requirement) for the gender section and the head fed into the label (not
     looked for when ``heads_unread``: the heads' problems say what to fix first)."""
+    from tfdldl.heads_config import codes_problem
+
     names = experiment.gender.names
+    too_many = codes_problem(GENDER_SECTION, names)
     fed = "" if heads_unread else into_label(vars(experiment.model))
     heads = [spec.name for spec in experiment.heads
              if spec.kind == head_kinds.CATEGORICAL.name] + ([GENDER_SECTION] if names else [])
@@ -170,6 +174,7 @@ def _categorical_checks(experiment: Experiment,
         ("gender.names", not names or (len(names) >= 2 and len(set(names)) == len(names)),
          "must be empty (no gender head) or at least two distinct names in record-code "
          "order, e.g. [male, female]"),
+        ("gender.names", not too_many, too_many),
         ("gender.weight", 0.0 <= experiment.gender.weight < float("inf"),
          "must be finite and >= 0"),
         (key, not fed or fed in heads,
