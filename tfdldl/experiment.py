@@ -82,7 +82,7 @@ class GenderConfig:
 class LossConfig:
     """The training loss (tfdldl.heads.build_loss); the head follows from the name.
 
-    name: one of tfdldl.heads.LOSS_NAMES (dldl_v2, dldl, er, dex, mr_l1, mr_l2, ranking).
+    name: one of tfdldl.head_kinds.LOSS_NAMES (dldl_v2, dldl, er, dex, mr_l1, mr_l2, ranking).
     """
 
     name: str = "dldl_v2"
@@ -106,7 +106,7 @@ class HeadConfig:
       ``<name>_probability`` and its prediction-row fields ``<name>``,
       ``<name>_confidence`` (logs: loss_weight_<name> under learned weighting).
     kind: "distribution", "regression" or "ranking" (a label head, exactly one: it
-      predicts the record's label) or "categorical" (any number; tfdldl.heads.KINDS_ALL).
+      predicts the record's label) or "categorical" (any number; tfdldl.head_kinds.KINDS_ALL).
     attribute: what it predicts: the experiment's ``task`` for a label head; for a
       categorical head the integer record feature whose codes it predicts
       (tfdldl.example_schema: "gender" or "group"); "" = the task / the head's name.
