@@ -106,6 +106,7 @@ def trained_race_run(tmp_path_factory):
     from tfdldl.label_space import AGE
 
     root = tmp_path_factory.mktemp("race")
+    races = ["white", "black", "asian", "indian", "others"]
     # The synthetic records' group codes are 0, 1, 2 (three tones): race codes 0..2.
     data = write_tfrecord_set(str(root / "data"), AGE, {"train": 64, "val": 24, "test": 8},
                               image_size=32)
@@ -118,7 +119,7 @@ model: {{arch: tiny, input_size: 32, width: 0.25, into_label: gender, attention:
 heads:
   - {{name: age, kind: distribution}}
   - {{name: gender, kind: categorical, attribute: gender, names: [male, female]}}
-  - {{name: race, kind: categorical, attribute: group, names: [white, black, asian, indian, others], weight: 0.5}}
+  - {{name: race, kind: categorical, attribute: group, names: {races}, weight: 0.5}}
 train: {{epochs: 1, steps_per_epoch: 2, batch_size: 8, verbose: 0}}
 export: {{saved_models_dir: {root / 'saved_models'}}}
 """)
