@@ -90,3 +90,37 @@ def trained_tiny_gender_model(tmp_path_factory, trained_tiny_model):
     return tiny_saved_model(str(tmp_path_factory.mktemp("trained_tiny_gender")), AGE, 32,
                             trained_tiny_model["data"], epochs=1,
                             categorical=(CategoricalHead("gender", ("man", "woman")),))
+
+
+@pytest.fixture(scope="session")
+def trained_race_run(tmp_path_factory):
+    """tfdldl.train, 1 epoch of 2 steps, on a config that only lists the heads: age +
+    gender (fed into age) + race (the records' group codes), attention, 32 px, on synthetic
+    TFRecords (train 64, val 24, test 8 faces): (data folder, root, train's results); the
+    run folder is root/run (its model.keras), the SavedModel results["saved_model"].
+    Shared by tests/test_categorical_heads.py and tests/test_gender_export.py: copy before
+    writing into it."""
+    from data_prep.synthetic import write_tfrecord_set
+    from tfdldl import train
+    from tfdldl.experiment import load_experiment
+    from tfdldl.label_space import AGE
+
+    root = tmp_path_factory.mktemp("race")
+    races = ["white", "black", "asian", "indian", "others"]
+    # The synthetic records' group codes are 0, 1, 2 (three tones): race codes 0..2.
+    data = write_tfrecord_set(str(root / "data"), AGE, {"train": 64, "val": 24, "test": 8},
+                              image_size=32)
+    path = root / "race.yaml"
+    path.write_text(f"""
+name: race
+output_dir: {root / 'run'}
+data: {{tfrecords: {data}}}
+model: {{arch: tiny, input_size: 32, width: 0.25, into_label: gender, attention: true}}
+heads:
+  - {{name: age, kind: distribution}}
+  - {{name: gender, kind: categorical, attribute: gender, names: [male, female]}}
+  - {{name: race, kind: categorical, attribute: group, names: {races}, weight: 0.5}}
+train: {{epochs: 1, steps_per_epoch: 2, batch_size: 8, verbose: 0}}
+export: {{saved_models_dir: {root / 'saved_models'}}}
+""")
+    return data, root, train.train(load_experiment(str(path)))

@@ -2,7 +2,7 @@
 
 Two proofs: the four modules import no TensorFlow (read from their syntax tree), and a
 subprocess under KERAS_BACKEND=torch (and jax) reproduces the TensorFlow results of tiny
-models loaded from the same weights.
+models loaded from the same weights (one SGD step of learned loss weighting included).
 """
 
 import ast
@@ -72,3 +72,7 @@ def test_other_backend_reproduces_tensorflow(backend, module, extra_env, tensorf
     assert len([k for k in reference if k.startswith("loss/")]) == 14
     for key, expected in reference.items():
         np.testing.assert_allclose(other[key], expected, rtol=2e-4, atol=2e-5, err_msg=key)
+    # Learned loss weighting trains there too: one SGD step moves s_i by -lr·(1 - L_i).
+    np.testing.assert_allclose(other["loss_weighting/log_variance"], -backend_parity.LEARNING_RATE
+                               * (1.0 - other["loss_weighting/head_losses"]), rtol=1e-4,
+                               atol=1e-6)

@@ -1,6 +1,6 @@
 """A second categorical head needs only config: age + gender + race (the records' group
-codes) trained a few steps by tfdldl.train on real TFRecords, then served, evaluated and
-predicted under the race head's own names."""
+codes) trained a few steps by tfdldl.train on real TFRecords (conftest's trained_race_run),
+then served, evaluated and predicted under the race head's own names."""
 
 import csv
 import io
@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.synthetic import write_tfrecord_set
-from tfdldl import evaluate, heads, model_setup, predict, tfrecord_reader, train
+from tfdldl import evaluate, heads, model_setup, predict, tfrecord_reader
 from tfdldl.experiment import load_experiment
 from tfdldl.inference import aligner_for, load_predictor, predict_flip_averaged
 from tfdldl.label_space import AGE
@@ -22,35 +21,11 @@ from tfdldl.predict_inputs import Frame
 from tfdldl.signatures import SIGNATURES
 from tiny_models import REPO_ROOT
 
-SIZE = 32
 RACES = ["white", "black", "asian", "indian", "others"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """tfdldl.train, 1 epoch of 2 steps, on a config that only lists the heads."""
-    root = tmp_path_factory.mktemp("race")
-    # The synthetic records' group codes are 0, 1, 2 (three tones): race codes 0..2.
-    data = write_tfrecord_set(str(root / "data"), AGE, {"train": 16, "val": 8, "test": 8},
-                              image_size=SIZE)
-    path = root / "race.yaml"
-    path.write_text(f"""
-name: race
-output_dir: {root / 'run'}
-data: {{tfrecords: {data}}}
-model: {{arch: tiny, input_size: {SIZE}, width: 0.25, into_label: gender}}
-heads:
-  - {{name: age, kind: distribution}}
-  - {{name: gender, kind: categorical, attribute: gender, names: [male, female]}}
-  - {{name: race, kind: categorical, attribute: group, names: {RACES}, weight: 0.5}}
-train: {{epochs: 1, steps_per_epoch: 2, batch_size: 8, verbose: 0}}
-export: {{saved_models_dir: {root / 'saved_models'}}}
-""")
-    return data, root, train.train(load_experiment(str(path)))
-
-
-def test_the_race_head_is_trained_logged_and_served_in_every_signature(trained):
-    data, root, results = trained
+def test_the_race_head_is_trained_logged_and_served_in_every_signature(trained_race_run):
+    data, root, results = trained_race_run
     with open(root / "run" / "training_log.csv") as handle:
         row = next(csv.DictReader(handle))
     assert 0.0 <= float(row["val_race_probability_accuracy"]) <= 1.0
@@ -72,8 +47,8 @@ def test_the_race_head_is_trained_logged_and_served_in_every_signature(trained):
         assert outputs["gender_probability"].shape == (3, 2), name
 
 
-def test_evaluate_reports_race_accuracy_confusion_and_mae_per_race(trained):
-    data, _, results = trained
+def test_evaluate_reports_race_accuracy_confusion_and_mae_per_race(trained_race_run):
+    data, _, results = trained_race_run
     test = results["test"]  # train's own evaluation of the exported model
     assert test["categorical_heads"] == ["gender", "race"]
     confusion = test["race_confusion"]
@@ -90,13 +65,13 @@ def test_evaluate_reports_race_accuracy_confusion_and_mae_per_race(trained):
     assert again["race_confusion"] == confusion
 
 
-def test_evaluate_refuses_data_with_more_groups_than_the_race_head_has_classes(trained,
-                                                                             tmp_path):
+def test_evaluate_refuses_data_with_more_groups_than_the_race_head_has_classes(
+        trained_race_run, tmp_path):
     # On data whose manifest names six groups, a five-class race head was evaluated without
     # a word; a face of the sixth group then stopped evaluate after predicting with a
     # ValueError traceback from the confusion matrix ("code 5 has no column among the 5
     # classes").
-    data, _, results = trained
+    data, _, results = trained_race_run
     wider = tmp_path / "wider"
     shutil.copytree(data, wider)
     manifest = json.loads((wider / "manifest.json").read_text())
@@ -109,8 +84,8 @@ def test_evaluate_refuses_data_with_more_groups_than_the_race_head_has_classes(t
         evaluate.evaluate(results["saved_model"], str(wider), "test")
 
 
-def test_prediction_rows_carry_race_and_its_confidence(trained):
-    data, _, results = trained
+def test_prediction_rows_carry_race_and_its_confidence(trained_race_run):
+    data, _, results = trained_race_run
     predictor = load_predictor(results["saved_model"])
     faces = tfrecord_reader.read_split(read_manifest(data), "test")
     pixels = evaluate.decode_jpegs(faces.jpegs[:2])

@@ -1,9 +1,8 @@
 """Learned uncertainty weighting (tfdldl.loss_weighting): the exact form, its gradient reaching
-the log-variances on one device, on 2 replicas and on JAX/PyTorch, the run's log, and the
-.keras round trip."""
+the log-variances on one device and on 2 replicas (on JAX/PyTorch: tests/backend_parity.py,
+run by tests/test_backend_agnostic.py), the run's log, and the .keras round trip."""
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,56 +12,21 @@ import numpy as np
 import pytest
 
 from data_prep.synthetic import write_tfrecord_set
-from tfdldl import heads, inference, loss_weighting, models, train
-from tfdldl.experiment import HeadConfig, load_experiment
-from tfdldl.label_space import LabelSpace
+import backend_parity
+from tfdldl import inference, loss_weighting, train
+from tfdldl.experiment import load_experiment
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZE = 32
-SPACE = LabelSpace(0.0, 20.0, 1.0, name="age")
-SPECS = [HeadConfig(name="age", kind="distribution", loss="dldl_v2", lam=0.5),
-         HeadConfig(name="gender", kind="categorical", loss="masked_cross_entropy",
-                    names=["male", "female"])]
-LEARNING_RATE = 0.1
-
-
-def batch(count: int = 8):
-    """Images float32 [count, SIZE, SIZE, 3] and the age + gender targets."""
-    rng = np.random.default_rng(0)
-    labels = rng.uniform(0, 20, count).astype(np.float32)
-    targets = {"distribution": SPACE.gaussian(labels, 2.0), "value": labels,
-               "gender_probability": (np.arange(count) % 2).astype(np.float32)}
-    return rng.uniform(0, 255, (count, SIZE, SIZE, 3)).astype(np.float32), targets
-
-
-def compiled_model():
-    """Tiny age + gender model with learned loss weights, plain SGD (update = lr x gradient)."""
-    keras.utils.set_random_seed(0)
-    model = models.build_model("tiny", SPACE, input_size=SIZE, width=0.25,
-                               categorical=[heads.of_spec(SPECS[1])],
-                               loss_weighting=[spec.name for spec in SPECS])
-    losses, weights = heads.compile_losses(SPECS, SPACE, loss_weighting.layer_of(model))
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=losses,
-                  loss_weights=weights)
-    return model
-
-
-def head_losses(model, images, targets) -> np.ndarray:
-    """[L_age, L_gender] of the unweighted head losses on the model's training-mode outputs."""
-    outputs = model(images, training=True)
-    fixed, weights = heads.compile_losses(SPECS, SPACE)
-    per_output = {name: float(loss(targets[name], outputs[name])) * weights[name]
-                  for name, loss in fixed.items()}
-    return np.array([per_output["distribution"] + per_output["value"],
-                     per_output["gender_probability"]])
+SIZE, SPACE = backend_parity.SIZE, backend_parity.WEIGHTING_SPACE
+LEARNING_RATE = backend_parity.LEARNING_RATE
 
 
 def test_one_step_follows_the_stated_form_on_one_device_and_on_two_replicas():
     """Total = Σ exp(-s_i)·L_i + s_i: at s = 0 the loss is L_age + L_gender and one SGD step
     moves s_i by -lr·(1 - L_i); 2 replicas (synchronised BatchNorm) take the same step."""
-    images, targets = batch()
-    model = compiled_model()
-    expected = head_losses(model, images, targets)
+    images, targets = backend_parity.weighting_batch()
+    model = backend_parity.weighting_model()
+    expected = backend_parity.head_losses(model, images, targets)
     assert float(model.compute_loss(images, targets, model(images, training=True))) == \
         pytest.approx(expected.sum(), rel=1e-5)
     model.fit(images, targets, batch_size=len(images), epochs=1, verbose=0, shuffle=False)
@@ -89,13 +53,13 @@ import conftest  # two logical CPU devices, before TensorFlow starts
 import keras
 import tensorflow as tf
 from tfdldl import distribute, loss_weighting
-from test_loss_weighting import batch, compiled_model
-images, targets = batch()
-initial = compiled_model().get_weights()
+from backend_parity import weighting_batch, weighting_model
+images, targets = weighting_batch()
+initial = weighting_model().get_weights()
 strategy = distribute.make_strategy("mirrored")
 assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
 with strategy.scope():
-    replicated = compiled_model()
+    replicated = weighting_model()
 replicated.set_weights(initial)
 with distribute.synchronized_batch_norm(replicated, True):
     replicated.fit(tf.data.Dataset.from_tensors((images, targets)), epochs=1, verbose=0)
@@ -105,8 +69,8 @@ print(" ".join(repr(float(value)) for value in learned))
 
 
 def test_a_reloaded_keras_file_keeps_the_learned_weights_in_its_loss(tmp_path):
-    images, targets = batch()
-    model = compiled_model()
+    images, targets = backend_parity.weighting_batch()
+    model = backend_parity.weighting_model()
     model.fit(images, targets, batch_size=len(images), epochs=2, verbose=0)
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -117,34 +81,6 @@ def test_a_reloaded_keras_file_keeps_the_learned_weights_in_its_loss(tmp_path):
                                                         return_dict=True)["loss"], rtol=1e-5)
     assert loss_weighting.layer_of(reloaded).weights_by_head() == pytest.approx(
         loss_weighting.layer_of(model).weights_by_head())
-
-
-OTHER_BACKEND = """
-import sys, numpy as np, keras
-sys.path.insert(0, sys.argv[1])
-import test_loss_weighting as t
-images, targets = t.batch()
-model = t.compiled_model()
-expected = t.head_losses(model, images, targets)
-model.fit(images, targets, batch_size=len(images), epochs=1, verbose=0, shuffle=False)
-s = keras.ops.convert_to_numpy(t.loss_weighting.layer_of(model).log_variance)
-np.testing.assert_allclose(s, -t.LEARNING_RATE * (1.0 - expected), rtol=1e-4, atol=1e-6)
-print(keras.backend.backend(), s)
-"""
-
-
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_the_learned_weights_train_on_other_backends(backend):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"the {backend} backend is not installed (pip install {backend})")
-    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
-           "XLA_FLAGS": "--xla_backend_optimization_level=0",
-           "PYTHONPATH": os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", OTHER_BACKEND,
-                           os.path.join(REPO_ROOT, "tests")], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split()[0] == backend
 
 
 def test_a_run_logs_the_learned_weights(tmp_path):
