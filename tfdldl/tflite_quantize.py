@@ -81,18 +81,21 @@ def correct_weight_rounding_bias(model, faces: np.ndarray):
     """
     import keras
 
+    names = [layer.name for layer in model.layers
+             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    float_means = _channel_means(_outputs_of(model, names), faces)
     rounded = _copy(model)
     corrected = _copy(model)
-    for layer in model.layers:
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            continue
-        target = rounded.get_layer(layer.name)
+    # One model over every such layer of the working copy, traced once: it reads the
+    # copy's variables, so each pass sees the kernels rounded and the shifts absorbed so far.
+    rounded_outputs = _outputs_of(rounded, names)
+    for index, name in enumerate(names):
+        target = rounded.get_layer(name)
         weights = target.get_weights()
         target.set_weights([quantized_kernel(weights[0])] + weights[1:])
-        shift = _channel_means(rounded, layer.name, faces) - _channel_means(model, layer.name,
-                                                                            faces)
+        shift = _channel_means(rounded_outputs, faces)[index] - float_means[index]
         for copy in (rounded, corrected):
-            _absorb_shift(copy, layer.name, shift)
+            _absorb_shift(copy, name, shift)
     return corrected
 
 
@@ -152,12 +155,23 @@ def _age_logits(outputs) -> np.ndarray:
     return np.asarray(outputs[LOGITS] if isinstance(outputs, dict) else outputs, np.float64)
 
 
-def _channel_means(model, name: str, faces: np.ndarray) -> np.ndarray:
-    """Mean over faces and positions of layer ``name``'s output, float64 [C]."""
+def _outputs_of(model, names: list[str]):
+    """A model from ``model``'s input to the per-face channel means [N, C] of its layers
+    ``names`` (the mean over positions, in the graph; the layers' weights are shared)."""
     import keras
 
-    outputs = keras.Model(model.input, model.get_layer(name).output).predict_on_batch(faces)
-    return np.asarray(outputs, np.float64).reshape(-1, outputs.shape[-1]).mean(axis=0)
+    outputs = []
+    for name in names:
+        output = model.get_layer(name).output
+        spatial = tuple(range(1, len(output.shape) - 1))
+        outputs.append(keras.ops.mean(output, axis=spatial) if spatial else output)
+    return keras.Model(model.input, outputs)
+
+
+def _channel_means(outputs_model, faces: np.ndarray) -> list[np.ndarray]:
+    """Per output of ``outputs_model`` (:func:`_outputs_of`): its mean over faces, float64 [C]."""
+    return [np.asarray(output, np.float64).mean(axis=0)
+            for output in outputs_model.predict_on_batch(faces)]
 
 
 def _absorb_shift(model, name: str, shift: np.ndarray) -> None:
