@@ -21,9 +21,10 @@ RACE = CategoricalHead("race", ("white", "black", "asian", "indian", "others"), 
 # int8, 0.006 for int8_logits; the five-class race head 0.035 and 0.026, its near-uniform
 # probabilities sit where 8-bit steps move them most).
 TOLERANCE = {"float16": 2e-3, "int8": 0.1, tflite_export.PHONE_MODE: 0.1}
-# How far a head's probabilities' sum may stray from 1: float round-off, or in the int8 model
-# (whose softmax output is an 8-bit tensor) one quantization step, 1/256.
-SUM_TOLERANCE = {"float16": 1e-5, "int8": 1 / 256, tflite_export.PHONE_MODE: 1e-5}
+# How far a head's probabilities' sum may stray from 1: float round-off, plus in the int8
+# model (whose softmax output is an 8-bit tensor) up to one quantization step, 1/256, per
+# class (a five-class race head measured 2/256 in one suite run).
+QUANTIZATION_STEP = {"float16": 0.0, "int8": 1 / 256, tflite_export.PHONE_MODE: 0.0}
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 
 
@@ -58,7 +59,8 @@ def test_tflite_class_probabilities_match_serving_default(exported, served, mode
     for head in (GENDER, RACE):
         key = head.probability
         assert ours[key].shape == expected[key].shape == (24, len(head.names))
-        np.testing.assert_allclose(ours[key].sum(axis=1), 1.0, atol=SUM_TOLERANCE[mode] + 1e-6)
+        np.testing.assert_allclose(ours[key].sum(axis=1), 1.0,
+                                   atol=1e-5 + QUANTIZATION_STEP[mode] * len(head.names))
         difference = np.abs(ours[key] - expected[key]).max()
         assert difference <= TOLERANCE[mode], (mode, key, difference)
         assert report[mode][f"max_abs_{key}_difference"] == pytest.approx(
