@@ -26,7 +26,8 @@ DEFAULT_BANDS = 8
 AGE_BAND_WIDTH = 10.0
 # The names of the codes the schema defines (tfdldl.example_schema); the group codes are
 # named by the data's manifest.
-CODE_NAMES: dict[str, tuple[str, ...]] = {schema.GENDER: ("male", "female")}
+CODE_NAMES: dict[str, tuple[str, ...]] = {feature.key: feature.codes
+                                          for feature in schema.FEATURES if feature.codes}
 
 
 def band_edges(label_space: LabelSpace, task: str = "age") -> np.ndarray:

@@ -71,14 +71,18 @@ def _group_head_problems(experiment: Experiment, sources: Sources) -> list[str]:
     from tfdldl.heads_config import where_in_heads
     from tfdldl.manifest import ManifestError, read_manifest
 
+    on_groups = [i for i, spec in enumerate(experiment.heads)
+                 if spec.kind == head_kinds.CATEGORICAL.name
+                 and (spec.attribute or spec.name) == GROUP]
+    if not on_groups:  # the manifest is read (and its shards checked) only when needed
+        return []
     try:
         group, labels = read_manifest(experiment.data.tfrecords).group_names()
     except (ManifestError, OSError, ValueError):  # train and evaluate say what is wrong
         return []
     problems = []
-    for i, spec in enumerate(experiment.heads):
-        if spec.kind != head_kinds.CATEGORICAL.name or (spec.attribute or spec.name) != GROUP:
-            continue
+    for i in on_groups:
+        spec = experiment.heads[i]
         if not labels:
             problems.append(f"{where_in_heads(sources, i, 'attribute')} is {GROUP!r}, but "
                             f"the data in {_shown(experiment.data.tfrecords)} defines no "

@@ -101,6 +101,8 @@ def _column_problems(experiment: Experiment, sources: Sources) -> list[str]:
     (tfdldl.predict_output.FIELDS) or AgeEstimator faces (tfdldl.api.Face) already have, or
     another head's ``<name>_confidence``: predict's columns and ``face.<name>`` would then
     give the wrong value."""
+    if not any(spec.kind == head_kinds.CATEGORICAL.name for spec in experiment.heads):
+        return []  # no categorical head: no need to import predict_output (cv2) and api
     from tfdldl import api, predict_output
     from tfdldl.output_names import CONFIDENCE_SUFFIX
 
