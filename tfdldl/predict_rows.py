@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from tfdldl.inference import Predictor, central_interval, predict_flip_averaged
-from tfdldl.output_names import categorical_head_of
+from tfdldl.output_names import DISTRIBUTION, STDDEV, VALUE, categorical_head_of
 from tfdldl.predict_inputs import Frame
 from tfdldl.predict_output import STATUS_FACE, STATUS_NO_FACE, FaceRow
 
@@ -45,8 +45,9 @@ def face_rows(frames: list[Frame], faces: list, outputs: dict[str, np.ndarray],
       aligned: the frames were aligned faces (warn about tiny ones).
       interval_mass: probability inside the reported [low, high] interval.
     """
-    if "distribution" in outputs:
-        low, high = central_interval(outputs["distribution"], predictor.label_space.grid,
+    has_interval = DISTRIBUTION in outputs
+    if has_interval:
+        low, high = central_interval(outputs[DISTRIBUTION], predictor.label_space.grid,
                                      interval_mass)
     classes = face_classes(outputs, predictor.class_names)
     rows, position = [], 0
@@ -57,12 +58,11 @@ def face_rows(frames: list[Frame], faces: list, outputs: dict[str, np.ndarray],
             continue
         frame_rows = []
         for index, (box, confidence, _) in enumerate(per_frame):
-            has_interval = "distribution" in outputs
             frame_rows.append(FaceRow(
                 frame.name, STATUS_FACE, face=index,
                 x=box[0], y=box[1], width=box[2], height=box[3],
-                value=float(outputs["value"][position]),
-                stddev=_finite(outputs["stddev"][position]),
+                value=float(outputs[VALUE][position]),
+                stddev=_finite(outputs[STDDEV][position]),
                 low=float(low[position]) if has_interval else None,
                 high=float(high[position]) if has_interval else None,
                 confidence=confidence, classes=classes[position],
@@ -84,7 +84,7 @@ def face_classes(outputs: dict[str, np.ndarray],
     Returns:
       N dicts (empty for a model without categorical heads).
     """
-    per_face: list[dict[str, tuple[str, float]]] = [{} for _ in outputs.get("value", ())]
+    per_face: list[dict[str, tuple[str, float]]] = [{} for _ in outputs.get(VALUE, ())]
     for output, names in class_names.items():
         if output not in outputs:
             continue
